@@ -1,0 +1,57 @@
+"""genloss: losses, regularizers and metrics for training image and video GANs.
+
+``import genloss as gl``; the public names are listed in ``__all__`` and documented in README.md.
+Images are ``(B, C, H, W)``, videos ``(B, C, T, H, W)``, pixels in [-1, 1].
+"""
+
+from .adversarial import KINDS, AdversarialLoss, discriminator_loss, generator_loss
+from .composite import CompositeLoss, Schedule
+from .reconstruction import (
+    CharbonnierLoss,
+    GradientDifferenceLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    charbonnier_loss,
+    gradient_difference_loss,
+    huber_loss,
+    l1_loss,
+    mse_loss,
+)
+from .regularizers import (
+    LazyRegularizer,
+    LeCamEMA,
+    adaptive_weight,
+    gradient_penalty,
+    lecam_penalty,
+    r1_penalty,
+    r2_penalty,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KINDS",
+    "AdversarialLoss",
+    "CharbonnierLoss",
+    "CompositeLoss",
+    "GradientDifferenceLoss",
+    "HuberLoss",
+    "L1Loss",
+    "LazyRegularizer",
+    "LeCamEMA",
+    "MSELoss",
+    "Schedule",
+    "adaptive_weight",
+    "charbonnier_loss",
+    "discriminator_loss",
+    "generator_loss",
+    "gradient_difference_loss",
+    "gradient_penalty",
+    "huber_loss",
+    "l1_loss",
+    "lecam_penalty",
+    "mse_loss",
+    "r1_penalty",
+    "r2_penalty",
+]

@@ -1,0 +1,155 @@
+"""Shared input validation and reductions.
+
+Every check raises ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong shape, value or
+option) with a message that names the argument, what was expected and what was found. None of
+them reads tensor values, so none forces a device synchronisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "REDUCTIONS",
+    "check_broadcastable",
+    "check_choice",
+    "check_float_tensor",
+    "check_image_or_video",
+    "check_mask",
+    "check_ndim",
+    "check_reduction",
+    "check_same_shape",
+    "check_video",
+    "reduce_masked",
+    "reduce_per_sample",
+    "per_sample_mean",
+]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(reduction: str) -> None:
+    """Raise ``ValueError`` unless ``reduction`` is ``"mean"``, ``"sum"`` or ``"none"``."""
+    check_choice("reduction", reduction, REDUCTIONS)
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (the message lists them)."""
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"`{name}` must be one of {listed}; got {value!r}")
+
+
+def check_float_tensor(name: str, x: object) -> Tensor:
+    """Raise ``TypeError`` unless ``x`` is a floating-point tensor; return it."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor; got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"`{name}` must be a floating-point tensor (float16, bfloat16, float32 or float64); "
+            f"got dtype {x.dtype}"
+        )
+    return x
+
+
+def check_ndim(name: str, x: Tensor, ndims: int | Sequence[int], what: str = "") -> None:
+    """Raise ``ValueError`` unless ``x.ndim`` is (one of) ``ndims``."""
+    allowed = (ndims,) if isinstance(ndims, int) else tuple(ndims)
+    if x.ndim not in allowed:
+        expected = " or ".join(f"{n}-D" for n in allowed)
+        suffix = f" {what}" if what else ""
+        raise ValueError(
+            f"`{name}` must be a {expected} tensor{suffix}; got shape {tuple(x.shape)} ({x.ndim}-D)"
+        )
+
+
+def check_image_or_video(name: str, x: object) -> Tensor:
+    """A float image ``(B, C, H, W)`` or video ``(B, C, T, H, W)``."""
+    x = check_float_tensor(name, x)
+    check_ndim(name, x, (4, 5), "(B, C, H, W) image or (B, C, T, H, W) video")
+    return x
+
+
+def check_video(name: str, x: object, *, min_frames: int = 1) -> Tensor:
+    """A float video ``(B, C, T, H, W)`` with at least ``min_frames`` frames."""
+    x = check_float_tensor(name, x)
+    check_ndim(name, x, 5, "(B, C, T, H, W) video")
+    if x.shape[2] < min_frames:
+        raise ValueError(
+            f"`{name}` must have at least {min_frames} frames (dim 2 of (B, C, T, H, W)); "
+            f"got shape {tuple(x.shape)} with T={x.shape[2]}"
+        )
+    return x
+
+
+def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have exactly the same shape (no broadcasting)."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"`{name_a}` and `{name_b}` must have the same shape; "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_broadcastable(name: str, x: Tensor, to_name: str, shape: torch.Size) -> None:
+    """Raise ``ValueError`` unless ``x`` broadcasts to ``shape`` without growing it."""
+    try:
+        out = torch.broadcast_shapes(x.shape, shape)
+    except RuntimeError:
+        out = None
+    if out != shape or x.ndim > len(shape):
+        raise ValueError(
+            f"`{name}` must broadcast to the shape of `{to_name}` {tuple(shape)}; "
+            f"got shape {tuple(x.shape)}"
+        )
+
+
+def per_sample_mean(values: Tensor) -> Tensor:
+    """Mean over every non-batch dimension: ``(B, ...) -> (B,)``."""
+    if values.ndim == 1:
+        return values
+    return values.flatten(1).mean(dim=1)
+
+
+def reduce_per_sample(per_sample: Tensor, reduction: str) -> Tensor:
+    """Reduce a ``(B,)`` tensor of per-sample values as ``reduction`` says."""
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+def reduce_masked(elementwise: Tensor, reduction: str, mask: Tensor | None = None) -> Tensor:
+    """Reduce an elementwise loss, optionally weighted by ``mask``.
+
+    With a mask, ``"mean"`` is ``sum(mask * e) / sum(mask broadcast to e)``; the denominator is
+    clamped to a tiny positive number so an all-zero mask gives 0 instead of NaN.
+    """
+    if mask is not None:
+        weighted = elementwise * mask
+        if reduction == "mean":
+            denominator = mask.expand_as(elementwise).sum(dtype=weighted.dtype)
+            return weighted.sum() / denominator.clamp_min(torch.finfo(weighted.dtype).tiny)
+        elementwise = weighted
+    if reduction == "mean":
+        return elementwise.mean()
+    if reduction == "sum":
+        return elementwise.sum()
+    return elementwise
+
+
+def check_mask(mask: object, like: Tensor, like_name: str = "pred") -> Tensor:
+    """A bool or float ``mask`` that broadcasts to ``like``; returned in ``like``'s dtype.
+
+    Values are documented to lie in [0, 1] but are not scanned (that would sync the device).
+    """
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"`mask` must be a torch.Tensor or None; got {type(mask).__name__}")
+    if not (mask.is_floating_point() or mask.dtype == torch.bool):
+        raise TypeError(f"`mask` must be a bool or floating-point tensor; got dtype {mask.dtype}")
+    check_broadcastable("mask", mask, like_name, like.shape)
+    return mask.to(like.dtype)
