@@ -4,6 +4,7 @@
 Images are ``(B, C, H, W)``, videos ``(B, C, T, H, W)``, pixels in [-1, 1].
 """
 
+from . import metrics
 from .adversarial import KINDS, AdversarialLoss, discriminator_loss, generator_loss
 from .composite import CompositeLoss, Schedule
 from .reconstruction import (
@@ -51,6 +52,7 @@ __all__ = [
     "huber_loss",
     "l1_loss",
     "lecam_penalty",
+    "metrics",
     "mse_loss",
     "r1_penalty",
     "r2_penalty",
