@@ -32,12 +32,12 @@ from .regularizers import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "KINDS",
     "AdversarialLoss",
     "CharbonnierLoss",
     "CompositeLoss",
     "GradientDifferenceLoss",
     "HuberLoss",
+    "KINDS",
     "L1Loss",
     "LazyRegularizer",
     "LeCamEMA",

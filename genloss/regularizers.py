@@ -48,6 +48,11 @@ __all__ = [
 ]
 
 
+def _at_least_float32(x: Tensor) -> Tensor:
+    """Upcast float16/bfloat16 to float32; leave float32 and float64 alone."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _squared_grad_norm(
     logits: Tensor, inputs: Tensor, logits_name: str, inputs_name: str, grad_scale: float | None
 ) -> Tensor:
@@ -66,12 +71,12 @@ def _squared_grad_norm(
             f"got shapes {tuple(logits.shape)} and {tuple(inputs.shape)}"
         )
     # Summing in float32 keeps an fp16 sum of many patch logits from overflowing.
-    total = logits.float().sum()
+    total = _at_least_float32(logits).sum()
     if grad_scale is not None:
         total = total * grad_scale
     (grad,) = torch.autograd.grad(total, inputs, create_graph=True)
     with torch.autocast(device_type=inputs.device.type, enabled=False):
-        grad = grad.float()
+        grad = _at_least_float32(grad)
         if grad_scale is not None:
             grad = grad / grad_scale
         return grad.square().flatten(1).sum(dim=1)
@@ -96,7 +101,7 @@ def r1_penalty(
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(B,)``).
 
     Returns:
-        A float32 scalar, or ``(B,)`` for ``"none"``; differentiable w.r.t. the discriminator.
+        A scalar (float32 or wider), or ``(B,)`` for ``"none"``; differentiable w.r.t. the discriminator.
 
     Reference: Mescheder, Geiger, Nowozin, "Which Training Methods for GANs do actually
     Converge?", ICML 2018.
@@ -294,7 +299,7 @@ def adaptive_weight(
         raise ValueError("`last_layer_weight` must require grad (a parameter both losses depend on)")
     (rec_grad,) = torch.autograd.grad(reconstruction_loss, last_layer_weight, retain_graph=True)
     (gen_grad,) = torch.autograd.grad(generator_loss, last_layer_weight, retain_graph=True)
-    weight = rec_grad.float().norm() / (gen_grad.float().norm() + eps)
+    weight = _at_least_float32(rec_grad).norm() / (_at_least_float32(gen_grad).norm() + eps)
     return weight.clamp(0.0, max_weight).detach()
 
 

@@ -1,0 +1,237 @@
+"""Regularizers: R1/R2 against hand-written autograd, WGAN-GP exact answers, LeCam, adaptive weight, lazy."""
+
+import pytest
+import torch
+from torch import nn
+
+import genloss as gl
+
+
+def tiny_d2(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 3, stride=2))
+
+
+def tiny_d3(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv3d(4, 1, 2, stride=2))
+
+
+def per_sample_r1(d, x):
+    """Hand-written R1: one autograd.grad per sample, sum of squares."""
+    values = []
+    for b in range(x.shape[0]):
+        xb = x[b : b + 1].detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(d(xb).sum(), xb, create_graph=True)
+        values.append((g**2).sum())
+    return torch.stack(values)
+
+
+class TestR1:
+    @pytest.mark.parametrize("make_d, shape", [(tiny_d2, (3, 3, 8, 8)), (tiny_d3, (2, 3, 4, 6, 6))])
+    def test_matches_hand_written_autograd(self, make_d, shape):
+        d = make_d().double()
+        x = torch.randn(shape, dtype=torch.float64).requires_grad_(True)
+        ref = per_sample_r1(d, x)
+        assert torch.allclose(gl.r1_penalty(d(x), x, reduction="none"), ref)
+        assert torch.allclose(gl.r1_penalty(d(x), x), ref.mean())
+        assert torch.allclose(gl.r1_penalty(d(x), x, reduction="sum"), ref.sum())
+
+    def test_linear_discriminator_exact(self):
+        # D(x) = <w, x>: the gradient is w for every sample, so R1 = ||w||^2.
+        w = torch.randn(3 * 4 * 4)
+        x = torch.randn(5, 3, 4, 4, requires_grad=True)
+        out = gl.r1_penalty(x.flatten(1) @ w, x, reduction="none")
+        assert torch.allclose(out, (w**2).sum().expand(5))
+
+    def test_reaches_discriminator_weights(self):
+        d = tiny_d2().double()
+        x = torch.randn(3, 3, 8, 8, dtype=torch.float64).requires_grad_(True)
+        weights = [d[0].weight, d[2].weight]  # biases do not change the input gradient
+        gl.r1_penalty(d(x), x).backward()
+        ours = [w.grad.clone() for w in weights]
+        d.zero_grad()
+        per_sample_r1(d, x).mean().backward()
+        for a, b in zip(ours, [w.grad for w in weights]):
+            assert a.abs().sum() > 0
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+
+    def test_r2_is_r1_on_fakes(self):
+        d = tiny_d2()
+        fake = torch.randn(2, 3, 8, 8).requires_grad_(True)
+        assert torch.equal(gl.r2_penalty(d(fake), fake), gl.r1_penalty(d(fake), fake))
+
+    def test_autocast_bfloat16_is_float32_and_finite(self):
+        d = tiny_d3()
+        x = torch.randn(2, 3, 4, 6, 6).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = d(x)
+            r1 = gl.r1_penalty(logits, x)
+        assert logits.dtype == torch.bfloat16
+        assert r1.dtype == torch.float32 and torch.isfinite(r1)
+        ref = gl.r1_penalty(d(x), x)
+        assert torch.allclose(r1, ref, rtol=0.1)  # bf16 has 8 bits of mantissa
+        r1.backward()
+        assert all(torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0 for w in (d[0].weight, d[2].weight))
+
+    def test_gradscaler_float16_recipe(self):
+        # A discriminator whose input gradients (~1e-9) underflow in float16: weights of +-3e-5
+        # are exact enough in float16, but products of two of them fall below its subnormals.
+        torch.manual_seed(0)
+        d = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 8 * 8, 1))
+        with torch.no_grad():
+            d[0].weight.copy_(d[0].weight.sign() * 3e-5)
+            d[2].weight.copy_(d[2].weight.sign() * 3e-5)
+        x = torch.randn(4, 3, 8, 8).requires_grad_(True)
+        reference = gl.r1_penalty(d(x), x)  # float32 throughout
+
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**14)
+        with torch.autocast("cpu", dtype=torch.float16):
+            logits = d(x)
+        assert logits.dtype == torch.float16
+        unscaled = gl.r1_penalty(logits, x)
+        scaled = gl.r1_penalty(logits, x, grad_scale=scaler.get_scale())
+        assert torch.allclose(scaled, reference, rtol=0.05, atol=0)
+        assert not torch.allclose(unscaled, reference, rtol=0.5, atol=0)  # what the recipe is for
+
+        # The documented step: the scaled penalty goes into the scaled loss and the step is taken.
+        opt = torch.optim.SGD(d.parameters(), lr=1.0)
+        before = d[0].weight.detach().clone()
+        scaler.scale(logits.float().mean() + 10.0 * scaled).backward()
+        scaler.step(opt)
+        scaler.update()
+        assert torch.isfinite(d[0].weight).all() and not torch.equal(d[0].weight, before)
+
+    def test_errors(self):
+        d = tiny_d2()
+        x = torch.randn(2, 3, 8, 8)
+        with pytest.raises(ValueError, match="`real_inputs` must require grad"):
+            gl.r1_penalty(d(x), x)
+        xg = x.requires_grad_(True)
+        with pytest.raises(ValueError, match=r"same batch size; got shapes \(1, 1, 3, 3\) and \(2, 3, 8, 8\)"):
+            gl.r1_penalty(d(xg)[:1], xg)
+        with pytest.raises(TypeError, match="`fake_logits` must be a floating-point tensor"):
+            gl.r2_penalty(torch.zeros(2, dtype=torch.long), xg)
+
+
+class TestGradientPenalty:
+    def test_linear_critic_exact(self):
+        w = torch.randn(3 * 4 * 4)
+        critic = lambda x: x.flatten(1) @ w + 0.5  # noqa: E731
+        real, fake = torch.randn(6, 3, 4, 4), torch.randn(6, 3, 4, 4)
+        expected = (w.norm() - 1) ** 2
+        assert torch.allclose(gl.gradient_penalty(critic, real, fake), expected)
+        assert torch.allclose(gl.gradient_penalty(critic, real, fake, reduction="none"), expected.expand(6))
+        # A unit-norm gradient costs nothing.
+        unit = lambda x: x.flatten(1) @ (w / w.norm())  # noqa: E731
+        assert gl.gradient_penalty(unit, real, fake).item() == pytest.approx(0.0, abs=1e-10)
+
+    def test_interpolation_against_manual(self):
+        critic = lambda x: (x**2).sum(dim=(1, 2, 3))  # noqa: E731  gradient 2 x^
+        real, fake = torch.randn(4, 2, 3, 3), torch.randn(4, 2, 3, 3)
+        out = gl.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(7), reduction="none")
+        a = torch.rand((4, 1, 1, 1), generator=torch.Generator().manual_seed(7))
+        x_hat = a * real + (1 - a) * fake
+        expected = ((2 * x_hat).flatten(1).norm(dim=1) - 1) ** 2
+        assert torch.allclose(out, expected, rtol=1e-5)
+        assert ((a > 0) & (a < 1)).all()
+
+    def test_backpropagates_into_critic_not_generator(self):
+        critic = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 1))
+        real = torch.randn(3, 3, 2, 2)
+        fake = torch.randn(3, 3, 2, 2, requires_grad=True)
+        gl.gradient_penalty(critic, real, fake).backward()
+        assert critic[1].weight.grad.abs().sum() > 0
+        assert fake.grad is None  # interpolates are detached from the generator
+
+    def test_shape_mismatch(self):
+        with pytest.raises(ValueError, match=r"`real` and `fake` must have the same shape; got \(2, 3\) and \(3, 3\)"):
+            gl.gradient_penalty(lambda x: x.sum(1), torch.zeros(2, 3), torch.zeros(3, 3))
+
+
+class TestLeCam:
+    def test_formula(self):
+        r, f = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
+        ema_r, ema_f = 0.3, -0.2
+        expected = (torch.clamp(r - ema_f, min=0) ** 2).mean() + (torch.clamp(ema_r - f, min=0) ** 2).mean()
+        assert torch.allclose(gl.lecam_penalty(r, f, ema_r, ema_f), expected)
+        assert torch.allclose(gl.lecam_penalty(r, f, torch.tensor(ema_r), torch.tensor(ema_f)), expected)
+        per = gl.lecam_penalty(r, f, ema_r, ema_f, reduction="none")
+        assert per.shape == (4,) and torch.allclose(per.mean(), expected)
+
+    def test_known_answer(self):
+        # Real logits below the fake EMA and fake logits above the real EMA cost nothing.
+        assert gl.lecam_penalty(torch.full((2,), -1.0), torch.full((2,), 1.0), 0.0, 0.0).item() == 0.0
+        assert gl.lecam_penalty(torch.full((2,), 2.0), torch.full((2,), -3.0), 1.0, 0.0).item() == 4.0 + 16.0
+
+    def test_ema_tracker(self):
+        ema = gl.LeCamEMA(decay=0.9)
+        ema.update(torch.full((4,), 2.0), torch.full((4,), -2.0))
+        assert ema.ema_real.item() == pytest.approx(2.0) and ema.ema_fake.item() == pytest.approx(-2.0)
+        ema.update(torch.full((4,), 1.0), torch.full((4,), 0.0))
+        assert ema.ema_real.item() == pytest.approx(0.9 * 2 + 0.1 * 1)
+        assert ema.ema_fake.item() == pytest.approx(0.9 * -2 + 0.1 * 0)
+        assert set(ema.state_dict()) == {"ema_real", "ema_fake", "initialized"}
+        r, f = torch.randn(4), torch.randn(4)
+        assert torch.equal(ema(r, f), gl.lecam_penalty(r, f, ema.ema_real, ema.ema_fake))
+        with pytest.raises(ValueError, match=r"`decay` must be in \[0, 1\); got 1.0"):
+            gl.LeCamEMA(decay=1.0)
+
+    def test_ema_is_not_differentiated(self):
+        ema_r = torch.tensor(0.5, requires_grad=True)
+        r = torch.randn(3, requires_grad=True)
+        gl.lecam_penalty(r, torch.randn(3), ema_r, 0.0).backward()
+        assert ema_r.grad is None and r.grad is not None
+
+
+class TestAdaptiveWeight:
+    def test_formula(self):
+        w = torch.randn(4, 5, requires_grad=True)
+        a, b = torch.randn(4, 5), torch.randn(4, 5)
+        rec, gen = (w * a).sum(), (w * b).sum()  # gradients a and b
+        out = gl.adaptive_weight(rec, gen, w)
+        assert torch.allclose(out, a.norm() / (b.norm() + 1e-4))
+        assert not out.requires_grad
+        # Both graphs survive for the caller's backward.
+        (rec + out * gen).backward()
+        assert torch.allclose(w.grad, a + out * b)
+
+    def test_clamped(self):
+        w = torch.randn(3, requires_grad=True)
+        rec, gen = (w * 1e3).sum(), (w * 0.0).sum()
+        assert gl.adaptive_weight(rec, gen, w).item() == 1e4
+        assert gl.adaptive_weight(rec, gen, w, max_weight=7.0).item() == 7.0
+
+    def test_errors(self):
+        w = torch.randn(3, requires_grad=True)
+        with pytest.raises(ValueError, match=r"`generator_loss` must be a scalar \(0-d\) loss; got shape \(3,\)"):
+            gl.adaptive_weight(w.sum(), w * 2, w)
+        with pytest.raises(ValueError, match="`last_layer_weight` must require grad"):
+            gl.adaptive_weight(w.sum(), w.sum(), torch.randn(3))
+
+
+class TestLazyRegularizer:
+    def test_due_steps_and_gain(self):
+        lazy = gl.LazyRegularizer(interval=4)
+        calls = []
+
+        def penalty():
+            calls.append(1)
+            return torch.tensor(2.0)
+
+        out = [lazy(step, penalty) for step in range(12)]
+        assert [o is not None for o in out] == [s % 4 == 0 for s in range(12)]
+        assert len(calls) == 3  # never evaluated off-schedule
+        assert all(o.item() == 8.0 for o in out if o is not None)
+        # Over a whole number of intervals the applied total equals applying it every step.
+        assert sum(o.item() for o in out if o is not None) == 12 * 2.0
+
+    def test_interval_one_is_every_step(self):
+        lazy = gl.LazyRegularizer(interval=1)
+        assert all(lazy.due(s) for s in range(5))
+        assert lazy(3, lambda: torch.tensor(1.5)).item() == 1.5
+
+    @pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+    def test_bad_interval(self, bad):
+        with pytest.raises(ValueError, match="`interval` must be a positive int"):
+            gl.LazyRegularizer(interval=bad)
