@@ -1,0 +1,83 @@
+"""Discriminator-step cost: R1 every step against lazy R1 (every 16 steps, gain 16).
+
+Both variants apply the same effective R1 strength on average; the lazy one pays for the double
+backward once per interval. Each trial times one whole interval (16 discriminator steps) of each
+variant back to back, alternating which goes first, and the table reports medians per step.
+
+    python benchmarks/bench_regularizers.py            # the reference video discriminator, 32x32 clips
+    python benchmarks/bench_regularizers.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's `models`
+
+import genloss as gl  # noqa: E402
+from models.discriminators import DiscriminatorConfig, ImageDiscriminator, VideoDiscriminator  # noqa: E402
+
+
+def make_step(d: torch.nn.Module, opt: torch.optim.Optimizer, lazy: gl.LazyRegularizer, gamma: float):
+    def step(i: int, real: torch.Tensor, fake: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        x = real.detach().requires_grad_(lazy.due(i))
+        real_logits = d(x)[0]
+        loss = gl.discriminator_loss(real_logits, d(fake)[0])
+        reg = lazy(i, lambda: gamma / 2 * gl.r1_penalty(real_logits, x))
+        if reg is not None:
+            loss = loss + reg
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=7, help="intervals timed per variant")
+    parser.add_argument("--interval", type=int, default=16, help="lazy R1 interval")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="3 trials")
+    args = parser.parse_args()
+    trials = 3 if args.quick else args.trials
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, interval {args.interval}")
+    print(f"{'discriminator':<22}{'R1 every step':>16}{'lazy R1':>12}{'ratio':>8}{'cost cut':>10}")
+    cases = {
+        "video (3-D convs)": (VideoDiscriminator, (args.batch, 3, args.frames, args.size, args.size)),
+        "image (per frame)": (ImageDiscriminator, (args.batch * 4, 3, args.size, args.size)),
+    }
+    for name, (cls, shape) in cases.items():
+        d = cls(DiscriminatorConfig(size=args.size))
+        opt = torch.optim.Adam(d.parameters(), lr=1e-4)
+        real, fake = torch.rand(shape) * 2 - 1, torch.rand(shape) * 2 - 1
+        variants = {
+            "every": make_step(d, opt, gl.LazyRegularizer(1), gamma=1.0),
+            "lazy": make_step(d, opt, gl.LazyRegularizer(args.interval), gamma=1.0),
+        }
+        for step in variants.values():  # warm-up
+            for i in range(2):
+                step(i, real, fake)
+        times: dict[str, list[float]] = {"every": [], "lazy": []}
+        for trial in range(trials):
+            order = list(variants) if trial % 2 == 0 else list(reversed(variants))
+            for key in order:
+                start = time.perf_counter()
+                for i in range(args.interval):
+                    variants[key](i, real, fake)
+                times[key].append((time.perf_counter() - start) / args.interval)
+        every, lazy = statistics.median(times["every"]), statistics.median(times["lazy"])
+        print(f"{name:<22}{every * 1e3:>13.1f} ms{lazy * 1e3:>9.1f} ms{every / lazy:>7.2f}x{1 - lazy / every:>9.0%}")
+
+
+if __name__ == "__main__":
+    main()
