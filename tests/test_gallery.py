@@ -1,0 +1,465 @@
+"""Tests of train/gallery.py: clip files, run.json, the page, and the page in a real browser.
+
+The browser test drives Debian's headless Chromium over the DevTools protocol on a pipe
+(``--remote-debugging-pipe``: NUL-separated JSON on file descriptors 3 and 4), so it needs no
+websocket library and no network. Set ``GENLOSS_GALLERY_SCREENSHOT=path.png`` to keep its screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from train.gallery import (
+    BACKGROUND,
+    CONTEXT,
+    GENERATED,
+    TRUTH,
+    read_metrics,
+    update_gallery,
+    write_clips,
+)
+
+ODD_NAME = 'odd <name> & "co"'  # HTML-hostile, but a valid folder name
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def moving_squares(n: int, t: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """``(n, 3, t, size, size)`` clips in [-1, 1]: one flat-coloured 8x8 square per clip moving
+    diagonally on a dark background. The square colours are returned by ``square_colours``."""
+    colours = square_colours(n, seed)
+    video = torch.full((n, 3, t, size, size), -0.9)
+    for i in range(n):
+        for f in range(t):
+            y, x = 4 + f, 4 + 2 * f
+            video[i, :, f, y : y + 8, x : x + 8] = colours[i][:, None, None]
+    return video
+
+
+def square_colours(n: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, generator=generator) * 1.6 - 0.8
+
+
+def to_rgb(values: torch.Tensor) -> np.ndarray:
+    return ((values + 1) * 127.5).round().numpy()
+
+
+def config_for(run_name: str, created: str, context_frames: int, max_steps: int) -> dict:
+    return {
+        "run_name": run_name,
+        "created": created,
+        "max_steps": max_steps,
+        "batch_size": 4,
+        "frames": 6,
+        "context_frames": context_frames,
+        "size": 32,
+        "dataset": "moving-shapes",
+        "perceptual": "feature-matching",
+        "world_size": 1,
+        "adv_loss": "hinge",
+        "l1_weight": 1.0,
+        "perceptual_weight": 0.5,
+        "adv_weight": 0.05,
+        "tdiff_weight": 0.0,
+        "r1_gamma": 1.0,
+        "r1_interval": 4,
+        "mixed_precision": "no",
+        "seed": 0,
+    }
+
+
+def write_metrics(path: Path, last_step: int, *, partial: bool) -> None:
+    lines = []
+    for step in range(0, last_step + 1, 10):
+        record = {"step": step, "g/adv": 1.0 / (1 + step), "g/l1": 0.5 - step / 1000, "d/hinge": 1.9}
+        if step % 20 == 0:
+            record.update({"eval/psnr": 20.0 + step / 10, "eval/psnr_baseline": 21.0, "eval/motion": 0.9})
+        lines.append(json.dumps(record))
+    text = "\n".join(lines) + "\n"
+    if partial:  # a run killed (or read) in the middle of writing a line
+        text += '{"step": 999, "g/ad'
+    path.write_text(text)
+
+
+def build_gallery(root: Path) -> Path:
+    """Two runs: a finished continuation run, and a newer unconditional run (K=0) with an
+    HTML-hostile name whose metrics file ends mid-line. Returns the samples dir."""
+    samples = root / "samples"
+    truth = moving_squares(3, 6)
+    runs = (
+        ("run-a", "2026-01-01T10:00:00+00:00", 2, [0, 20, 40], 40, False),
+        (ODD_NAME, "2026-01-02T10:00:00+00:00", 0, [0, 20], 100, True),
+    )
+    for name, created, k, steps, max_steps, partial in runs:
+        for step in steps:
+            write_clips(samples / name, step, truth[:, :, :k], truth[:, :, k:].flip(-1), truth)
+        metrics = root / f"metrics-{k}.jsonl"
+        write_metrics(metrics, max(steps), partial=partial)
+        update_gallery(samples, name, config_for(name, created, k, max_steps), metrics)
+    return samples
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> Path:
+    return build_gallery(tmp_path_factory.mktemp("gallery"))
+
+
+class _Links(HTMLParser):
+    """Every ``src``/``href`` and ``id`` of a page, and its visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if key in ("src", "href"):
+                self.links.append(value)
+            if key == "id":
+                self.ids.add(value)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(index: Path) -> _Links:
+    parser = _Links()
+    parser.feed(index.read_text(encoding="utf-8"))
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# clips
+
+
+class TestWriteClips:
+    def test_files_frame_counts_and_grid_size(self, tmp_path):
+        truth = moving_squares(3, 6)
+        paths = write_clips(tmp_path / "run", 7, truth[:, :, :2], truth[:, :, 2:], truth)
+        assert paths == {
+            "gif": tmp_path / "run" / "step-000007.gif",
+            "mp4": tmp_path / "run" / "step-000007.mp4",
+            "strip": tmp_path / "run" / "strip-000007.png",
+        }
+        gif = iio.imread(paths["gif"], index=None)
+        mp4 = iio.imread(paths["mp4"], plugin="FFMPEG")
+        # 3 tiles of 32*4 px + 2*3 px border, 6 px gaps, 22 px label gutter, 8 px margins,
+        # padded to multiples of 16: width 22+16+3*134+2*6 = 452 -> 464; height 24+8+2*134+3+12 -> 320.
+        assert gif.shape == (6, 320, 464, 3)
+        assert mp4.shape == (6, 320, 464, 3)
+        assert Image.open(paths["gif"]).info["loop"] == 0
+        assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
+
+    def test_tiles_hold_the_frames_and_context_is_marked(self, tmp_path):
+        truth = moving_squares(2, 5)
+        generated = -truth[:, :, 2:]  # inverted, so the two rows differ everywhere
+        paths = write_clips(tmp_path, 0, truth[:, :, :2], generated, truth)
+        gif = iio.imread(paths["gif"], index=None).astype(float)
+        mp4 = iio.imread(paths["mp4"], plugin="FFMPEG").astype(float)
+        model = torch.cat([truth[:, :, :2], generated], dim=2)
+        for s in range(2):
+            x0, y0 = 22 + 8 + s * 140, 24  # top-left corner of sample s, model row (border incl.)
+            for t in range(5):
+                border = CONTEXT if t < 2 else GENERATED
+                np.testing.assert_allclose(gif[t, y0, x0], border, atol=6)
+                np.testing.assert_allclose(gif[t, y0 + 137, x0], TRUTH, atol=6)  # truth row border
+                # the middle 2x2 pixels of the square (4x upscaled) and a background pixel,
+                # inside the 3 px border; the MP4 is lossy (yuv420), so it gets a looser tolerance
+                for y, x in ((7 + t, 7 + 2 * t), (28, 1)):
+                    inside = (slice(y0 + 3 + 4 * y, y0 + 3 + 4 * y + 8), slice(x0 + 3 + 4 * x, x0 + 3 + 4 * x + 8))
+                    want = to_rgb(model[s, :, t, y : y + 2, x : x + 2].mean((1, 2)))
+                    np.testing.assert_allclose(gif[t][inside].mean((0, 1)), want, atol=6)
+                    np.testing.assert_allclose(mp4[t][inside].mean((0, 1)), want, atol=12)
+                    below = (slice(inside[0].start + 137, inside[0].stop + 137), inside[1])
+                    want = to_rgb(truth[s, :, t, y : y + 2, x : x + 2].mean((1, 2)))
+                    np.testing.assert_allclose(gif[t][below].mean((0, 1)), want, atol=6)
+
+    def test_unconditional_k0(self, tmp_path):
+        truth = moving_squares(2, 4)
+        paths = write_clips(tmp_path, 3, truth[:, :, :0], truth, truth)
+        gif = iio.imread(paths["gif"], index=None)
+        assert gif.shape[0] == 4
+        for t in range(4):
+            np.testing.assert_allclose(gif[t, 24, 30], GENERATED, atol=6)  # nothing marked as context
+        assert iio.imread(paths["mp4"], plugin="FFMPEG").shape[0] == 4
+
+    def test_strip_size_and_content(self, tmp_path):
+        truth = moving_squares(3, 6)
+        strip = np.asarray(Image.open(write_clips(tmp_path, 1, truth[:, :, :2], truth[:, :, 2:], truth)["strip"]))
+        # first 2 samples, 6 frames, 32*2 px tiles + 2*2 px border, 2 px gaps
+        assert strip.shape == (2 * 68 + 3 * 2, 6 * 68 + 7 * 2, 3)
+        np.testing.assert_array_equal(strip[2, 2], CONTEXT)  # frame 0 is context
+        np.testing.assert_array_equal(strip[2, 2 + 2 * 70], GENERATED)  # frame 2 is generated
+        np.testing.assert_array_equal(strip[0, 0], BACKGROUND)
+        one = np.asarray(Image.open(write_clips(tmp_path, 2, truth[:1, :, :2], truth[:1, :, 2:], truth[:1])["strip"]))
+        assert one.shape == (68 + 2 * 2, 6 * 68 + 7 * 2, 3)
+
+    def test_big_frames_are_not_upscaled_and_stay_even(self, tmp_path):
+        truth = torch.zeros(1, 3, 2, 130, 130)
+        gif = iio.imread(write_clips(tmp_path, 0, truth[:, :, :1], truth[:, :, 1:], truth)["gif"], index=None)
+        assert gif.shape[1] % 16 == 0 and gif.shape[2] % 16 == 0
+        assert 22 + 16 + 136 <= gif.shape[2] < 22 + 16 + 136 + 16
+
+    def test_many_samples_wrap_into_bands(self, tmp_path):
+        truth = moving_squares(10, 3)
+        gif = iio.imread(write_clips(tmp_path, 0, truth[:, :, :1], truth[:, :, 1:], truth)["gif"], index=None)
+        # 8 columns: 22+16+8*134+7*6 = 1152; 2 bands of 2*134+3+12 px: 24+8+2*283 = 598 -> 608
+        assert gif.shape[1:3] == (608, 1152)
+
+    def test_bad_inputs_raise_named_errors(self, tmp_path):
+        truth = moving_squares(2, 4)
+        with pytest.raises(ValueError, match="`generated` must have shape"):
+            write_clips(tmp_path, 0, truth[:, :, :2], truth[:, :, :1], truth)
+        with pytest.raises(ValueError, match="`context` must have shape"):
+            write_clips(tmp_path, 0, truth[:1, :, :2], truth[:, :, 2:], truth)
+        with pytest.raises(ValueError, match="3 \\(RGB\\) channels"):
+            write_clips(tmp_path, 0, truth[:, :1, :2], truth[:, :1, 2:], truth[:, :1])
+        with pytest.raises(TypeError, match="`truth` must be a floating-point"):
+            write_clips(tmp_path, 0, truth[:, :, :2], truth[:, :, 2:], truth.to(torch.uint8))
+        with pytest.raises(ValueError, match="`step`"):
+            write_clips(tmp_path, -1, truth[:, :, :2], truth[:, :, 2:], truth)
+        assert not list(tmp_path.iterdir())
+
+    def test_non_finite_values_warn(self, tmp_path):
+        truth = moving_squares(1, 3)
+        generated = truth[:, :, 1:].clone()
+        generated[0, 0, 0, 0, 0] = float("nan")
+        with pytest.warns(RuntimeWarning, match="`generated` contains NaN"):
+            write_clips(tmp_path, 0, truth[:, :, :1], generated, truth)
+
+
+# --------------------------------------------------------------------------------------------
+# metrics, run.json and the page
+
+
+def test_read_metrics_tolerates_missing_empty_and_partial(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert read_metrics(path) == []
+    path.write_text("")
+    assert read_metrics(path) == []
+    path.write_text('{"step": 1, "g/l1": 0.5}\n\n["not", "a", "record"]\n{"loss": 2}\n{"step": 2, "g/l1": 0.4}\n{"step": 3, "g')
+    assert read_metrics(path) == [{"step": 1, "g/l1": 0.5}, {"step": 2, "g/l1": 0.4}]
+
+
+def test_run_json(gallery):
+    run = json.loads((gallery / "run-a" / "run.json").read_text())
+    assert run["run_name"] == "run-a"
+    assert run["config"] == config_for("run-a", "2026-01-01T10:00:00+00:00", 2, 40)
+    assert run["sample_steps"] == [0, 20, 40]
+    assert run["last_step"] == 40
+    assert run["latest_eval"] == {"step": 40, "eval/psnr": 24.0, "eval/psnr_baseline": 21.0, "eval/motion": 0.9}
+    odd = json.loads((gallery / ODD_NAME / "run.json").read_text())
+    assert odd["last_step"] == 20  # the partial line (step 999) is ignored
+    assert odd["sample_steps"] == [0, 20]
+
+
+def test_curves_png(gallery, tmp_path):
+    curves = Image.open(gallery / "run-a" / "curves.png")
+    # 3 loss panels + PSNR + motion = 5 panels in 4 columns, 2 rows of 360 x 250 px
+    assert curves.size == (1440, 550)
+    index = update_gallery(tmp_path, "fresh", {}, tmp_path / "missing.jsonl")  # nothing logged yet
+    assert Image.open(tmp_path / "fresh" / "curves.png").size[0] > 100
+    assert "No samples written yet" in index.read_text()
+
+
+def test_index_links_are_relative_and_exist(gallery):
+    page = parse(gallery / "index.html")
+    files = [link for link in page.links if not link.startswith("#")]
+    assert len(files) == 2 * 4 + 5 + 2  # GIF and MP4 twice per run (player + file link), 5 strips, 2 plots
+    for link in files:
+        parts = urlsplit(link)
+        assert not parts.scheme and not parts.netloc and not link.startswith("/"), link
+        assert (gallery / unquote(parts.path)).is_file(), link
+    for link in page.links:
+        if link.startswith("#"):
+            assert link[1:] in page.ids
+    assert not [p for p in gallery.rglob(".*")]  # no temporary files left behind
+
+
+def test_index_newest_first_and_settings(gallery):
+    text = "".join(parse(gallery / "index.html").text)
+    assert text.index(ODD_NAME) < text.index("run-a")  # created later, so listed first
+    assert "continuation (2 context frames)" in text and "unconditional" in text
+    assert "+3.00 dB vs copy-last-frame 21.00" in text  # run-a: eval/psnr 24.0 at step 40
+    assert "eval at step 40" in text and "finished" in text
+    assert "step 20 of 100 · running or stopped" in text  # the partial run
+    for setting in ("feature-matching", "32×32", "l1 1.0", "perceptual 0.5", "r1_interval 4"):
+        assert setting in text
+
+
+def test_index_escapes_run_names(gallery):
+    raw = (gallery / "index.html").read_text()
+    assert ODD_NAME not in raw and "<name>" not in raw
+    assert "odd &lt;name&gt; &amp; &quot;co&quot;" in raw
+    assert ODD_NAME in "".join(parse(gallery / "index.html").text)
+
+
+def test_update_gallery_rejects_bad_run_names(tmp_path):
+    for bad in ("", "..", "a/b"):
+        with pytest.raises(ValueError, match="`run_name`"):
+            update_gallery(tmp_path, bad, {}, tmp_path / "m.jsonl")
+
+
+# --------------------------------------------------------------------------------------------
+# the page in a real browser
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol on a pipe (fds 3 and 4)."""
+
+    FLAGS = (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--remote-debugging-pipe", "--window-size=1280,2000", "--autoplay-policy=no-user-gesture-required",
+    )  # fmt: skip
+
+    def __init__(self, executable: str, profile: Path) -> None:
+        to_chrome, self._to_chrome = os.pipe()
+        self._from_chrome, from_chrome = os.pipe()
+        self.log = profile / "chromium.log"
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                # bash (dash takes single-digit fds only) moves our pipe ends to fds 3 and 4.
+                ["bash", "-c", f'exec "$0" "$@" 3<&{to_chrome} 4>&{from_chrome}', executable,
+                 *self.FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                pass_fds=(to_chrome, from_chrome), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buffer, self._id, self._events = b"", 0, []
+
+    def call(self, method: str, session: str | None = None, timeout: float = 60, **params):
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._receive(deadline)
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method} failed: {reply['error']}")
+                return reply["result"]
+            self._events.append(reply)
+
+    def wait_for(self, event: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, message in enumerate(self._events):
+                if message.get("method") == event:
+                    return self._events.pop(i)
+            self._events.append(self._receive(deadline))
+
+    def _receive(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
+                raise TimeoutError(f"Chromium did not answer; its log:\n{self.log.read_text()[-3000:]}")
+            chunk = os.read(self._from_chrome, 1 << 20)
+            if not chunk:
+                raise RuntimeError(f"Chromium exited; its log:\n{self.log.read_text()[-3000:]}")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close", timeout=10)
+        except (RuntimeError, TimeoutError, OSError):
+            pass
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.close(self._to_chrome)
+        os.close(self._from_chrome)
+
+
+# Waits (real time, up to 30 s) until every image is complete and every video has its first
+# frame or an error, then reports each element's state.
+MEDIA_REPORT = """
+(async () => {
+  const deadline = Date.now() + 30000;
+  const images = [...document.images], videos = [...document.querySelectorAll('video')];
+  const settled = () => images.every(i => i.complete) && videos.every(v => v.readyState >= 2 || v.error);
+  while (!settled() && Date.now() < deadline) await new Promise(r => setTimeout(r, 50));
+  return {
+    images: images.map(i => ({src: i.getAttribute('src'), width: i.naturalWidth})),
+    videos: videos.map(v => ({src: v.getAttribute('src'), ready: v.readyState, error: v.error && v.error.code,
+                              width: v.videoWidth})),
+  };
+})()
+"""
+
+
+def evaluate(browser: Chromium, session: str, expression: str):
+    result = browser.call("Runtime.evaluate", session, expression=expression, awaitPromise=True, returnByValue=True)
+    assert "exceptionDetails" not in result, result
+    return result["result"].get("value")  # absent for undefined
+
+
+def test_page_in_headless_chromium(gallery, tmp_path):
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium); .ci/run installs it")
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path))
+    browser = Chromium(executable, profile)
+    try:
+        target = browser.call("Target.createTarget", url="about:blank")["targetId"]
+        session = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        browser.call("Page.enable", session)
+        browser.call("Page.navigate", session, url=(gallery / "index.html").as_uri())
+        browser.wait_for("Page.loadEventFired")
+        report = evaluate(browser, session, MEDIA_REPORT)
+
+        assert len(report["images"]) == 2 + 3 + 2 + 2  # latest GIF per run, 5 strips, 2 curve plots
+        assert len(report["videos"]) == 2
+        broken = [i["src"] for i in report["images"] if i["width"] == 0]
+        assert not broken, f"images that did not load: {broken}"
+        unplayable = [v for v in report["videos"] if v["ready"] < 2 or v["error"] or v["width"] != 464]
+        assert not unplayable, f"videos without a first frame: {unplayable}"
+
+        shot = browser.call("Page.captureScreenshot", session, format="png", captureBeyondViewport=True)
+        screenshot = Path(os.environ.get("GENLOSS_GALLERY_SCREENSHOT", tmp_path / "gallery.png"))
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        assert Image.open(screenshot).size[0] >= 1200
+
+        # The GIF/MP4 switch is pure CSS: clicking "MP4" hides the GIF and shows the video.
+        visibility = "[...document.querySelectorAll('.panes > *')].map(e => getComputedStyle(e).visibility)"
+        assert evaluate(browser, session, visibility) == ["visible", "hidden"] * 2
+        evaluate(browser, session, "document.querySelector('.tab-mp4 + label').click()")
+        assert evaluate(browser, session, visibility) == ["hidden", "visible", "visible", "hidden"]
+
+        # The check itself can fail: a broken image and video are reported as such.
+        evaluate(
+            browser, session,
+            "document.body.insertAdjacentHTML('beforeend', '<img src=\"gone.png\"><video src=\"gone.mp4\"></video>')",
+        )  # fmt: skip
+        report = evaluate(browser, session, MEDIA_REPORT)
+        assert report["images"][-1] == {"src": "gone.png", "width": 0}
+        assert report["videos"][-1]["error"] is not None
+    finally:
+        browser.close()
