@@ -4,9 +4,10 @@
 Images are ``(B, C, H, W)``, videos ``(B, C, T, H, W)``, pixels in [-1, 1].
 """
 
-from . import metrics
+from . import flow, metrics
 from .adversarial import KINDS, AdversarialLoss, discriminator_loss, generator_loss
 from .composite import CompositeLoss, Schedule
+from .flow import estimate_flow, video_flow, video_flow_and_mask
 from .reconstruction import (
     CharbonnierLoss,
     GradientDifferenceLoss,
@@ -28,6 +29,20 @@ from .regularizers import (
     r1_penalty,
     r2_penalty,
 )
+from .temporal import (
+    FlowWarpingLoss,
+    PingPongLoss,
+    TemporalDifferenceLoss,
+    TemporalLPIPSLoss,
+    TemporalSmoothnessLoss,
+    flow_warping_loss,
+    occlusion_mask,
+    ping_pong_loss,
+    temporal_difference_loss,
+    temporal_lpips_loss,
+    temporal_smoothness_loss,
+    warp,
+)
 
 __version__ = "0.1.0"
 
@@ -35,6 +50,7 @@ __all__ = [
     "AdversarialLoss",
     "CharbonnierLoss",
     "CompositeLoss",
+    "FlowWarpingLoss",
     "GradientDifferenceLoss",
     "HuberLoss",
     "KINDS",
@@ -42,10 +58,17 @@ __all__ = [
     "LazyRegularizer",
     "LeCamEMA",
     "MSELoss",
+    "PingPongLoss",
     "Schedule",
+    "TemporalDifferenceLoss",
+    "TemporalLPIPSLoss",
+    "TemporalSmoothnessLoss",
     "adaptive_weight",
     "charbonnier_loss",
     "discriminator_loss",
+    "estimate_flow",
+    "flow",
+    "flow_warping_loss",
     "generator_loss",
     "gradient_difference_loss",
     "gradient_penalty",
@@ -54,6 +77,14 @@ __all__ = [
     "lecam_penalty",
     "metrics",
     "mse_loss",
+    "occlusion_mask",
+    "ping_pong_loss",
     "r1_penalty",
     "r2_penalty",
+    "temporal_difference_loss",
+    "temporal_lpips_loss",
+    "temporal_smoothness_loss",
+    "video_flow",
+    "video_flow_and_mask",
+    "warp",
 ]

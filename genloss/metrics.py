@@ -22,13 +22,18 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from ._checks import check_same_shape, check_video
+from ._checks import check_mask, check_same_shape, check_video
+from .flow import FlowEstimator, video_flow, video_flow_and_mask
+from .temporal import _check_flow, call_lpips, temporal_lpips_per_step, warp
 
 __all__ = [
     "MetricResult",
     "lpips",
     "psnr",
     "ssim",
+    "tlp",
+    "tof",
+    "warping_error",
 ]
 
 # PSNR's MSE floor, relative to data_range^2: identical frames score 10 * log10(1e10) = 100 dB.
@@ -132,23 +137,6 @@ def ssim(pred: Tensor, target: Tensor) -> MetricResult:
     return MetricResult.from_per_frame(rearrange(values, "(b t) -> b t", b=b))
 
 
-def _call_lpips(model: Callable[..., Tensor], x: Tensor, y: Tensor) -> Tensor:
-    """``model(x, y, reduction="none")`` on ``(N, C, H, W)`` frames, checked to return ``(N,)``."""
-    if not callable(model):
-        raise TypeError(
-            f"`model` must be an LPIPS-like callable `model(x, y, reduction='none') -> (N,)`; "
-            f"got {type(model).__name__}"
-        )
-    out = model(x, y, reduction="none")
-    if not isinstance(out, Tensor) or out.shape != x.shape[:1]:
-        found = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(
-            f"`model(x, y, reduction='none')` must return one value per frame pair, shape "
-            f"({x.shape[0]},); got {found}"
-        )
-    return out
-
-
 @torch.no_grad()
 def lpips(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> MetricResult:
     """LPIPS distance per frame and per clip, all frames in one ``model`` call.
@@ -167,10 +155,117 @@ def lpips(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> Metr
     """
     pred, target = _check_pair(pred, target)
     b = pred.shape[0]
-    values = _call_lpips(
+    values = call_lpips(
         model,
         rearrange(pred, "b c t h w -> (b t) c h w"),
         rearrange(target, "b c t h w -> (b t) c h w"),
     )
     return MetricResult.from_per_frame(rearrange(values.float(), "(b t) -> b t", b=b))
 
+
+
+@torch.no_grad()
+def tlp(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> MetricResult:
+    """Temporal LPIPS (tLP): how far the perceptual change between frames is from the target's.
+
+    Per step ``|LPIPS(p_t, p_{t-1}) - LPIPS(r_t, r_{t-1})|``, ``t = 1 .. T - 1``, all frame pairs
+    in one ``model`` call; lower is better, 0 when the clips change alike. TecoGAN's tables
+    report ``100 x`` this value. :func:`genloss.temporal_lpips_loss` is the differentiable form.
+
+    Args:
+        pred: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1].
+        target: same shape as ``pred``.
+        model: an LPIPS-like callable, as for :func:`lpips`.
+
+    Returns:
+        :class:`MetricResult` with ``per_frame`` ``(B, T - 1)`` (one value per step).
+
+    Reference: Chu et al., "Learning Temporal Coherence via Self-Supervision for GAN-based Video
+    Generation" (TecoGAN), ACM TOG 2020, sec. 5.
+    """
+    pred, target = _check_pair(pred, target, min_frames=2)
+    return MetricResult.from_per_frame(temporal_lpips_per_step(pred, target, model=model).float())
+
+
+@torch.no_grad()
+def tof(pred: Tensor, target: Tensor, *, flow_fn: FlowEstimator | None = None) -> MetricResult:
+    """Temporal optical-flow error (tOF): end-point distance between the clips' motion.
+
+    Per step, the mean over pixels of ``||OF(p_{t-1}, p_t) - OF(r_{t-1}, r_t)||_2`` (flows in
+    pixels from frame ``t - 1`` to ``t``), both clips' flows in one estimator call. TecoGAN
+    used OpenCV's Farneback flow and cropped the borders; here the flow is ``flow_fn`` (default
+    :func:`genloss.flow.estimate_flow`) over the whole frame, so compare numbers only between
+    runs of this function. TecoGAN's tables report ``10 x`` this value.
+
+    Args:
+        pred: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1].
+        target: same shape as ``pred``.
+        flow_fn: ``flow_fn(frames_a, frames_b) -> (N, 2, H, W)``, the flow from a to b.
+
+    Returns:
+        :class:`MetricResult` with ``per_frame`` ``(B, T - 1)``; 0 for identical clips.
+
+    Reference: Chu et al., TecoGAN, ACM TOG 2020, sec. 5.
+    """
+    pred, target = _check_pair(pred, target, min_frames=2)
+    flows = video_flow(torch.cat((pred, target)), flow_fn, direction="forward").float()
+    flow_p, flow_t = flows.chunk(2)  # (B, 2, T - 1, H, W) each
+    per_step = (flow_p - flow_t).square().sum(dim=1).sqrt().mean(dim=(2, 3))  # (B, T - 1)
+    return MetricResult.from_per_frame(per_step)
+
+
+@torch.no_grad()
+def warping_error(
+    video: Tensor,
+    *,
+    flow: Tensor | None = None,
+    flow_fn: FlowEstimator | None = None,
+    mask: Tensor | None = None,
+) -> MetricResult:
+    """Warping error (Lai et al. 2018): masked mean squared residual after flow warping.
+
+    Per step ``E_t = sum(M_t * (v_{t+1} - warp(v_t, F_t))^2) / sum(M_t)``, the mask counted
+    over channels too (a per-element mean; Lai et al.'s script sums channels, i.e. ``C x`` this,
+    on [0, 1] pixels, i.e. another ``1/4``), with ``F_t`` the backward flow from frame ``t + 1``
+    to ``t``. A step whose mask is all zero scores 0.
+
+    Flow and mask:
+      * ``flow=None``: the flows are estimated with ``flow_fn`` (default
+        :func:`genloss.flow.estimate_flow`); if ``mask`` is also ``None``, the non-occlusion mask
+        comes from the forward-backward check (:func:`genloss.flow.video_flow_and_mask`), which
+        is Lai et al.'s protocol.
+      * ``flow`` given: used as is; ``mask=None`` then means every pixel counts.
+    To score a generated clip against the motion of its reference, estimate
+    ``flow, mask = video_flow_and_mask(reference)`` and pass both.
+
+    Args:
+        video: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1].
+        flow: optional ``(B, 2, T - 1, H, W)`` backward flows in pixels (channel 0 = x).
+        flow_fn: estimator used when ``flow`` is ``None``; passing both is an error.
+        mask: optional weights in [0, 1] broadcastable to ``(B, C, T - 1, H, W)``.
+
+    Returns:
+        :class:`MetricResult` with ``per_frame`` ``(B, T - 1)``; lower is more consistent.
+
+    Reference: Lai et al., "Learning Blind Video Temporal Consistency", ECCV 2018, sec. 5.
+    """
+    video = _as_float(check_video("video", video, min_frames=2))
+    following = video[:, :, 1:]
+    if flow is not None and flow_fn is not None:
+        raise ValueError("pass either `flow` or `flow_fn` to warping_error, not both")
+    if flow is None:
+        if mask is None:
+            flow, mask = video_flow_and_mask(video, flow_fn)
+        else:
+            flow = video_flow(video, flow_fn)
+    flow = _check_flow(flow, following, "video[:, :, 1:]")
+    if mask is not None:
+        mask = check_mask(mask, following, "video[:, :, 1:]")
+    residual = (following - warp(video[:, :, :-1], flow)).square()
+    if mask is None:
+        per_step = residual.mean(dim=(1, 3, 4))
+    else:
+        weights = mask.expand_as(residual)
+        count = weights.sum(dim=(1, 3, 4))
+        per_step = (weights * residual).sum(dim=(1, 3, 4)) / count.clamp_min(1e-12)
+    return MetricResult.from_per_frame(per_step)

@@ -1,0 +1,432 @@
+"""Temporal losses for videos ``(B, C, T, H, W)``: frame differences, flow warping, ping-pong, tLP.
+
+All losses here are per-sample: ``reduction="none"`` returns ``(B,)``, each clip's value being
+the mean over its non-batch elements (the masked mean for :func:`flow_warping_loss`); ``"mean"``
+averages those values and ``"sum"`` adds them.
+
+Flow convention (as :func:`warp` defines it): a flow has 2 channels in pixels, channel 0 the x
+(width) displacement and channel 1 the y (height) displacement, and warping is backward::
+
+    warp(frames, flow)[..., y, x] = frames[..., y + flow[:, 1, ..., y, x], x + flow[:, 0, ..., y, x]]
+
+For a clip, ``flow[:, :, t]`` is the backward flow from frame ``t + 1`` to frame ``t``, so
+``warp(video[:, :, t], flow[:, :, t]) ≈ video[:, :, t + 1]``. :func:`genloss.flow.video_flow`
+estimates such flows without pretrained weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from ._checks import (
+    check_choice,
+    check_float_tensor,
+    check_image_or_video,
+    check_mask,
+    check_reduction,
+    check_same_shape,
+    check_video,
+    per_sample_mean,
+    reduce_per_sample,
+)
+from .reconstruction import _ElementwiseLoss as _ReductionModule  # stores `reduction`
+
+__all__ = [
+    "FlowWarpingLoss",
+    "PingPongLoss",
+    "TemporalDifferenceLoss",
+    "TemporalLPIPSLoss",
+    "TemporalSmoothnessLoss",
+    "flow_warping_loss",
+    "occlusion_mask",
+    "ping_pong_loss",
+    "temporal_difference_loss",
+    "temporal_lpips_loss",
+    "temporal_lpips_per_step",
+    "temporal_smoothness_loss",
+    "warp",
+]
+
+PADDING_MODES = ("border", "zeros", "reflection")
+
+
+def _time_diff(video: Tensor) -> Tensor:
+    """``v[:, :, 1:] - v[:, :, :-1]``: ``(B, C, T, H, W) -> (B, C, T - 1, H, W)``."""
+    return video[:, :, 1:] - video[:, :, :-1]
+
+
+def _check_flow(flow: object, frames: Tensor, frames_name: str, flow_name: str = "flow") -> Tensor:
+    """``flow`` must be ``(B, 2, *frames.shape[2:])``: 2 channels, same steps and size."""
+    flow = check_float_tensor(flow_name, flow)
+    expected = (frames.shape[0], 2, *frames.shape[2:])
+    if tuple(flow.shape) != expected:
+        layout = "(B, 2, T, H, W)" if frames.ndim == 5 else "(B, 2, H, W)"
+        raise ValueError(
+            f"`{flow_name}` must have shape {layout} = {expected} to match `{frames_name}` of "
+            f"shape {tuple(frames.shape)} (2 channels: x then y displacement in pixels); "
+            f"got {tuple(flow.shape)}"
+        )
+    return flow
+
+
+def _sampling_grid(flow: Tensor) -> Tensor:
+    """Pixel flow ``(N, 2, H, W)`` -> ``grid_sample`` grid ``(N, H, W, 2)`` (align_corners=True).
+
+    With ``align_corners=True`` pixel centre ``i`` sits at ``-1 + 2 i / (size - 1)``, so a pixel
+    coordinate ``p`` normalises to ``2 p / (size - 1) - 1``.
+    """
+    _, _, h, w = flow.shape
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
+    x = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    y = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    return torch.stack((x, y), dim=-1)
+
+
+def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "border") -> Tensor:
+    """Backward-warp frames with a dense flow in pixels (bilinear sampling).
+
+    ``out[..., y, x] = frames[..., y + flow[:, 1, ..., y, x], x + flow[:, 0, ..., y, x]]``,
+    sampled bilinearly (``grid_sample`` with ``align_corners=True``, so integer flows move pixels
+    exactly). Differentiable with respect to both ``frames`` and ``flow``. Half-precision inputs
+    are sampled in float32 (float16 cannot hold pixel coordinates past 2048 to sub-pixel
+    precision) and the result is cast back to ``frames``' dtype.
+
+    Args:
+        frames: images ``(B, C, H, W)`` or videos ``(B, C, T, H, W)``.
+        flow: ``(B, 2, H, W)`` or ``(B, 2, T, H, W)``; channel 0 is the x (width)
+            displacement, channel 1 the y (height) displacement, both in pixels.
+        padding_mode: where samples fall outside the frame: ``"border"`` (repeat the edge),
+            ``"zeros"`` or ``"reflection"``.
+
+    Returns:
+        The warped frames, ``frames``' shape and dtype.
+
+    Example:
+        >>> img = torch.arange(16.0).view(1, 1, 4, 4)
+        >>> flow = torch.zeros(1, 2, 4, 4); flow[:, 0] = 1.0   # read one pixel to the right
+        >>> warp(img, flow)[0, 0, 0]
+        tensor([1., 2., 3., 3.])
+    """
+    frames = check_image_or_video("frames", frames)
+    flow = _check_flow(flow, frames, "frames")
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
+    dtype = torch.promote_types(frames.dtype, flow.dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        dtype = torch.float32
+    is_video = frames.ndim == 5
+    if is_video:
+        frames_2d = rearrange(frames, "b c t h w -> (b t) c h w")
+        flow_2d = rearrange(flow, "b two t h w -> (b t) two h w")
+    else:
+        frames_2d, flow_2d = frames, flow
+    out = F.grid_sample(
+        frames_2d.to(dtype),
+        _sampling_grid(flow_2d.to(dtype)),
+        mode="bilinear",
+        padding_mode=padding_mode,
+        align_corners=True,
+    ).to(frames.dtype)
+    if is_video:
+        out = rearrange(out, "(b t) c h w -> b c t h w", b=frames.shape[0])
+    return out
+
+
+def temporal_difference_loss(pred: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
+    """Match the prediction's frame-to-frame changes to the target's.
+
+    ``e = |Δpred - Δtarget|`` with ``Δv = v[:, :, 1:] - v[:, :, :-1]``, ``(B, C, T - 1, H, W)``;
+    each clip's value is the mean of its ``e``.
+
+    Args:
+        pred: ``(B, C, T, H, W)`` with ``T >= 2``.
+        target: same shape as ``pred``.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(B,)``).
+
+    Returns:
+        A scalar, or ``(B,)`` for ``"none"``.
+
+    Reference: the temporal-difference term of video prediction and enhancement work, e.g.
+    Jiang et al., "Super SloMo" (CVPR 2018) and Mathieu et al. (ICLR 2016).
+    """
+    check_video("pred", pred, min_frames=2)
+    check_video("target", target, min_frames=2)
+    check_same_shape("pred", pred, "target", target)
+    check_reduction(reduction)
+    e = (_time_diff(pred) - _time_diff(target)).abs()
+    return reduce_per_sample(per_sample_mean(e), reduction)
+
+
+def _check_order(order: object) -> None:
+    if order not in (1, 2) or isinstance(order, bool):
+        raise ValueError(f"`order` must be 1 or 2; got {order!r}")
+
+
+def temporal_smoothness_loss(video: Tensor, *, order: int = 1, reduction: str = "mean") -> Tensor:
+    """Penalise change over time; needs no target (usable for unconditional generation).
+
+    Order 1: ``e = |v[t + 1] - v[t]|``, ``(B, C, T - 1, H, W)``.
+    Order 2: ``e = |v[t + 1] - 2 v[t] + v[t - 1]|``, ``(B, C, T - 2, H, W)``: zero for any
+    motion-free linear-in-time change (fades), so it penalises flicker and jerks rather than
+    steady change. Each clip's value is the mean of its ``e``.
+
+    Args:
+        video: ``(B, C, T, H, W)`` with ``T >= order + 1``.
+        order: 1 or 2.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(B,)``).
+
+    Returns:
+        A scalar, or ``(B,)`` for ``"none"``.
+    """
+    _check_order(order)
+    check_video("video", video, min_frames=order + 1)
+    check_reduction(reduction)
+    e = _time_diff(video)
+    if order == 2:
+        e = _time_diff(e)
+    return reduce_per_sample(per_sample_mean(e.abs()), reduction)
+
+
+def _masked_per_sample_mean(e: Tensor, mask: Tensor | None) -> Tensor:
+    """Per clip ``sum(mask * e) / sum(mask)`` (mask counted at ``e``'s shape): ``(B,)``.
+
+    An all-zero mask gives 0 for that clip instead of NaN.
+    """
+    if mask is None:
+        return per_sample_mean(e)
+    weights = mask.expand_as(e)
+    total = (weights * e).flatten(1).sum(dim=1)
+    count = weights.flatten(1).sum(dim=1)
+    return total / count.clamp_min(torch.finfo(count.dtype).tiny)
+
+
+def flow_warping_loss(
+    video: Tensor, flow: Tensor, *, mask: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """Short-term temporal consistency: each frame against its predecessor warped by the flow.
+
+    ``e_t = |video[:, :, t + 1] - warp(video[:, :, t], flow[:, :, t])|`` for
+    ``t = 0 .. T - 2``; each clip's value is the (masked) mean of its ``e``:
+    ``sum(mask * e) / sum(mask)`` per clip, the mask counted at ``e``'s shape
+    ``(B, C, T - 1, H, W)``. The flow is usually estimated on the reference (input) clip, the
+    mask from a forward-backward check (:func:`occlusion_mask`), and both treated as constants.
+
+    Args:
+        video: ``(B, C, T, H, W)`` with ``T >= 2``; gradients flow into it.
+        flow: ``(B, 2, T - 1, H, W)``; ``flow[:, :, t]`` is the backward flow from frame
+            ``t + 1`` to frame ``t`` in pixels (channel 0 = x).
+        mask: optional weights in [0, 1] broadcastable to ``(B, C, T - 1, H, W)``, e.g. the
+            ``(B, 1, T - 1, H, W)`` non-occlusion mask; defined on frame ``t + 1``'s grid.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(B,)``).
+
+    Returns:
+        A scalar, or ``(B,)`` for ``"none"``.
+
+    Example:
+        >>> flow = genloss.flow.video_flow(target)                   # (B, 2, T - 1, H, W)
+        >>> loss = flow_warping_loss(pred, flow)
+
+    Reference: Lai et al., "Learning Blind Video Temporal Consistency", ECCV 2018, eq. 3.
+    """
+    check_video("video", video, min_frames=2)
+    following = video[:, :, 1:]
+    flow = _check_flow(flow, following, "video[:, :, 1:]")
+    check_reduction(reduction)
+    if mask is not None:
+        mask = check_mask(mask, following, "video[:, :, 1:]")
+    e = (following - warp(video[:, :, :-1], flow)).abs()
+    return reduce_per_sample(_masked_per_sample_mean(e, mask), reduction)
+
+
+def occlusion_mask(
+    flow_forward: Tensor, flow_backward: Tensor, *, alpha: float = 0.01, beta: float = 0.5
+) -> Tensor:
+    """Forward-backward consistency mask: 1 where the flow is trusted, 0 at occlusions.
+
+    With ``w_f = flow_forward`` and ``ŵ_b = warp(flow_backward, w_f)`` (the backward flow read
+    at ``x + w_f(x)``), a pixel is kept where::
+
+        |w_f + ŵ_b|^2 < alpha (|w_f|^2 + |ŵ_b|^2) + beta
+
+    The mask lives on ``flow_forward``'s grid. To mask :func:`flow_warping_loss` (whose residual
+    lives on frame ``t + 1``) pass the backward flows ``t + 1 -> t`` first and the forward flows
+    ``t -> t + 1`` second; :func:`genloss.flow.video_flow_and_mask` does this.
+
+    Args:
+        flow_forward: ``(B, 2, H, W)`` or ``(B, 2, T, H, W)``, in pixels (channel 0 = x).
+        flow_backward: same shape; the flow in the opposite direction.
+        alpha: relative tolerance (0.01 in the papers).
+        beta: absolute tolerance in squared pixels (0.5 in the papers).
+
+    Returns:
+        ``(B, 1, H, W)`` or ``(B, 1, T, H, W)`` of 0/1 in ``flow_forward``'s dtype; not
+        differentiable (a comparison).
+
+    Reference: Sundaram, Brox, Keutzer, "Dense point trajectories by GPU-accelerated large
+    displacement optical flow", ECCV 2010; Ruder et al., "Artistic style transfer for videos",
+    GCPR 2016, eq. 5.
+    """
+    check_image_or_video("flow_forward", flow_forward)
+    if flow_forward.shape[1] != 2:
+        raise ValueError(
+            f"`flow_forward` must have 2 channels (x, y) in dim 1; "
+            f"got shape {tuple(flow_forward.shape)}"
+        )
+    check_float_tensor("flow_backward", flow_backward)
+    check_same_shape("flow_forward", flow_forward, "flow_backward", flow_backward)
+    if not alpha >= 0 or not beta >= 0:
+        raise ValueError(f"`alpha` and `beta` must be non-negative; got {alpha!r} and {beta!r}")
+    backward_at_target = warp(flow_backward, flow_forward)
+    mismatch = (flow_forward + backward_at_target).square().sum(dim=1, keepdim=True)
+    magnitude = flow_forward.square().sum(dim=1, keepdim=True) + backward_at_target.square().sum(
+        dim=1, keepdim=True
+    )
+    return (mismatch < alpha * magnitude + beta).to(flow_forward.dtype)
+
+
+def ping_pong_loss(
+    forward_video: Tensor, backward_video: Tensor, *, reduction: str = "mean"
+) -> Tensor:
+    """Ping-pong loss: a recurrent generator run forwards and backwards should agree.
+
+    ``e = |f - b|`` where ``f`` is the clip generated running forward in time and ``b`` the one
+    generated running backward, re-ordered into forward time order (``b.flip(2)`` if the
+    generator emitted it in reverse). Each clip's value is the mean of its ``e``.
+
+    Args:
+        forward_video: ``(B, C, T, H, W)`` with ``T >= 2``.
+        backward_video: same shape, in forward time order.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(B,)``).
+
+    Returns:
+        A scalar, or ``(B,)`` for ``"none"``.
+
+    Reference: Chu et al., "Learning Temporal Coherence via Self-Supervision for GAN-based Video
+    Generation" (TecoGAN), ACM TOG 2020, eq. 6.
+    """
+    check_video("forward_video", forward_video, min_frames=2)
+    check_video("backward_video", backward_video, min_frames=2)
+    check_same_shape("forward_video", forward_video, "backward_video", backward_video)
+    check_reduction(reduction)
+    return reduce_per_sample(per_sample_mean((forward_video - backward_video).abs()), reduction)
+
+
+def call_lpips(model: Callable[..., Tensor], x: Tensor, y: Tensor) -> Tensor:
+    """``model(x, y, reduction="none")`` on ``(N, C, H, W)`` frames, checked to return ``(N,)``."""
+    if not callable(model):
+        raise TypeError(
+            f"`model` must be an LPIPS-like callable `model(x, y, reduction='none') -> (N,)`; "
+            f"got {type(model).__name__}"
+        )
+    out = model(x, y, reduction="none")
+    check_returned_shape(
+        "model(x, y, reduction='none')", out, (x.shape[0],), "one value per frame pair, shape"
+    )
+    return out
+
+
+def check_returned_shape(call: str, out: object, expected: tuple[int, ...], what: str) -> None:
+    """Raise ``ValueError`` unless a user callable's result ``out`` is a tensor of ``expected``."""
+    if not isinstance(out, Tensor) or tuple(out.shape) != expected:
+        found = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"`{call}` must return {what} {expected}; got {found}")
+
+
+def temporal_lpips_per_step(
+    pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]
+) -> Tensor:
+    """``|LPIPS(p_t, p_{t-1}) - LPIPS(r_t, r_{t-1})|`` for every step: ``(B, T - 1)``.
+
+    All ``2 B (T - 1)`` frame pairs of both clips go through ``model`` in one call.
+    """
+    check_video("pred", pred, min_frames=2)
+    check_video("target", target, min_frames=2)
+    check_same_shape("pred", pred, "target", target)
+    both = torch.cat((pred, target), dim=0)  # (2B, C, T, H, W)
+    current = rearrange(both[:, :, 1:], "n c t h w -> (n t) c h w")
+    previous = rearrange(both[:, :, :-1], "n c t h w -> (n t) c h w")
+    distances = call_lpips(model, current, previous)
+    distances = rearrange(distances, "(two b t) -> two b t", two=2, b=pred.shape[0])
+    return (distances[0] - distances[1]).abs()
+
+
+def temporal_lpips_loss(
+    pred: Tensor, target: Tensor, *, model: Callable[..., Tensor], reduction: str = "mean"
+) -> Tensor:
+    """Temporal LPIPS (tLP) as a differentiable loss: match the perceptual change between frames.
+
+    Per step ``|LPIPS(p_t, p_{t-1}) - LPIPS(r_t, r_{t-1})|``, ``t = 1 .. T - 1``; each clip's
+    value is the mean over steps. All frame pairs of both clips are scored in one ``model`` call.
+    :func:`genloss.metrics.tlp` is the same quantity without gradients.
+
+    Args:
+        pred: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1]; gradients flow into it.
+        target: same shape as ``pred``.
+        model: e.g. ``genloss.LPIPS("alex")``; any callable ``model(x, y, reduction="none")``
+            mapping two ``(N, C, H, W)`` batches to ``(N,)`` distances.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(B,)``).
+
+    Returns:
+        A scalar, or ``(B,)`` for ``"none"``.
+
+    Reference: Chu et al., "Learning Temporal Coherence via Self-Supervision for GAN-based Video
+    Generation" (TecoGAN), ACM TOG 2020, sec. 5 (tLP).
+    """
+    check_reduction(reduction)
+    per_step = temporal_lpips_per_step(pred, target, model=model)
+    return reduce_per_sample(per_step.mean(dim=1), reduction)
+
+
+class TemporalDifferenceLoss(_ReductionModule):
+    """Module form of :func:`temporal_difference_loss`."""
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return temporal_difference_loss(pred, target, reduction=self.reduction)
+
+
+class TemporalSmoothnessLoss(_ReductionModule):
+    """Module form of :func:`temporal_smoothness_loss`."""
+
+    def __init__(self, order: int = 1, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        _check_order(order)
+        self.order = order
+
+    def forward(self, video: Tensor) -> Tensor:
+        return temporal_smoothness_loss(video, order=self.order, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"order={self.order}, {super().extra_repr()}"
+
+
+class FlowWarpingLoss(_ReductionModule):
+    """Module form of :func:`flow_warping_loss`."""
+
+    def forward(self, video: Tensor, flow: Tensor, mask: Tensor | None = None) -> Tensor:
+        return flow_warping_loss(video, flow, mask=mask, reduction=self.reduction)
+
+
+class PingPongLoss(_ReductionModule):
+    """Module form of :func:`ping_pong_loss`."""
+
+    def forward(self, forward_video: Tensor, backward_video: Tensor) -> Tensor:
+        return ping_pong_loss(forward_video, backward_video, reduction=self.reduction)
+
+
+class TemporalLPIPSLoss(_ReductionModule):
+    """Module form of :func:`temporal_lpips_loss`; holds the LPIPS ``model`` (a submodule if it
+    is an ``nn.Module``, so ``.to(device)`` moves it)."""
+
+    def __init__(self, model: Callable[..., Tensor], reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        if not callable(model):
+            raise TypeError(f"`model` must be an LPIPS-like callable; got {type(model).__name__}")
+        self.model = model
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return temporal_lpips_loss(pred, target, model=self.model, reduction=self.reduction)

@@ -1,0 +1,131 @@
+"""Tests for genloss.flow: the weight-free estimator recovers known motion, conventions match warp."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import genloss as gl
+from genloss import flow as fl
+
+SIZE, MARGIN, PAD = 64, 12, 8
+
+
+def _texture(n: int, size: int, *, cell: int = 4, seed: int = 0) -> torch.Tensor:
+    """Smooth random RGB texture in [-1, 1]: bicubic upsampling of coarse Gaussian noise."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(n, 3, size // cell, size // cell, generator=g)
+    x = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    return (x / x.abs().amax()).clamp(-1, 1)
+
+
+def _shifted_pair(dx: int, dy: int, *, cell: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two crops of one texture with a(x) = b(x + d): the flow from a to b is d everywhere."""
+    big = _texture(2, SIZE + 2 * PAD, cell=cell)
+    a = big[:, :, PAD : PAD + SIZE, PAD : PAD + SIZE]
+    b = big[:, :, PAD - dy : PAD - dy + SIZE, PAD - dx : PAD - dx + SIZE]
+    return a, b
+
+
+def _interior(flow: torch.Tensor) -> torch.Tensor:
+    return flow[..., MARGIN:-MARGIN, MARGIN:-MARGIN]
+
+
+class TestEstimateFlow:
+    @pytest.mark.parametrize(("dx", "dy", "cell"), [(1, 0, 4), (0, -2, 4), (3, -2, 4), (-2, 3, 8), (6, 5, 8)])
+    def test_recovers_integer_translation(self, dx: int, dy: int, cell: int) -> None:
+        a, b = _shifted_pair(dx, dy, cell=cell)
+        flow = fl.estimate_flow(a, b)
+        assert flow.shape == (2, 2, SIZE, SIZE)
+        error = (_interior(flow) - torch.tensor([dx, dy]).view(1, 2, 1, 1)).abs()
+        assert error.max().item() < 0.5
+        assert error.mean().item() < 0.05
+
+    def test_recovers_subpixel_translation(self) -> None:
+        a = _texture(2, SIZE, cell=8, seed=1)
+        true = torch.zeros(2, 2, SIZE, SIZE)
+        true[:, 0], true[:, 1] = 1.5, -0.75
+        b = gl.warp(a, -true)  # b(x) = a(x - d), so a(x) ≈ b(x + d)
+        flow = fl.estimate_flow(a, b)
+        assert (_interior(flow) - _interior(true)).abs().max().item() < 0.5
+
+    def test_identical_frames_give_zero_flow(self) -> None:
+        a = _texture(1, 32)
+        assert fl.estimate_flow(a, a.clone()).abs().max().item() < 1e-4
+
+    def test_convention_matches_warp(self) -> None:
+        a, b = _shifted_pair(2, -1)
+        flow = fl.estimate_flow(a, b)
+        residual = _interior(gl.warp(b, flow) - a).abs().mean()
+        assert residual.item() < 0.02 < _interior(b - a).abs().mean().item()
+
+    def test_no_grad_dtype_and_batch_independence(self) -> None:
+        a, b = _shifted_pair(1, 1)
+        a64 = a.double().requires_grad_()
+        flow64 = fl.estimate_flow(a64, b.double())
+        assert flow64.dtype == torch.float64 and not flow64.requires_grad
+        torch.testing.assert_close(fl.estimate_flow(a[:1], b[:1]), fl.estimate_flow(a, b)[:1], atol=1e-5, rtol=0)
+
+    def test_errors(self) -> None:
+        x = torch.zeros(1, 3, 16, 16)
+        with pytest.raises(ValueError, match=r"`frames_a` must be a 4-D tensor"):
+            fl.estimate_flow(torch.zeros(1, 3, 2, 16, 16), torch.zeros(1, 3, 2, 16, 16))
+        with pytest.raises(ValueError, match=r"`frames_a` and `frames_b` must have the same shape"):
+            fl.estimate_flow(x, torch.zeros(1, 3, 16, 8))
+        with pytest.raises(ValueError, match=r"`levels` must be a positive int"):
+            fl.estimate_flow(x, x, levels=0)
+        with pytest.raises(ValueError, match=r"`iterations` must be a positive int"):
+            fl.estimate_flow(x, x, iterations=0)
+
+
+def _translating_video(dx: int, dy: int, frames: int = 3) -> torch.Tensor:
+    """v_{t+1}(x) = v_t(x - d): every backward flow is -d, every forward flow +d."""
+    size, pad = 48, 4 * frames
+    big = _texture(1, size + 2 * pad, seed=2)
+    crops = [big[:, :, pad - t * dy : pad - t * dy + size, pad - t * dx : pad - t * dx + size] for t in range(frames)]
+    return torch.stack(crops, dim=2)
+
+
+class TestVideoFlow:
+    def test_backward_and_forward_directions(self) -> None:
+        video = _translating_video(2, -1)
+        backward = fl.video_flow(video)
+        forward = fl.video_flow(video, direction="forward")
+        assert backward.shape == forward.shape == (1, 2, 2, 48, 48)
+        d = torch.tensor([2.0, -1.0]).view(1, 2, 1, 1, 1)
+        assert (_interior(backward) + d).abs().max().item() < 0.5
+        assert (_interior(forward) - d).abs().max().item() < 0.5
+
+    def test_feeds_flow_warping_loss(self) -> None:
+        video = _translating_video(1, 1)
+        flow = fl.video_flow(video)
+        wrong = gl.flow_warping_loss(video, torch.zeros_like(flow))
+        right = gl.flow_warping_loss(video, flow)
+        assert right.item() < 0.1 * wrong.item()
+
+    def test_custom_estimator_one_call(self) -> None:
+        calls = []
+
+        def estimator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            calls.append(a.shape[0])
+            return torch.ones(a.shape[0], 2, *a.shape[-2:])
+
+        video = torch.zeros(2, 3, 4, 8, 8)
+        assert torch.equal(fl.video_flow(video, estimator), torch.ones(2, 2, 3, 8, 8))
+        assert calls == [6]
+
+    def test_flow_and_mask(self) -> None:
+        video = _translating_video(1, -1)
+        flow, mask = fl.video_flow_and_mask(video)
+        assert flow.shape == (1, 2, 2, 48, 48) and mask.shape == (1, 1, 2, 48, 48)
+        assert _interior(mask).min().item() == 1.0  # consistent motion: nothing occluded inside
+        torch.testing.assert_close(flow, fl.video_flow(video), atol=1e-5, rtol=0)
+
+    def test_errors(self) -> None:
+        with pytest.raises(ValueError, match=r"`video` must have at least 2 frames"):
+            fl.video_flow(torch.zeros(1, 3, 1, 8, 8))
+        with pytest.raises(ValueError, match=r"`direction` must be one of"):
+            fl.video_flow(torch.zeros(1, 3, 2, 8, 8), direction="both")
+        with pytest.raises(ValueError, match=r"must return a flow of shape \(N, 2, H, W\) = \(1, 2, 8, 8\)"):
+            fl.video_flow(torch.zeros(1, 3, 2, 8, 8), lambda a, b: torch.zeros(1, 3, 8, 8))

@@ -1,0 +1,378 @@
+"""Tests for genloss.temporal: warp convention, known answers, independent formulas, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import genloss as gl
+from genloss import temporal as T
+
+
+def _video(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g, dtype=torch.float64) * 2 - 1).to(dtype)
+
+
+def _mean_abs_lpips(x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Differentiable stand-in for LPIPS with the same calling convention: (N,) for "none"."""
+    values = (x - y).abs().flatten(1).mean(dim=1)
+    return values if reduction == "none" else values.mean()
+
+
+def _translated_clip(dx: int, dy: int, frames: int = 3, size: int = 12) -> torch.Tensor:
+    """Frame t is a crop of one large image shifted by (t*dx, t*dy): v_{t+1}(x) = v_t(x - d)."""
+    big = _video(1, 2, size + 2 * frames * 4, size + 2 * frames * 4, seed=3)
+    o = frames * 4
+    crops = [big[:, :, o - t * dy : o - t * dy + size, o - t * dx : o - t * dx + size] for t in range(frames)]
+    return torch.stack(crops, dim=2)  # (1, 2, T, size, size)
+
+
+class TestWarp:
+    def test_hand_built_example(self) -> None:
+        img = torch.arange(12.0).view(1, 1, 3, 4)
+        flow = torch.zeros(1, 2, 3, 4)
+        flow[0, 0, 1, 2] = -2.0  # pixel (y=1, x=2) reads x = 0
+        flow[0, 1, 0, 3] = 2.0  # pixel (y=0, x=3) reads y = 2
+        flow[0, 0, 2, 1] = 0.5  # pixel (y=2, x=1) reads halfway between x=1 and x=2
+        out = T.warp(img, flow)
+        expected = img.clone()
+        expected[0, 0, 1, 2] = img[0, 0, 1, 0]
+        expected[0, 0, 0, 3] = img[0, 0, 2, 3]
+        expected[0, 0, 2, 1] = 0.5 * (img[0, 0, 2, 1] + img[0, 0, 2, 2])
+        torch.testing.assert_close(out, expected)
+
+    def test_zero_flow_is_identity(self) -> None:
+        video = _video(2, 3, 4, 5, 7)
+        torch.testing.assert_close(T.warp(video, torch.zeros(2, 2, 4, 5, 7)), video)
+
+    @pytest.mark.parametrize(("dx", "dy"), [(1, 0), (0, -2), (2, 1), (-1, -1)])
+    def test_integer_translation_is_exact_in_interior(self, dx: int, dy: int) -> None:
+        img = _video(2, 3, 9, 10)
+        flow = torch.zeros(2, 2, 9, 10)
+        flow[:, 0], flow[:, 1] = dx, dy
+        out = T.warp(img, flow)
+        # out[y, x] = img[y + dy, x + dx] wherever that lies inside the frame.
+        ys, xs = slice(max(0, -dy), 9 - max(0, dy)), slice(max(0, -dx), 10 - max(0, dx))
+        shifted = torch.roll(img, shifts=(-dy, -dx), dims=(2, 3))
+        # Exact up to float32 rounding of the pixel -> [-1, 1] -> pixel round trip.
+        torch.testing.assert_close(out[..., ys, xs], shifted[..., ys, xs], atol=1e-6, rtol=0)
+        assert not torch.allclose(out, img)
+
+    def test_matches_independent_bilinear_formula(self) -> None:
+        img = _video(1, 1, 6, 7, dtype=torch.float64)
+        flow = _video(1, 2, 6, 7, seed=1, dtype=torch.float64) * 0.9  # stays near the frame
+        out = T.warp(img, flow, padding_mode="border")
+        expected = torch.empty_like(out)
+        for y in range(6):
+            for x in range(7):
+                sx = min(max(x + flow[0, 0, y, x].item(), 0.0), 6.0)
+                sy = min(max(y + flow[0, 1, y, x].item(), 0.0), 5.0)
+                x0, y0 = min(int(sx), 5), min(int(sy), 4)
+                fx, fy = sx - x0, sy - y0
+                p = img[0, 0]
+                expected[0, 0, y, x] = (
+                    (1 - fx) * (1 - fy) * p[y0, x0]
+                    + fx * (1 - fy) * p[y0, x0 + 1]
+                    + (1 - fx) * fy * p[y0 + 1, x0]
+                    + fx * fy * p[y0 + 1, x0 + 1]
+                )
+        torch.testing.assert_close(out, expected)
+
+    def test_zeros_padding_outside_frame(self) -> None:
+        img = torch.ones(1, 1, 3, 3)
+        flow = torch.full((1, 2, 3, 3), 5.0)
+        assert torch.equal(T.warp(img, flow, padding_mode="zeros"), torch.zeros(1, 1, 3, 3))
+        assert torch.equal(T.warp(img, flow, padding_mode="border"), img)
+
+    def test_video_equals_frame_by_frame(self) -> None:
+        video = _video(2, 3, 3, 6, 6)
+        flow = _video(2, 2, 3, 6, 6, seed=2) * 2
+        out = T.warp(video, flow)
+        for t in range(3):
+            torch.testing.assert_close(out[:, :, t], T.warp(video[:, :, t], flow[:, :, t]))
+
+    def test_half_precision_keeps_dtype(self) -> None:
+        img = _video(1, 3, 5, 5)
+        flow = torch.ones(1, 2, 5, 5)
+        out = T.warp(img.to(torch.bfloat16), flow.to(torch.bfloat16))
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), T.warp(img, flow), atol=2e-2, rtol=0)
+
+    def test_gradcheck(self) -> None:
+        img = _video(1, 2, 4, 5, dtype=torch.float64).requires_grad_()
+        # Non-integer sample positions: bilinear sampling is not differentiable at pixel centres.
+        flow = (0.3 + 0.4 * _video(1, 2, 4, 5, seed=1, dtype=torch.float64)).requires_grad_()
+        assert torch.autograd.gradcheck(lambda a, f: T.warp(a, f), (img, flow))
+
+    def test_bad_flow(self) -> None:
+        with pytest.raises(ValueError, match=r"`flow` must have shape \(B, 2, H, W\) = \(1, 2, 4, 4\)"):
+            T.warp(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))
+        with pytest.raises(ValueError, match=r"`flow` must have shape \(B, 2, T, H, W\)"):
+            T.warp(torch.zeros(1, 3, 2, 4, 4), torch.zeros(1, 2, 4, 4))
+        with pytest.raises(ValueError, match=r"`padding_mode` must be one of"):
+            T.warp(torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4, 4), padding_mode="wrap")
+        with pytest.raises(ValueError, match=r"`frames` must be a 4-D or 5-D tensor"):
+            T.warp(torch.zeros(3, 4, 4), torch.zeros(1, 2, 4, 4))
+
+
+class TestTemporalDifference:
+    def test_independent_formula(self) -> None:
+        pred, target = _video(2, 3, 4, 5, 5), _video(2, 3, 4, 5, 5, seed=1)
+        per_clip = [
+            torch.stack(
+                [
+                    ((pred[b, :, t] - pred[b, :, t - 1]) - (target[b, :, t] - target[b, :, t - 1])).abs().mean()
+                    for t in range(1, 4)
+                ]
+            ).mean()
+            for b in range(2)
+        ]
+        expected = torch.stack(per_clip)
+        torch.testing.assert_close(T.temporal_difference_loss(pred, target, reduction="none"), expected)
+        torch.testing.assert_close(T.temporal_difference_loss(pred, target), expected.mean())
+        torch.testing.assert_close(T.temporal_difference_loss(pred, target, reduction="sum"), expected.sum())
+
+    def test_constant_offset_costs_nothing(self) -> None:
+        target = _video(2, 3, 4, 5, 5)
+        assert T.temporal_difference_loss(target + 0.5, target).item() == pytest.approx(0.0, abs=1e-6)
+
+    def test_errors(self) -> None:
+        with pytest.raises(ValueError, match=r"`pred` must have at least 2 frames"):
+            T.temporal_difference_loss(torch.zeros(1, 3, 1, 4, 4), torch.zeros(1, 3, 1, 4, 4))
+        with pytest.raises(ValueError, match=r"`pred` must be a 5-D tensor"):
+            T.temporal_difference_loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))
+        with pytest.raises(ValueError, match=r"`reduction` must be one of"):
+            T.temporal_difference_loss(torch.zeros(1, 3, 2, 4, 4), torch.zeros(1, 3, 2, 4, 4), reduction="avg")
+
+
+class TestTemporalSmoothness:
+    def test_first_order_formula(self) -> None:
+        video = _video(2, 1, 3, 2, 2)
+        expected = torch.stack([(video[b, :, 1:] - video[b, :, :-1]).abs().mean() for b in range(2)])
+        torch.testing.assert_close(T.temporal_smoothness_loss(video, reduction="none"), expected)
+
+    def test_second_order_formula(self) -> None:
+        video = _video(2, 3, 5, 4, 4)
+        second = video[:, :, 2:] - 2 * video[:, :, 1:-1] + video[:, :, :-2]
+        expected = second.abs().flatten(1).mean(1)
+        torch.testing.assert_close(T.temporal_smoothness_loss(video, order=2, reduction="none"), expected)
+
+    def test_linear_ramp_has_zero_second_order(self) -> None:
+        base, slope = _video(2, 3, 1, 6, 6), _video(2, 3, 1, 6, 6, seed=1) * 0.1
+        ramp = base + slope * torch.arange(5.0).view(1, 1, 5, 1, 1)
+        assert T.temporal_smoothness_loss(ramp, order=2).item() == pytest.approx(0.0, abs=1e-6)
+        assert T.temporal_smoothness_loss(ramp, order=1).item() == pytest.approx(slope.abs().mean().item(), rel=1e-5)
+
+    def test_errors(self) -> None:
+        with pytest.raises(ValueError, match=r"`video` must have at least 3 frames"):
+            T.temporal_smoothness_loss(torch.zeros(1, 3, 2, 4, 4), order=2)
+        with pytest.raises(ValueError, match=r"`order` must be 1 or 2; got 3"):
+            T.temporal_smoothness_loss(torch.zeros(1, 3, 4, 4, 4), order=3)
+        with pytest.raises(ValueError, match=r"`order` must be 1 or 2"):
+            T.TemporalSmoothnessLoss(order=0)
+        with pytest.raises(TypeError, match=r"`video` must be a floating-point tensor"):
+            T.temporal_smoothness_loss(torch.zeros(1, 3, 4, 4, 4, dtype=torch.long))
+
+
+class TestFlowWarpingLoss:
+    def test_translated_clip_right_flow_zero_wrong_flow_not(self) -> None:
+        dx, dy = 1, -1
+        video = _translated_clip(dx, dy)  # v_{t+1}(x) = v_t(x - d): backward flow is -d
+        flow = torch.zeros(1, 2, 2, 12, 12)
+        flow[:, 0], flow[:, 1] = -dx, -dy
+        # Only pixels whose source stays inside frame t are exact: mask the entering border.
+        mask = torch.zeros(1, 1, 1, 12, 12)
+        mask[..., 1:-1, 1:-1] = 1
+        assert T.flow_warping_loss(video, flow, mask=mask).item() == pytest.approx(0.0, abs=1e-6)
+        assert T.flow_warping_loss(video, -flow, mask=mask).item() > 0.1
+        assert T.flow_warping_loss(video, torch.zeros_like(flow), mask=mask).item() > 0.1
+
+    def test_independent_formula_with_mask(self) -> None:
+        video = _video(2, 3, 3, 5, 5)
+        flow = _video(2, 2, 2, 5, 5, seed=1) * 1.5
+        mask = (_video(2, 1, 2, 5, 5, seed=2) > 0).float()
+        got = T.flow_warping_loss(video, flow, mask=mask, reduction="none")
+        for b in range(2):
+            num, den = 0.0, 0.0
+            for t in range(2):
+                warped = T.warp(video[b : b + 1, :, t], flow[b : b + 1, :, t])
+                e = (video[b : b + 1, :, t + 1] - warped).abs()
+                num += (e * mask[b : b + 1, :, t]).sum()
+                den += mask[b : b + 1, :, t].sum() * 3
+            torch.testing.assert_close(got[b], num / den)
+        unmasked = T.flow_warping_loss(video, flow, reduction="none")
+        torch.testing.assert_close(
+            unmasked, (video[:, :, 1:] - T.warp(video[:, :, :-1], flow)).abs().flatten(1).mean(1)
+        )
+
+    def test_all_zero_mask_gives_zero(self) -> None:
+        video = _video(1, 3, 2, 4, 4)
+        loss = T.flow_warping_loss(video, torch.zeros(1, 2, 1, 4, 4), mask=torch.zeros(1, 1, 1, 1, 1))
+        assert loss.item() == 0.0
+
+    def test_errors(self) -> None:
+        video = torch.zeros(2, 3, 4, 8, 8)
+        with pytest.raises(ValueError, match=r"`flow` must have shape .*\(2, 2, 3, 8, 8\).*got \(2, 2, 4, 8, 8\)"):
+            T.flow_warping_loss(video, torch.zeros(2, 2, 4, 8, 8))
+        with pytest.raises(ValueError, match=r"`flow` must have shape.*got \(2, 3, 3, 8, 8\)"):
+            T.flow_warping_loss(video, torch.zeros(2, 3, 3, 8, 8))
+        with pytest.raises(ValueError, match=r"`flow` must have shape.*got \(2, 2, 3, 4, 4\)"):
+            T.flow_warping_loss(video, torch.zeros(2, 2, 3, 4, 4))
+        with pytest.raises(ValueError, match=r"`mask` must broadcast to the shape of `video\[:, :, 1:\]`"):
+            T.flow_warping_loss(video, torch.zeros(2, 2, 3, 8, 8), mask=torch.ones(2, 1, 4, 8, 8))
+        with pytest.raises(ValueError, match=r"`video` must have at least 2 frames"):
+            T.flow_warping_loss(torch.zeros(2, 3, 1, 8, 8), torch.zeros(2, 2, 0, 8, 8))
+
+
+class TestOcclusionMask:
+    def test_consistent_flows_all_ones(self) -> None:
+        forward = torch.zeros(2, 2, 3, 6, 6)
+        forward[:, 0], forward[:, 1] = 2.0, -1.0
+        mask = T.occlusion_mask(forward, -forward)
+        assert mask.shape == (2, 1, 3, 6, 6)
+        assert torch.equal(mask, torch.ones_like(mask))
+        assert torch.equal(T.occlusion_mask(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4)), torch.ones(1, 1, 4, 4))
+
+    def test_inconsistent_flows_all_zeros(self) -> None:
+        forward = torch.full((2, 2, 6, 6), 2.0)
+        mask = T.occlusion_mask(forward, forward)  # should be -forward
+        assert torch.equal(mask, torch.zeros(2, 1, 6, 6))
+
+    def test_independent_formula(self) -> None:
+        forward = _video(1, 2, 5, 5, dtype=torch.float64) * 2
+        backward = -forward + 0.6 * _video(1, 2, 5, 5, seed=1, dtype=torch.float64)
+        got = T.occlusion_mask(forward, backward, alpha=0.05, beta=0.3)
+        b_at = T.warp(backward, forward)
+        lhs = ((forward + b_at) ** 2).sum(1, keepdim=True)
+        rhs = 0.05 * ((forward**2).sum(1, keepdim=True) + (b_at**2).sum(1, keepdim=True)) + 0.3
+        assert torch.equal(got, (lhs < rhs).double())
+        assert 0 < got.sum() < got.numel()  # the example exercises both outcomes
+
+    def test_errors(self) -> None:
+        with pytest.raises(ValueError, match=r"`flow_forward` must have 2 channels"):
+            T.occlusion_mask(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))
+        with pytest.raises(ValueError, match=r"`flow_forward` and `flow_backward` must have the same shape"):
+            T.occlusion_mask(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 5))
+
+
+class TestPingPong:
+    def test_formula_and_perfect(self) -> None:
+        f, b = _video(2, 3, 3, 4, 4), _video(2, 3, 3, 4, 4, seed=1)
+        torch.testing.assert_close(T.ping_pong_loss(f, b, reduction="none"), (f - b).abs().flatten(1).mean(1))
+        assert T.ping_pong_loss(f, f.clone()).item() == 0.0
+
+    def test_errors(self) -> None:
+        with pytest.raises(ValueError, match=r"`forward_video` and `backward_video` must have the same shape"):
+            T.ping_pong_loss(torch.zeros(1, 3, 3, 4, 4), torch.zeros(1, 3, 2, 4, 4))
+
+
+class TestTemporalLPIPS:
+    def test_independent_formula(self) -> None:
+        pred, target = _video(2, 3, 4, 6, 6), _video(2, 3, 4, 6, 6, seed=1)
+        d = lambda a, b: (a - b).abs().mean()  # noqa: E731
+        expected = torch.stack(
+            [
+                torch.stack(
+                    [
+                        (d(pred[b, :, t], pred[b, :, t - 1]) - d(target[b, :, t], target[b, :, t - 1])).abs()
+                        for t in range(1, 4)
+                    ]
+                ).mean()
+                for b in range(2)
+            ]
+        )
+        got = T.temporal_lpips_loss(pred, target, model=_mean_abs_lpips, reduction="none")
+        torch.testing.assert_close(got, expected)
+
+    def test_one_model_call_for_all_pairs(self) -> None:
+        calls = []
+
+        def model(x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+            calls.append(x.shape)
+            return _mean_abs_lpips(x, y, reduction)
+
+        T.temporal_lpips_loss(_video(2, 3, 5, 4, 4), _video(2, 3, 5, 4, 4, seed=1), model=model)
+        assert calls == [torch.Size([2 * 2 * 4, 3, 4, 4])]
+
+    def test_with_genloss_lpips_random_weights(self) -> None:
+        lpips_cls = getattr(gl, "LPIPS", None)
+        if lpips_cls is None:
+            pytest.skip("genloss.LPIPS not available yet")
+        with pytest.warns(UserWarning):
+            model = lpips_cls("alex", weights="random")
+        pred = _video(1, 3, 3, 32, 32).requires_grad_()
+        target = _video(1, 3, 3, 32, 32, seed=1)
+        loss = T.temporal_lpips_loss(pred, target, model=model)
+        loss.backward()
+        assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+        frames = lambda v, a, b: (v[:, :, a], v[:, :, b])  # noqa: E731
+        with torch.no_grad():
+            expected = torch.stack(
+                [
+                    (model(*frames(pred, t, t - 1), reduction="none") - model(*frames(target, t, t - 1), reduction="none")).abs()
+                    for t in (1, 2)
+                ]
+            ).mean()
+        torch.testing.assert_close(loss.detach(), expected, rtol=1e-4, atol=1e-6)
+
+    def test_bad_model(self) -> None:
+        video = torch.zeros(1, 3, 2, 4, 4)
+        with pytest.raises(TypeError, match=r"`model` must be an LPIPS-like callable"):
+            T.temporal_lpips_loss(video, video, model=3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"must return one value per frame pair, shape \(2,\)"):
+            T.temporal_lpips_loss(video, video, model=lambda x, y, reduction: (x - y).mean())
+
+
+LOSSES = [
+    ("temporal_difference", lambda v, w: T.temporal_difference_loss(v, w), T.TemporalDifferenceLoss(), 2),
+    ("smoothness_1", lambda v, w: T.temporal_smoothness_loss(v), T.TemporalSmoothnessLoss(), 1),
+    ("smoothness_2", lambda v, w: T.temporal_smoothness_loss(v, order=2), T.TemporalSmoothnessLoss(order=2), 1),
+    ("ping_pong", lambda v, w: T.ping_pong_loss(v, w), T.PingPongLoss(), 2),
+    ("tlp", lambda v, w: T.temporal_lpips_loss(v, w, model=_mean_abs_lpips), T.TemporalLPIPSLoss(_mean_abs_lpips), 2),
+]
+
+
+class TestCommon:
+    @pytest.mark.parametrize(("name", "fn", "module", "n_args"), LOSSES, ids=[x[0] for x in LOSSES])
+    def test_function_equals_module_and_gradients_flow(self, name, fn, module, n_args) -> None:  # noqa: ANN001
+        v = _video(2, 3, 4, 6, 6).requires_grad_()
+        w = _video(2, 3, 4, 6, 6, seed=1)
+        loss = fn(v, w)
+        torch.testing.assert_close(module(*(v, w)[:n_args]), loss)
+        loss.backward()
+        assert v.grad is not None and v.grad.abs().sum() > 0
+
+    def test_flow_warping_function_equals_module_and_gradients_reach_video_and_flow(self) -> None:
+        v = _video(2, 3, 3, 6, 6).requires_grad_()
+        flow = (0.3 + _video(2, 2, 2, 6, 6, seed=1)).requires_grad_()
+        mask = torch.ones(2, 1, 2, 6, 6)
+        loss = T.flow_warping_loss(v, flow, mask=mask)
+        torch.testing.assert_close(T.FlowWarpingLoss()(v, flow, mask), loss)
+        loss.backward()
+        assert v.grad.abs().sum() > 0 and flow.grad.abs().sum() > 0
+
+    def test_gradcheck_float64(self) -> None:
+        v = _video(1, 2, 3, 3, 3, dtype=torch.float64).requires_grad_()
+        w = _video(1, 2, 3, 3, 3, seed=1, dtype=torch.float64)
+        flow = 0.3 + 0.4 * _video(1, 2, 2, 3, 3, seed=2, dtype=torch.float64)
+        for fn in (
+            lambda x: T.temporal_difference_loss(x, w),
+            lambda x: T.temporal_smoothness_loss(x, order=2),
+            lambda x: T.ping_pong_loss(x, w),
+            lambda x: T.flow_warping_loss(x, flow),
+            lambda x: T.temporal_lpips_loss(x, w, model=_mean_abs_lpips),
+        ):
+            assert torch.autograd.gradcheck(fn, (v,))
+
+    def test_reductions(self) -> None:
+        v, w = _video(3, 1, 3, 2, 2), _video(3, 1, 3, 2, 2, seed=1)
+        none = T.ping_pong_loss(v, w, reduction="none")
+        assert none.shape == (3,)
+        torch.testing.assert_close(T.ping_pong_loss(v, w, reduction="sum"), none.sum())
+        torch.testing.assert_close(T.ping_pong_loss(v, w), none.mean())
+
+    def test_exported(self) -> None:
+        for name in T.__all__:
+            if name not in ("temporal_lpips_per_step",):
+                assert getattr(gl, name) is getattr(T, name)
