@@ -265,6 +265,7 @@ def test_read_metrics_tolerates_missing_empty_and_partial(tmp_path):
 def test_run_json(gallery):
     run = json.loads((gallery / "run-a" / "run.json").read_text())
     assert run["run_name"] == "run-a"
+    assert run["started"] == "2026-01-01T10:00:00+00:00"
     assert run["config"] == config_for("run-a", "2026-01-01T10:00:00+00:00", 2, 40)
     assert run["sample_steps"] == [0, 20, 40]
     assert run["last_step"] == 40
@@ -276,8 +277,8 @@ def test_run_json(gallery):
 
 def test_curves_png(gallery, tmp_path):
     curves = Image.open(gallery / "run-a" / "curves.png")
-    # 3 loss panels + PSNR + motion = 5 panels in 4 columns, 2 rows of 360 x 250 px
-    assert curves.size == (1440, 550)
+    # 3 loss panels + PSNR + motion = 5 panels in 3 columns, 2 rows of 360 x 250 px (+ title)
+    assert curves.size == (1080, 550)
     index = update_gallery(tmp_path, "fresh", {}, tmp_path / "missing.jsonl")  # nothing logged yet
     assert Image.open(tmp_path / "fresh" / "curves.png").size[0] > 100
     assert "No samples written yet" in index.read_text()
@@ -304,8 +305,9 @@ def test_index_newest_first_and_settings(gallery):
     assert "+3.00 dB vs copy-last-frame 21.00" in text  # run-a: eval/psnr 24.0 at step 40
     assert "eval at step 40" in text and "finished" in text
     assert "step 20 of 100 · running or stopped" in text  # the partial run
-    for setting in ("feature-matching", "32×32", "l1 1.0", "perceptual 0.5", "r1_interval 4"):
+    for setting in ("feature-matching", "32×32", "l1 1.0", "perceptual 0.5", "r1_interval 4", "adv_loss hinge"):
         assert setting in text
+    assert '<span class="chip off">tdiff <b>0.0</b>' in (gallery / "index.html").read_text()
 
 
 def test_index_escapes_run_names(gallery):
@@ -313,6 +315,16 @@ def test_index_escapes_run_names(gallery):
     assert ODD_NAME not in raw and "<name>" not in raw
     assert "odd &lt;name&gt; &amp; &quot;co&quot;" in raw
     assert ODD_NAME in "".join(parse(gallery / "index.html").text)
+
+
+def test_start_time_without_created_is_kept_across_updates(tmp_path):
+    update_gallery(tmp_path, "a", {}, tmp_path / "m.jsonl")
+    run_json = tmp_path / "a" / "run.json"
+    assert json.loads(run_json.read_text())["started"]  # first update: now
+    run_json.write_text(json.dumps({"started": "2025-05-05T05:05:00+00:00"}))
+    update_gallery(tmp_path, "a", {"max_steps": 5}, tmp_path / "m.jsonl")
+    assert json.loads(run_json.read_text())["started"] == "2025-05-05T05:05:00+00:00"
+    assert "2025-05-05 05:05 UTC" in (tmp_path / "index.html").read_text()
 
 
 def test_update_gallery_rejects_bad_run_names(tmp_path):

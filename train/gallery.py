@@ -23,6 +23,8 @@ import re
 import string
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -65,22 +67,27 @@ _EVAL_NAMES = {  # eval key -> (card label, reading hint); other eval/* keys are
 # atomic files
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a hidden temporary file in the same folder + ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextmanager
+def _published(path: Path) -> Iterator[Path]:
+    """Yield a hidden temporary path beside ``path`` that replaces ``path`` atomically on success."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # only left if something failed
 
 
-def _png_bytes(image: Image.Image) -> bytes:
+def _atomic_write(path: Path, data: bytes) -> None:
+    with _published(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _image_bytes(image: Image.Image, **options) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, **options)
     return buffer.getvalue()
 
 
@@ -103,8 +110,8 @@ def _to_uint8(name: str, video: Tensor) -> np.ndarray:
     return rearrange(pixels, "n c t h w -> n t h w c").numpy()
 
 
-def _check_clips(context: Tensor, generated: Tensor, truth: Tensor) -> tuple[int, int, int, int]:
-    """Validate the three clip tensors against each other; return ``(N, K, T, H)``-style sizes."""
+def _check_clips(context: Tensor, generated: Tensor, truth: Tensor) -> None:
+    """Validate the three clip tensors against each other."""
     context = check_video("context", context, min_frames=0)
     generated = check_video("generated", generated)
     truth = check_video("truth", truth)
@@ -120,7 +127,6 @@ def _check_clips(context: Tensor, generated: Tensor, truth: Tensor) -> tuple[int
                 f"{expected} to match `truth` {tuple(truth.shape)} and K={k} context frames; "
                 f"got {tuple(x.shape)}"
             )
-    return n, k, t, max(h, w)
 
 
 def _upscale(frame: np.ndarray, factor: int) -> np.ndarray:
@@ -146,14 +152,11 @@ def _draw_header(canvas: np.ndarray, t: int, k: int, frames: int) -> np.ndarray:
     """Timeline (one cell per frame, context amber, generated blue, current one filled) + label."""
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
-    cell = 12
     for i in range(frames):
-        x0, y0 = GUTTER + MARGIN + i * (cell + 3), 6
-        colour = CONTEXT if i < k else GENERATED
-        draw.rectangle((x0, y0, x0 + cell, y0 + cell), fill=colour if i == t else None, outline=colour)
+        x, colour = GUTTER + MARGIN + i * 15, CONTEXT if i < k else GENERATED
+        draw.rectangle((x, 6, x + 12, 18), fill=colour if i == t else None, outline=colour)
     label = f"frame {t + 1}/{frames}  " + ("context (given)" if t < k else "generated")
-    x = GUTTER + MARGIN + frames * (cell + 3) + 8
-    draw.text((x, 5), label, fill=CONTEXT if t < k else INK, font=_font(13))
+    draw.text((GUTTER + MARGIN + frames * 15 + 8, 5), label, fill=CONTEXT if t < k else INK, font=_font(13))
     return np.asarray(image)
 
 
@@ -224,47 +227,24 @@ def _strip(context: np.ndarray, generated: np.ndarray) -> Image.Image:
 
 def _gif_bytes(frames: list[np.ndarray], fps: int) -> bytes:
     images = [Image.fromarray(f).quantize(colors=255, method=Image.Quantize.MEDIANCUT) for f in frames]
-    buffer = io.BytesIO()
-    images[0].save(
-        buffer,
-        format="GIF",
-        save_all=True,
-        append_images=images[1:],
-        duration=round(1000 / fps),
-        loop=0,  # loop forever
-        disposal=1,
-        optimize=False,  # keep every frame full-size so decoders count exactly T frames
-    )
-    return buffer.getvalue()
+    # loop=0: forever; no optimize, so every frame stays full-size and decoders count exactly T.
+    return _image_bytes(images[0], format="GIF", save_all=True, append_images=images[1:],
+                        duration=round(1000 / fps), loop=0, disposal=1, optimize=False)  # fmt: skip
 
 
 def _write_mp4(path: Path, frames: list[np.ndarray], fps: int) -> None:
-    """H.264 / yuv420p with the index up front, which every browser plays; atomic like the rest."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-    os.close(fd)
-    try:
-        height, width = frames[0].shape[:2]
+    """H.264 / yuv420p with the index up front (``+faststart``): what every browser plays."""
+    height, width = frames[0].shape[:2]
+    with _published(path) as tmp:
         writer = imageio_ffmpeg.write_frames(
-            tmp,
-            (width, height),
-            fps=fps,
-            codec="libx264",
-            pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p",
-            quality=None,
-            macro_block_size=16,
+            str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p", quality=None, macro_block_size=16, ffmpeg_log_level="error",
             output_params=["-crf", "18", "-preset", "medium", "-movflags", "+faststart"],
-            ffmpeg_log_level="error",
-        )
+        )  # fmt: skip
         writer.send(None)  # start the generator
         for frame in frames:
             writer.send(np.ascontiguousarray(frame))
         writer.close()
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_clips(
@@ -303,7 +283,7 @@ def write_clips(
         "mp4": run_dir / f"step-{step:06d}.mp4",
         "strip": run_dir / f"strip-{step:06d}.png",
     }
-    _atomic_write(paths["strip"], _png_bytes(_strip(ctx, gen)))
+    _atomic_write(paths["strip"], _image_bytes(_strip(ctx, gen), format="PNG", optimize=True))
     _write_mp4(paths["mp4"], frames, fps)
     # The GIF goes last: the gallery lists a step once its GIF exists, so the others are there too.
     _atomic_write(paths["gif"], _gif_bytes(frames, fps))
@@ -364,6 +344,7 @@ def _curves_png(records: list[dict], title: str) -> bytes:
     """One readable panel per logged loss term, then the eval metrics (PSNR with its baseline)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg explicitly: no display needed
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     series = _series(records)
     panels: list[tuple[str, list[str]]] = [(k, [k]) for k in series if not k.startswith("eval/")]
@@ -371,7 +352,7 @@ def _curves_png(records: list[dict], title: str) -> bytes:
     if "eval/psnr" in evals or "eval/psnr_baseline" in evals:
         panels.append(("eval PSNR (dB)", [k for k in ("eval/psnr", "eval/psnr_baseline") if k in series]))
     panels += [(k, [k]) for k in evals if k not in ("eval/psnr", "eval/psnr_baseline")]
-    columns = min(4, max(1, len(panels)))
+    columns = min(3, max(1, len(panels)))  # 3 x 360 px: shown near 1:1 on the page
     rows = max(1, math.ceil(len(panels) / columns))
     figure = Figure(figsize=(3.6 * columns, 2.5 * rows + 0.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
@@ -390,18 +371,20 @@ def _curves_png(records: list[dict], title: str) -> bytes:
                     style.update(color="#2563eb", label="model")
                 ax.plot(steps, values, **style)
             else:
-                ax.plot(steps, values, color="#93c5fd", linewidth=0.8)
-                if len(values) >= 40:
+                smooth = len(values) >= 40  # raw values pale behind their trend
+                ax.plot(steps, values, color="#93c5fd" if smooth else "#1d4ed8", linewidth=0.8)
+                if smooth:
                     ax.plot(steps, _smooth(values), color="#1d4ed8", linewidth=1.4)
         if name == "eval/motion":
             ax.axhspan(0.7, 1.3, color="#22c55e", alpha=0.12, linewidth=0)
             ax.axhline(1.0, color="#16a34a", linewidth=0.8, linestyle=":")
         if len(keys) > 1:
-            ax.legend(fontsize=7, frameon=False)
-        ax.set_title(name.replace("$", r"\$"), fontsize=9)
-        ax.tick_params(labelsize=7)
+            ax.legend(fontsize=8, frameon=False)
+        ax.set_title(name.replace("$", r"\$"), fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.grid(alpha=0.25, linewidth=0.5)
-        ax.set_xlabel("step", fontsize=7)
+        ax.set_xlabel("step", fontsize=8)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
     buffer = io.BytesIO()
@@ -456,32 +439,37 @@ def _date(created: object) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-def _is_loss_key(key: str) -> bool:
-    return key.endswith(("_weight", "_gamma", "_interval", "_warmup", "_loss")) or "loss" in key
+_LOSS_KEY = re.compile(r"_(weight|loss|gamma|interval|start|ramp|warmup)$")  # config keys shown as chips
+
+
+def _loss_chips(config: dict) -> str:
+    """One chip per loss setting (``l1_weight``, ``adv_loss``, ``r1_gamma`` ...); zero / off greyed."""
+    chips = []
+    for key, value in config.items():
+        if _LOSS_KEY.search(key) and isinstance(value, (int, float, str)):
+            off = value is False or value == 0
+            text = ("on" if value else "off") if isinstance(value, bool) else _fmt(value)
+            label = _e(key.removesuffix("_weight"))
+            chips.append(f'<span class="chip{" off" if off else ""}">{label} <b>{html.escape(text)}</b></span>')
+    return "".join(chips) or "<i>none recorded</i>"
 
 
 def _settings(config: dict) -> list[tuple[str, str]]:
-    """The key settings, in reading order; missing keys are left out."""
-    k = config.get("context_frames")
-    rows = []
-    if k is not None:
-        rows.append(("task", f"continuation ({k} context frames)" if k else "unconditional"))
-    size = config.get("size")
-    for label, key, value in (
-        ("frames", "frames", config.get("frames")),
-        ("size", "size", f"{size}×{size}" if isinstance(size, int) else size),
-        ("dataset", "dataset", config.get("dataset")),
-        ("batch size", "batch_size", config.get("batch_size")),
-        ("max steps", "max_steps", config.get("max_steps")),
-        ("perceptual", "perceptual", config.get("perceptual")),
-        ("adversarial", "adv_loss", config.get("adv_loss")),
-        ("world size", "world_size", config.get("world_size")),
-        ("precision", "mixed_precision", config.get("mixed_precision")),
-        ("seed", "seed", config.get("seed")),
-    ):
-        if key in config:
-            rows.append((label, _fmt(value)))
-    return rows
+    """The key settings, in reading order; keys missing from ``config`` are left out."""
+    k, size = config.get("context_frames"), config.get("size")
+    shown = {
+        "context_frames": ("task", f"continuation ({k} context frames)" if k else "unconditional"),
+        "frames": ("frames", config.get("frames")),
+        "size": ("size", f"{size}×{size}" if isinstance(size, int) else size),
+        "dataset": ("dataset", config.get("dataset") or "moving shapes (built-in)"),
+        "batch_size": ("batch size", config.get("batch_size")),
+        "max_steps": ("max steps", config.get("max_steps")),
+        "perceptual": ("perceptual", config.get("perceptual")),
+        "world_size": ("world size", config.get("world_size")),
+        "mixed_precision": ("precision", config.get("mixed_precision")),
+        "seed": ("seed", config.get("seed")),
+    }
+    return [(label, _fmt(value)) for key, (label, value) in shown.items() if key in config]
 
 
 def _templates() -> dict[str, string.Template]:
@@ -532,18 +520,13 @@ def _section(record: dict, anchor: str, templates: dict[str, string.Template]) -
             mp4=_link(name, f"step-{steps[-1]:06d}.mp4"),
             strips=strips,
         )
-    losses = "".join(
-        f'<span class="chip{" off" if v == 0 else ""}">{_e(k.removesuffix("_weight"))} <b>{_e(v)}</b></span>'
-        for k, v in config.items()
-        if _is_loss_key(k) and _is_number(v)
-    )
     return templates["run"].substitute(
         anchor=anchor,
         name=_e(name),
-        date=_e(_date(config.get("created"))),
+        date=_e(_date(record.get("started"))),
         status=_status(record.get("last_step"), config.get("max_steps")),
         settings="".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in _settings(config)),
-        losses=losses or "<i>none recorded</i>",
+        losses=_loss_chips(config),
         evals=_eval_cards(record.get("latest_eval")),
         samples=samples,
         curves=_link(name, "curves.png"),
@@ -557,7 +540,7 @@ def _summary_row(record: dict, anchor: str, templates: dict[str, string.Template
     return templates["summary"].substitute(
         anchor=anchor,
         name=_e(record["run_name"]),
-        date=_e(_date(config.get("created"))),
+        date=_e(_date(record.get("started"))),
         step=_e(record.get("last_step") or 0),
         max_steps=_e(config.get("max_steps", "?")),
         delta=f"{psnr - base:+.2f} dB" if _is_number(psnr) and _is_number(base) else "–",
@@ -565,17 +548,24 @@ def _summary_row(record: dict, anchor: str, templates: dict[str, string.Template
     )
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``, or ``{}`` if it is missing or not a JSON object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _load_runs(samples_dir: Path) -> list[dict]:
-    """Every run folder's ``run.json``, newest first (by ``config.created``, then file time)."""
+    """Every run folder's ``run.json``, newest first (by start time, then file time)."""
     runs = []
     for path in samples_dir.glob("*/run.json"):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            warnings.warn(f"gallery: skipping unreadable {path}: {error}", RuntimeWarning, stacklevel=3)
+        if not (record := _read_json(path)):
+            warnings.warn(f"gallery: skipping unreadable {path}", RuntimeWarning, stacklevel=3)
             continue
         record["run_name"] = path.parent.name  # the folder is what links point into
-        runs.append((str((record.get("config") or {}).get("created", "")), path.stat().st_mtime, record))
+        runs.append((str(record.get("started", "")), path.stat().st_mtime, record))
     runs.sort(key=lambda r: (r[0], r[1]), reverse=True)
     return [r[2] for r in runs]
 
@@ -614,9 +604,12 @@ def update_gallery(samples_dir: Path, run_name: str, config: dict, metrics_path:
     run_dir.mkdir(parents=True, exist_ok=True)
     records = read_metrics(metrics_path)
     _atomic_write(run_dir / "curves.png", _curves_png(records, run_name))
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record = {
         "run_name": run_name,
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        # the config's creation time, else the first time this run reached the gallery
+        "started": str(config.get("created") or _read_json(run_dir / "run.json").get("started") or now),
+        "updated": now,
         "last_step": max((r["step"] for r in records), default=None),
         "latest_eval": _latest_eval(records),
         "sample_steps": _sample_steps(run_dir),
