@@ -66,3 +66,155 @@ class TestPSNR:
             metrics.psnr(torch.zeros(1, 3, 2, 4, 4), torch.zeros(1, 3, 3, 4, 4))
         with pytest.raises(ValueError, match=r"`data_range` must be positive"):
             metrics.psnr(torch.zeros(1, 3, 2, 4, 4), torch.zeros(1, 3, 2, 4, 4), data_range=0)
+
+
+def _mean_abs_lpips(x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Stand-in for LPIPS with its calling convention: (N,) distances for reduction="none"."""
+    values = (x - y).abs().flatten(1).mean(dim=1)
+    return values if reduction == "none" else values.mean()
+
+
+def _texture_clip(dx: int, dy: int, frames: int = 3, size: int = 48, seed: int = 0) -> torch.Tensor:
+    """Smooth random texture translating by d per frame: v_{t+1}(x) = v_t(x - d)."""
+    g = torch.Generator().manual_seed(seed)
+    pad = 4 * frames
+    coarse = torch.randn(1, 3, (size + 2 * pad) // 4, (size + 2 * pad) // 4, generator=g)
+    big = torch.nn.functional.interpolate(coarse, size=(size + 2 * pad,) * 2, mode="bicubic")
+    big = (big / big.abs().amax()).clamp(-1, 1)
+    crops = [
+        big[:, :, pad - t * dy : pad - t * dy + size, pad - t * dx : pad - t * dx + size]
+        for t in range(frames)
+    ]
+    return torch.stack(crops, dim=2)
+
+
+class TestSSIM:
+    def test_matches_pytorch_msssim_frame_by_frame(self) -> None:
+        from pytorch_msssim import ssim as reference
+
+        pred, target = _clips(2, 3, 3, 16, 16)
+        result = metrics.ssim(pred, target)
+        assert result.per_frame.shape == (2, 3)
+        for b in range(2):
+            for t in range(3):
+                expected = reference(
+                    (pred[b : b + 1, :, t] + 1) / 2, (target[b : b + 1, :, t] + 1) / 2, data_range=1.0
+                )
+                torch.testing.assert_close(result.per_frame[b, t], expected)
+        torch.testing.assert_close(result.per_clip, result.per_frame.mean(1))
+
+    def test_identical_is_one(self) -> None:
+        x = _clips(1, 3, 2, 16, 16)[0]
+        torch.testing.assert_close(metrics.ssim(x, x).mean, torch.tensor(1.0))
+
+    def test_too_small(self) -> None:
+        with pytest.raises(ValueError, match=r"at least 11x11"):
+            metrics.ssim(torch.zeros(1, 3, 2, 8, 8), torch.zeros(1, 3, 2, 8, 8))
+
+
+class TestLPIPSAndTLP:
+    def test_lpips_per_frame(self) -> None:
+        pred, target = _clips(2, 3, 3, 8, 8)
+        result = metrics.lpips(pred, target, model=_mean_abs_lpips)
+        expected = (pred - target).abs().mean(dim=(1, 3, 4))
+        torch.testing.assert_close(result.per_frame, expected)
+        torch.testing.assert_close(result.mean, expected.mean())
+
+    def test_tlp_per_step_and_equals_loss(self) -> None:
+        import genloss as gl
+
+        pred, target = _clips(2, 3, 4, 8, 8)
+        result = metrics.tlp(pred, target, model=_mean_abs_lpips)
+        assert result.per_frame.shape == (2, 3)
+        d_p = (pred[:, :, 1:] - pred[:, :, :-1]).abs().mean(dim=(1, 3, 4))
+        d_t = (target[:, :, 1:] - target[:, :, :-1]).abs().mean(dim=(1, 3, 4))
+        torch.testing.assert_close(result.per_frame, (d_p - d_t).abs())
+        loss = gl.temporal_lpips_loss(pred, target, model=_mean_abs_lpips, reduction="none")
+        torch.testing.assert_close(result.per_clip, loss)
+        assert metrics.tlp(target, target, model=_mean_abs_lpips).mean.item() == 0.0
+
+    def test_tlp_needs_two_frames(self) -> None:
+        x = torch.zeros(1, 3, 1, 8, 8)
+        with pytest.raises(ValueError, match=r"`pred` must have at least 2 frames"):
+            metrics.tlp(x, x, model=_mean_abs_lpips)
+
+    def test_with_genloss_lpips(self) -> None:
+        import genloss as gl
+
+        if not hasattr(gl, "LPIPS"):
+            pytest.skip("genloss.LPIPS not available yet")
+        with pytest.warns(UserWarning):
+            model = gl.LPIPS("alex", weights="random")
+        pred, target = _clips(1, 3, 3, 32, 32)
+        result = metrics.lpips(pred, target, model=model)
+        expected = torch.stack([model(pred[:, :, t], target[:, :, t], reduction="none") for t in range(3)], 1)
+        torch.testing.assert_close(result.per_frame, expected, rtol=1e-4, atol=1e-6)
+        assert metrics.lpips(pred, pred, model=model).mean.abs().item() < 1e-6
+
+
+class TestTOF:
+    def test_identical_clips_zero(self) -> None:
+        clip = _texture_clip(1, 0)
+        result = metrics.tof(clip, clip.clone())
+        assert result.per_frame.shape == (1, 2)
+        assert result.mean.item() == 0.0
+
+    def test_known_motion_difference(self) -> None:
+        # Motion (1, 0) per frame against a static clip: the flows differ by 1 px inside.
+        moving = _texture_clip(1, 0)
+        static = moving[:, :, :1].expand_as(moving).contiguous()
+        constant = lambda v: lambda a, b: torch.full((a.shape[0], 2, *a.shape[-2:]), v)  # noqa: E731
+        torch.testing.assert_close(metrics.tof(moving, static, flow_fn=constant(0.5)).mean, torch.tensor(0.0))
+        value = metrics.tof(moving, static).mean.item()
+        assert 0.7 < value < 1.2
+
+    def test_custom_estimator_is_used(self) -> None:
+        calls = []
+
+        def estimator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            calls.append(a.shape[0])
+            flow = torch.zeros(a.shape[0], 2, *a.shape[-2:])
+            flow[: a.shape[0] // 2, 0] = 3.0  # the first half of the batch is pred's pairs
+            flow[: a.shape[0] // 2, 1] = 4.0
+            return flow
+
+        x = torch.zeros(2, 3, 3, 8, 8)
+        result = metrics.tof(x, x, flow_fn=estimator)
+        torch.testing.assert_close(result.per_frame, torch.full((2, 2), 5.0))
+        assert calls == [2 * 2 * 2]
+
+
+class TestWarpingError:
+    def test_given_flow_formula_and_mask(self) -> None:
+        video = _clips(2, 3, 3, 6, 6)[0]
+        flow = 1.5 * _clips(2, 2, 2, 6, 6, seed=1)[0]
+        mask = (_clips(2, 1, 2, 6, 6, seed=2)[0] > 0).float()
+        import genloss as gl
+
+        residual = (video[:, :, 1:] - gl.warp(video[:, :, :-1], flow)) ** 2
+        unmasked = metrics.warping_error(video, flow=flow)
+        torch.testing.assert_close(unmasked.per_frame, residual.mean(dim=(1, 3, 4)))
+        masked = metrics.warping_error(video, flow=flow, mask=mask)
+        m = mask.expand_as(residual)
+        expected = (residual * m).sum(dim=(1, 3, 4)) / m.sum(dim=(1, 3, 4))
+        torch.testing.assert_close(masked.per_frame, expected)
+
+    def test_translating_clip_is_consistent_and_flicker_is_not(self) -> None:
+        clip = _texture_clip(2, -1, frames=4)
+        consistent = metrics.warping_error(clip).mean.item()
+        flicker = torch.tensor([0.0, 0.3, 0.0, 0.3]).view(1, 1, 4, 1, 1)
+        flickering = metrics.warping_error((clip + flicker).clamp(-1, 1)).mean.item()
+        noisy = metrics.warping_error(clip + 0.3 * torch.randn_like(clip)).mean.item()
+        assert consistent < 1e-3
+        assert flickering > 20 * consistent and noisy > 20 * consistent
+
+    def test_errors(self) -> None:
+        video = torch.zeros(1, 3, 3, 8, 8)
+        with pytest.raises(ValueError, match=r"either `flow` or `flow_fn`"):
+            metrics.warping_error(video, flow=torch.zeros(1, 2, 2, 8, 8), flow_fn=lambda a, b: a)
+        with pytest.raises(ValueError, match=r"`flow` must have shape .* got \(1, 2, 3, 8, 8\)"):
+            metrics.warping_error(video, flow=torch.zeros(1, 2, 3, 8, 8))
+        with pytest.raises(ValueError, match=r"`mask` must broadcast"):
+            metrics.warping_error(video, flow=torch.zeros(1, 2, 2, 8, 8), mask=torch.ones(1, 1, 3, 8, 8))
+        with pytest.raises(ValueError, match=r"`video` must be a 5-D tensor"):
+            metrics.warping_error(torch.zeros(1, 3, 8, 8))
