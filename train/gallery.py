@@ -69,7 +69,7 @@ _EVAL_NAMES = {  # eval key -> (card label, reading hint); other eval/* keys are
 
 @contextmanager
 def _published(path: Path) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``path`` that replaces ``path`` atomically on success."""
+    """Yield a hidden temporary path beside ``path``; on success it atomically becomes ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
@@ -105,7 +105,7 @@ def _to_uint8(name: str, video: Tensor) -> np.ndarray:
             stacklevel=3,
         )
         video = torch.nan_to_num(video, nan=-1.0, posinf=1.0, neginf=-1.0)
-    # Values a hair outside [-1, 1] (resampling overshoot) are clamped: this is display quantisation.
+    # Values a hair outside [-1, 1] (resampling overshoot) are clamped: display quantisation.
     pixels = ((video.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
     return rearrange(pixels, "n c t h w -> n t h w c").numpy()
 
@@ -117,7 +117,7 @@ def _check_clips(context: Tensor, generated: Tensor, truth: Tensor) -> None:
     truth = check_video("truth", truth)
     n, c, t, h, w = truth.shape
     if c != 3:
-        raise ValueError(f"`truth` must have 3 (RGB) channels in dim 1; got shape {tuple(truth.shape)}")
+        raise ValueError(f"`truth` must have 3 (RGB) channels in dim 1; got {tuple(truth.shape)}")
     k = context.shape[2]
     for name, x, frames in (("context", context, k), ("generated", generated, t - k)):
         expected = (n, c, frames, h, w)
@@ -134,7 +134,7 @@ def _upscale(frame: np.ndarray, factor: int) -> np.ndarray:
     return frame.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def _paste(canvas: np.ndarray, frame: np.ndarray, y: int, x: int, colour: tuple, border: int) -> None:
+def _paste(canvas: np.ndarray, frame: np.ndarray, y: int, x: int, colour: tuple, border: int):
     """Draw ``frame`` at ``(y, x)`` inside a ``border``-pixel frame of ``colour``."""
     h, w = frame.shape[:2]
     canvas[y : y + h + 2 * border, x : x + w + 2 * border] = colour
@@ -156,7 +156,8 @@ def _draw_header(canvas: np.ndarray, t: int, k: int, frames: int) -> np.ndarray:
         x, colour = GUTTER + MARGIN + i * 15, CONTEXT if i < k else GENERATED
         draw.rectangle((x, 6, x + 12, 18), fill=colour if i == t else None, outline=colour)
     label = f"frame {t + 1}/{frames}  " + ("context (given)" if t < k else "generated")
-    draw.text((GUTTER + MARGIN + frames * 15 + 8, 5), label, fill=CONTEXT if t < k else INK, font=_font(13))
+    colour = CONTEXT if t < k else INK
+    draw.text((GUTTER + MARGIN + frames * 15 + 8, 5), label, fill=colour, font=_font(13))
     return np.asarray(image)
 
 
@@ -201,14 +202,15 @@ def _grid_frames(context: np.ndarray, generated: np.ndarray, truth: np.ndarray) 
             band, column = divmod(s, columns)
             x = GUTTER + MARGIN + column * (tile_w + GAP)
             y = HEADER + band * band_h
-            _paste(canvas, _upscale(model[s, i], factor), y, x, CONTEXT if i < k else GENERATED, BORDER)
+            marked = CONTEXT if i < k else GENERATED
+            _paste(canvas, _upscale(model[s, i], factor), y, x, marked, BORDER)
             _paste(canvas, _upscale(truth[s, i], factor), y + tile_h + BORDER, x, TRUTH, BORDER)
         frames.append(_draw_header(canvas, i, k, t))
     return frames
 
 
 def _strip(context: np.ndarray, generated: np.ndarray) -> Image.Image:
-    """Frames side by side for the first ``STRIP_SAMPLES`` samples, context frames framed in amber."""
+    """Frames side by side for the first ``STRIP_SAMPLES`` samples, context framed amber."""
     model = np.concatenate([context, generated], axis=1)[:STRIP_SAMPLES]  # (S, T, H, W, C)
     s, t, h, w = model.shape[:4]
     k = context.shape[1]
@@ -226,7 +228,7 @@ def _strip(context: np.ndarray, generated: np.ndarray) -> Image.Image:
 
 
 def _gif_bytes(frames: list[np.ndarray], fps: int) -> bytes:
-    images = [Image.fromarray(f).quantize(colors=255, method=Image.Quantize.MEDIANCUT) for f in frames]
+    images = [Image.fromarray(f).quantize(255, method=Image.Quantize.MEDIANCUT) for f in frames]
     # loop=0: forever; no optimize, so every frame stays full-size and decoders count exactly T.
     return _image_bytes(images[0], format="GIF", save_all=True, append_images=images[1:],
                         duration=round(1000 / fps), loop=0, disposal=1, optimize=False)  # fmt: skip
@@ -276,7 +278,8 @@ def write_clips(
     _check_clips(context, generated, truth)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx, gen, real = (_to_uint8(n, x) for n, x in (("context", context), ("generated", generated), ("truth", truth)))
+    ctx, gen = _to_uint8("context", context), _to_uint8("generated", generated)
+    real = _to_uint8("truth", truth)
     frames = _grid_frames(ctx, gen, real)
     paths = {
         "gif": run_dir / f"step-{step:06d}.gif",
@@ -350,7 +353,8 @@ def _curves_png(records: list[dict], title: str) -> bytes:
     panels: list[tuple[str, list[str]]] = [(k, [k]) for k in series if not k.startswith("eval/")]
     evals = [k for k in series if k.startswith("eval/")]
     if "eval/psnr" in evals or "eval/psnr_baseline" in evals:
-        panels.append(("eval PSNR (dB)", [k for k in ("eval/psnr", "eval/psnr_baseline") if k in series]))
+        pair = [k for k in ("eval/psnr", "eval/psnr_baseline") if k in series]
+        panels.append(("eval PSNR (dB)", pair))
     panels += [(k, [k]) for k in evals if k not in ("eval/psnr", "eval/psnr_baseline")]
     columns = min(3, max(1, len(panels)))  # 3 x 360 px: shown near 1:1 on the page
     rows = max(1, math.ceil(len(panels) / columns))
@@ -439,18 +443,20 @@ def _date(created: object) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-_LOSS_KEY = re.compile(r"_(weight|loss|gamma|interval|start|ramp|warmup)$")  # config keys shown as chips
+# config keys shown as loss chips
+_LOSS_KEY = re.compile(r"_(weight|loss|gamma|interval|start|ramp|warmup)$")
 
 
 def _loss_chips(config: dict) -> str:
-    """One chip per loss setting (``l1_weight``, ``adv_loss``, ``r1_gamma`` ...); zero / off greyed."""
+    """One chip per loss setting (``l1_weight``, ``adv_loss``, ``r1_gamma``...); zero/off greyed."""
     chips = []
     for key, value in config.items():
         if _LOSS_KEY.search(key) and isinstance(value, (int, float, str)):
             off = value is False or value == 0
             text = ("on" if value else "off") if isinstance(value, bool) else _fmt(value)
             label = _e(key.removesuffix("_weight"))
-            chips.append(f'<span class="chip{" off" if off else ""}">{label} <b>{html.escape(text)}</b></span>')
+            kind = "chip off" if off else "chip"
+            chips.append(f'<span class="{kind}">{label} <b>{html.escape(text)}</b></span>')
     return "".join(chips) or "<i>none recorded</i>"
 
 
@@ -494,14 +500,17 @@ def _eval_cards(latest: dict | None) -> str:
         note = ""
         if _is_number(base):
             trend = "up" if psnr > base else "down"
-            note = f'<small class="{trend}">{psnr - base:+.2f} dB vs copy-last-frame {base:.2f}</small>'
+            delta = f"{psnr - base:+.2f} dB vs copy-last-frame {base:.2f}"
+            note = f'<small class="{trend}">{delta}</small>'
         cards.append(f'<div class="card"><span>PSNR</span><b>{psnr:.2f} dB</b>{note}</div>')
     for key, value in latest.items():
         if key in ("step", "eval/psnr", "eval/psnr_baseline") or not _is_number(value):
             continue
         label, hint = _EVAL_NAMES.get(key, (key.removeprefix("eval/"), ""))
-        cards.append(f'<div class="card"><span>{_e(label)}</span><b>{_e(value)}</b><small>{_e(hint)}</small></div>')
-    return f'<div class="evals">{"".join(cards)}<p class="at">eval at step {_e(latest["step"])}</p></div>'
+        card = f"<span>{_e(label)}</span><b>{_e(value)}</b><small>{_e(hint)}</small>"
+        cards.append(f'<div class="card">{card}</div>')
+    at = f'<p class="at">eval at step {_e(latest["step"])}</p>'
+    return f'<div class="evals">{"".join(cards)}{at}</div>'
 
 
 def _section(record: dict, anchor: str, templates: dict[str, string.Template]) -> str:
@@ -573,7 +582,8 @@ def _load_runs(samples_dir: Path) -> list[dict]:
 def _index_html(samples_dir: Path) -> str:
     runs, templates = _load_runs(samples_dir), _templates()
     # Anchors must be unique and safe whatever the run names are.
-    anchors = [f"run-{i}-{re.sub(r'[^A-Za-z0-9_-]+', '-', r['run_name'])}" for i, r in enumerate(runs)]
+    slugs = [re.sub(r"[^A-Za-z0-9_-]+", "-", r["run_name"]) for r in runs]
+    anchors = [f"run-{i}-{slug}" for i, slug in enumerate(slugs)]
     sections = [_section(r, a, templates) for r, a in zip(runs, anchors)]
     return templates["page"].substitute(
         updated=html.escape(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
@@ -596,7 +606,7 @@ def update_gallery(samples_dir: Path, run_name: str, config: dict, metrics_path:
         The path of ``index.html``.
     """
     if not isinstance(run_name, str) or not run_name or run_name in (".", "..") or "/" in run_name:
-        raise ValueError(f"`run_name` must be a non-empty folder name without '/'; got {run_name!r}")
+        raise ValueError(f"`run_name` must be a folder name (non-empty, no '/'); got {run_name!r}")
     if not isinstance(config, dict):
         raise TypeError(f"`config` must be a dict; got {type(config).__name__}")
     samples_dir = Path(samples_dir)
@@ -605,10 +615,11 @@ def update_gallery(samples_dir: Path, run_name: str, config: dict, metrics_path:
     records = read_metrics(metrics_path)
     _atomic_write(run_dir / "curves.png", _curves_png(records, run_name))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    previous = _read_json(run_dir / "run.json")
     record = {
         "run_name": run_name,
         # the config's creation time, else the first time this run reached the gallery
-        "started": str(config.get("created") or _read_json(run_dir / "run.json").get("started") or now),
+        "started": str(config.get("created") or previous.get("started", now)),
         "updated": now,
         "last_step": max((r["step"] for r in records), default=None),
         "latest_eval": _latest_eval(records),
