@@ -307,7 +307,9 @@ def test_index_newest_first_and_settings(gallery):
     assert "step 20 of 100 · running or stopped" in text  # the partial run
     for setting in ("feature-matching", "32×32", "l1 1.0", "perceptual 0.5", "r1_interval 4", "adv_loss hinge"):
         assert setting in text
-    assert '<span class="chip off">tdiff <b>0.0</b>' in (gallery / "index.html").read_text()
+    raw = (gallery / "index.html").read_text()
+    assert '<span class="chip off">tdiff <b>0.0</b>' in raw  # a zero weight is shown as off
+    assert '<span class="chip">r1_interval <b>4</b>' in raw
 
 
 def test_index_escapes_run_names(gallery):
@@ -325,6 +327,18 @@ def test_start_time_without_created_is_kept_across_updates(tmp_path):
     update_gallery(tmp_path, "a", {"max_steps": 5}, tmp_path / "m.jsonl")
     assert json.loads(run_json.read_text())["started"] == "2025-05-05T05:05:00+00:00"
     assert "2025-05-05 05:05 UTC" in (tmp_path / "index.html").read_text()
+
+
+def test_loss_chips_mark_terms_that_are_off(tmp_path):
+    config = {"perceptual": "none", "perceptual_weight": 0.1, "adv_start": 0, "r1_gamma": 0.0,
+              "adaptive_weight": False, "rec_loss": "l1", "lr_g": 0.001}  # fmt: skip
+    raw = update_gallery(tmp_path, "a", config, tmp_path / "m.jsonl").read_text()
+    assert '<span class="chip off">perceptual <b>0.1</b>' in raw  # no perceptual net: weight unused
+    assert '<span class="chip">adv_start <b>0</b>' in raw  # a start step of 0 is not "off"
+    assert '<span class="chip off">r1_gamma <b>0.0</b>' in raw
+    assert '<span class="chip off">adaptive <b>off</b>' in raw
+    assert '<span class="chip">rec_loss <b>l1</b>' in raw
+    assert "lr_g" not in raw.split("<details>")[0]  # not a loss setting: only in the full config
 
 
 def test_update_gallery_rejects_bad_run_names(tmp_path):

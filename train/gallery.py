@@ -448,11 +448,13 @@ _LOSS_KEY = re.compile(r"_(weight|loss|gamma|interval|start|ramp|warmup)$")
 
 
 def _loss_chips(config: dict) -> str:
-    """One chip per loss setting (``l1_weight``, ``adv_loss``, ``r1_gamma``...); zero/off greyed."""
+    """One chip per loss setting (``l1_weight``, ``adv_loss``, ``r1_gamma``...); terms that are
+    off (zero weight or gamma, a false flag, the perceptual weight with no perceptual net) greyed."""
     chips = []
     for key, value in config.items():
         if _LOSS_KEY.search(key) and isinstance(value, (int, float, str)):
-            off = value is False or value == 0
+            off = value is False or (key.endswith(("_weight", "_gamma")) and value == 0)
+            off |= key == "perceptual_weight" and config.get("perceptual") == "none"
             text = ("on" if value else "off") if isinstance(value, bool) else _fmt(value)
             label = _e(key.removesuffix("_weight"))
             kind = "chip off" if off else "chip"
