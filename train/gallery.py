@@ -376,7 +376,8 @@ def _curves_png(records: list[dict], title: str) -> bytes:
                 ax.plot(steps, values, **style)
             else:
                 smooth = len(values) >= 40  # raw values pale behind their trend
-                ax.plot(steps, values, color="#93c5fd" if smooth else "#1d4ed8", linewidth=0.8)
+                dots = dict(marker="o", markersize=3) if len(values) < 20 else {}  # 1 point shows
+                ax.plot(steps, values, color="#93c5fd" if smooth else "#1d4ed8", linewidth=0.8, **dots)
                 if smooth:
                     ax.plot(steps, _smooth(values), color="#1d4ed8", linewidth=1.4)
         if name == "eval/motion":
