@@ -169,6 +169,8 @@ class TestWriteClips:
         assert gif.shape == (6, 320, 464, 3)
         assert mp4.shape == (6, 320, 464, 3)
         assert Image.open(paths["gif"]).info["loop"] == 0
+        meta = iio.immeta(paths["mp4"], plugin="FFMPEG")  # what Chromium, Firefox and Safari all play
+        assert (meta["codec"], meta["pix_fmt"].split("(")[0], meta["fps"]) == ("h264", "yuv420p", 8.0)
         assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
 
     def test_tiles_hold_the_frames_and_context_is_marked(self, tmp_path):
@@ -341,6 +343,17 @@ def test_loss_chips_mark_terms_that_are_off(tmp_path):
     assert "lr_g" not in raw.split("<details>")[0]  # not a loss setting: only in the full config
 
 
+def test_page_skips_unreadable_runs_and_runs_without_run_json(tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text('{"run_name": "bro')  # e.g. copied half-way
+    truth = moving_squares(1, 3)
+    write_clips(tmp_path / "clips-only", 0, truth[:, :, :1], truth[:, :, 1:], truth)  # killed before
+    with pytest.warns(RuntimeWarning, match="skipping unreadable .*broken"):
+        index = update_gallery(tmp_path, "ok", {}, tmp_path / "m.jsonl")
+    sections = index.read_text().count('<section class="run"')
+    assert sections == 1 and 'id="run-0-ok"' in index.read_text()
+
+
 def test_update_gallery_rejects_bad_run_names(tmp_path):
     for bad in ("", "..", "a/b"):
         with pytest.raises(ValueError, match="`run_name`"):
@@ -357,7 +370,8 @@ class Chromium:
     FLAGS = (
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--remote-debugging-pipe", "--window-size=1280,2000", "--autoplay-policy=no-user-gesture-required",
+        "--disable-dev-shm-usage", "--remote-debugging-pipe", "--window-size=1280,2000",
+        "--autoplay-policy=no-user-gesture-required",
     )  # fmt: skip
 
     def __init__(self, executable: str, profile: Path) -> None:
