@@ -8,6 +8,7 @@ from . import flow, metrics
 from .adversarial import KINDS, AdversarialLoss, discriminator_loss, generator_loss
 from .composite import CompositeLoss, Schedule
 from .flow import estimate_flow, video_flow, video_flow_and_mask
+from .perceptual import LPIPS, WeightsNotFoundError
 from .reconstruction import (
     CharbonnierLoss,
     GradientDifferenceLoss,
@@ -55,6 +56,7 @@ __all__ = [
     "HuberLoss",
     "KINDS",
     "L1Loss",
+    "LPIPS",
     "LazyRegularizer",
     "LeCamEMA",
     "MSELoss",
@@ -63,6 +65,7 @@ __all__ = [
     "TemporalDifferenceLoss",
     "TemporalLPIPSLoss",
     "TemporalSmoothnessLoss",
+    "WeightsNotFoundError",
     "adaptive_weight",
     "charbonnier_loss",
     "discriminator_loss",

@@ -1,0 +1,315 @@
+"""LPIPS: the learned perceptual distance of Zhang et al. 2018, as a frozen training loss.
+
+Own implementation on torchvision trunks (AlexNet, VGG16, SqueezeNet 1.1) with the calibration
+("lin") weights of the installed ``lpips`` package, so that given the same trunk weights the
+values equal ``lpips.LPIPS(net=..., version="0.1")``. Differences from the package, all aimed at
+use as a loss: frozen completely, target features computed without a graph, normalisation in
+float32 with a gradient that stays finite at ``pred == target``, videos ``(B, C, T, H, W)``
+with optional frame subsampling, input checks, and a faster forward/backward on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ._backbones import TRUNKS, FrozenModule, WeightsNotFoundError, build_trunk, lpips_lin_weights
+from ._checks import (
+    check_choice,
+    check_image_or_video,
+    check_reduction,
+    check_same_shape,
+    reduce_per_sample,
+)
+
+__all__ = ["LPIPS", "WeightsNotFoundError", "check_pixel_range", "select_frames"]
+
+LPIPS_NETS = ("alex", "vgg", "squeeze")
+FRAME_SAMPLING = ("auto", "uniform", "random")
+# Inputs are documented in [-1, 1]; only values clearly outside (e.g. [0, 255] images) are errors.
+RANGE_LIMIT = 1.5
+# lpips.normalize_tensor: f / (||f|| + eps); computed in float32, where 1e-10 is representable.
+NORM_EPS = 1e-10
+# Leading trunk layers run in channels_last on CPU: oneDNN's NCHW kernels for the 3-channel stem
+# conv and the max-pools are several times slower there, while the small deep 3x3 convs are
+# faster in NCHW (see benchmarks/bench_lpips.py). On CUDA the whole trunk runs channels_last.
+CPU_CHANNELS_LAST_LAYERS = {"alex": 6, "vgg": 0, "squeeze": 13, "vgg19": 0}
+
+
+def check_pixel_range(name: str, x: Tensor, low: float = -RANGE_LIMIT, high: float = RANGE_LIMIT) -> None:
+    """Raise ``ValueError`` if ``x`` has values outside ``[low, high]`` (one device sync)."""
+    lo, hi = torch.stack([x.detach().amin(), x.detach().amax()]).float().tolist()
+    if lo < low or hi > high:
+        hint = " (looks like [0, 255] pixels: use x / 127.5 - 1)" if hi > 2 else ""
+        raise ValueError(
+            f"`{name}` must hold pixels in [-1, 1] (values outside [{low}, {high}] are rejected); "
+            f"got values in [{lo:.4g}, {hi:.4g}]{hint}. Pass check_range=False to skip this check."
+        )
+
+
+def _check_pixels(name: str, x: object) -> Tensor:
+    """A float RGB image or video; integer tensors get a hint about the expected range."""
+    if isinstance(x, Tensor) and not x.is_floating_point():
+        raise TypeError(
+            f"`{name}` must be a floating-point tensor with pixels in [-1, 1]; got dtype {x.dtype} "
+            "(for uint8 images use x.float() / 127.5 - 1)"
+        )
+    x = check_image_or_video(name, x)
+    if x.shape[1] != 3:
+        raise ValueError(
+            f"`{name}` must have 3 (RGB) channels in dim 1; got shape {tuple(x.shape)} "
+            f"with {x.shape[1]} channels"
+        )
+    return x
+
+
+def select_frames(videos: tuple[Tensor, ...], frames: int | None, random: bool) -> tuple[Tensor, ...]:
+    """The same ``frames`` frames of every video in ``videos`` (all ``(B, C, T, H, W)``).
+
+    ``random=False`` takes evenly spaced frames, the centres of ``frames`` equal bins of
+    ``[0, T)`` (``frames=1`` is the middle frame); ``random=True`` draws ``frames`` distinct
+    frames per clip (from torch's global RNG), kept in time order. ``None`` or ``frames >= T``
+    keeps all ``T`` frames.
+    """
+    b, _, t = videos[0].shape[:3]
+    if frames is None or frames >= t:
+        return videos
+    device = videos[0].device
+    if random:
+        index = torch.rand(b, t, device=device).argsort(dim=1)[:, :frames].sort(dim=1).values
+        rows = torch.arange(b, device=device)[:, None]
+        # (B, C, T, H, W) -> (B, k, C, H, W) by gathering per clip, then back.
+        return tuple(rearrange(rearrange(v, "b c t h w -> b t c h w")[rows, index], "b t c h w -> b c t h w") for v in videos)
+    index = ((torch.arange(frames, device=device) + 0.5) * (t / frames)).long()
+    return tuple(v.index_select(2, index) for v in videos)
+
+
+class _StemConv(torch.autograd.Function):
+    """The trunk's first (frozen, 3-input-channel) convolution with a faster input gradient.
+
+    oneDNN's backward-data kernel for a convolution with 3 input channels runs several times
+    slower than its forward; as a matrix product ``Wᵀ·grad`` followed by ``fold`` (col2im) the
+    same gradient costs about as much as the forward. The weights get no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, conv: nn.Conv2d) -> Tensor:  # type: ignore[override]
+        ctx.conv, ctx.size = conv, x.shape[-2:]
+        return conv(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        conv = ctx.conv
+        weight = conv.weight.to(grad.dtype).flatten(1)  # (O, C·kh·kw)
+        columns = torch.matmul(weight.t(), grad.flatten(2))  # (N, C·kh·kw, Ho·Wo)
+        grad_input = F.fold(
+            columns, ctx.size, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride
+        )
+        return grad_input, None
+
+
+def _unit(features: Tensor) -> Tensor:
+    """``f / (||f||_2 over channels + eps)`` in at least float32 (no graph: target side)."""
+    if features.dtype in (torch.float16, torch.bfloat16):
+        features = features.float()
+    return features / (torch.linalg.vector_norm(features, dim=1, keepdim=True) + NORM_EPS)
+
+
+class _LayerDistance(torch.autograd.Function):
+    """One layer's term ``mean_hw Σ_c w_c (f/(‖f‖+eps) - t̂)²`` per sample, with a fused gradient.
+
+    Written out, the gradient needs four passes over the feature map instead of the dozen that
+    autograd records for norm, divide, subtract, square and the 1x1 "lin" convolution, and it is
+    0 (not NaN, as for the package's ``sqrt``) where ``f`` is the zero vector. With
+    ``r = ‖f‖ + eps``, ``d = f/r - t̂`` and ``g = ∂L/∂(f/r) = 2 w d / (h w)``::
+
+        ∂L/∂f = g / r - f · (Σ_c g_c f_c) / (r² ‖f‖)
+    """
+
+    @staticmethod
+    def forward(ctx, features: Tensor, target_unit: Tensor, weight: Tensor) -> Tensor:  # type: ignore[override]
+        f = features.float() if features.dtype in (torch.float16, torch.bfloat16) else features
+        norm = torch.linalg.vector_norm(f, dim=1, keepdim=True)  # (N, 1, h, w)
+        radius = norm + NORM_EPS
+        diff = f / radius - target_unit  # (N, C, h, w)
+        ctx.save_for_backward(f, norm, radius, diff, weight)
+        ctx.in_dtype = features.dtype
+        # (N, C) means, then the weighted channel sum (not a matmul: autocast would make it half)
+        return (diff.square().mean(dim=(2, 3)) * weight.to(diff.dtype)).sum(dim=1)  # (N,)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        f, norm, radius, diff, weight = ctx.saved_tensors
+        h, w = f.shape[-2:]
+        # (N, C, 1, 1) coefficients: 2 w_c · grad_n / (h w)
+        coeff = (2.0 / (h * w)) * grad.to(diff.dtype)[:, None, None, None] * weight.to(diff.dtype)[None, :, None, None]
+        g = diff * coeff
+        radial = (g * f).sum(dim=1, keepdim=True) / (radius.square() * norm.clamp_min(torch.finfo(norm.dtype).tiny))
+        grad_f = torch.addcmul(g / radius, f, radial, value=-1.0)
+        return grad_f.to(ctx.in_dtype), None, None
+
+
+class LPIPS(FrozenModule):
+    """Learned Perceptual Image Patch Similarity, for images and videos, as a frozen loss.
+
+    For unit-normalised trunk features ``f̂_l`` (channel-wise L2) of layer ``l`` and the
+    calibration weights ``w_l``::
+
+        d(x, y) = Σ_l mean_{h,w} Σ_c w_{l,c} (f̂_l(x) - f̂_l(y))²_{c,h,w}
+
+    with the trunk applied to ``(x - shift) / scale`` (the package's scaling layer). A video's
+    value is the mean of ``d`` over its (selected) frames.
+
+    Args:
+        net: ``"alex"`` (default, the usual loss), ``"vgg"`` or ``"squeeze"``.
+        weights: trunk weights: ``"imagenet"`` (torchvision's checkpoint from the torch hub cache,
+            downloaded once if missing and ``download`` is true; else ``WeightsNotFoundError``
+            naming the file), a path to a torchvision state dict of the whole network
+            (``alexnet``, ``vgg16`` or ``squeezenet1_1`` key names) or ``"random"`` (seeded,
+            warns: for offline smoke runs only). ``.weights_source`` records what was loaded.
+        frames: evaluate only this many frames per clip (cost scales with it, not with T);
+            ``None`` uses every frame. Images ignore it.
+        frame_sampling: ``"auto"`` (default): random frames while the owning model is in
+            training mode (a parent's ``.train()`` is recorded, though this module itself stays
+            in eval mode), evenly spaced after ``.eval()`` — so validation is deterministic;
+            ``"uniform"`` or ``"random"`` force one of them.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per sample ``(B,)``); ``forward`` can
+            override it per call.
+        check_range: reject values outside [-1.5, 1.5] (costs one device sync per call).
+        download: allow the one download attempt for ``weights="imagenet"``.
+
+    Shapes:
+        ``pred`` and ``target``: ``(B, 3, H, W)`` or ``(B, 3, T, H, W)``, pixels in [-1, 1], any
+        float dtype (computed in the module's dtype, float32 unless converted; autocast applies
+        to the convolutions, normalisation runs in float32). Output: scalar, or ``(B,)`` for
+        ``"none"`` — float32.
+
+    Example:
+        >>> lpips = LPIPS("alex", weights="random")  # doctest: +SKIP
+        >>> lpips(pred, target, reduction="none").shape  # doctest: +SKIP
+        torch.Size([4])
+
+    Reference: Zhang et al., "The Unreasonable Effectiveness of Deep Features as a Perceptual
+    Metric", CVPR 2018.
+    """
+
+    def __init__(
+        self,
+        net: str = "alex",
+        *,
+        weights: str | os.PathLike = "imagenet",
+        frames: int | None = None,
+        frame_sampling: str = "auto",
+        reduction: str = "mean",
+        check_range: bool = True,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        check_choice("net", net, LPIPS_NETS)
+        check_choice("frame_sampling", frame_sampling, FRAME_SAMPLING)
+        check_reduction(reduction)
+        if frames is not None and (not isinstance(frames, int) or frames < 1):
+            raise ValueError(f"`frames` must be a positive int or None; got {frames!r}")
+        self.net, self.frames, self.frame_sampling = net, frames, frame_sampling
+        self.reduction, self.check_range = reduction, check_range
+        spec = TRUNKS[net]
+        self.trunk, self.weights_source = build_trunk(net, weights, download=download)
+        self.taps = spec.taps
+        # Weights stored in the layout their layer runs in, so no conv re-lays them out per call.
+        for layer in self.trunk[: CPU_CHANNELS_LAST_LAYERS[net]].modules():
+            if isinstance(layer, nn.Conv2d):
+                layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last)
+        self.lins = nn.ParameterList(nn.Parameter(w) for w in lpips_lin_weights(net))
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+        self.freeze()
+
+    def extra_repr(self) -> str:
+        return f"net={self.net!r}, weights_source={self.weights_source!r}, frames={self.frames}"
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Trunk activations at the LPIPS taps for ``(N, 3, H, W)`` pixels in [-1, 1]."""
+        h = (x.to(self.shift.dtype) - self.shift) / self.scale
+        nhwc = CPU_CHANNELS_LAST_LAYERS[self.net] if h.device.type == "cpu" else len(self.trunk)
+        if nhwc:
+            h = h.contiguous(memory_format=torch.channels_last)
+        taps = []
+        for i, layer in enumerate(self.trunk):
+            if i == nhwc:
+                h = h.contiguous()
+            h = _StemConv.apply(h, layer) if i == 0 and h.requires_grad else layer(h)
+            if i in self.taps:
+                taps.append(h)
+        return taps
+
+    def _distance(self, pred: Tensor, target: Tensor, spatial: bool) -> Tensor:
+        """Per-frame distances ``(N,)`` (or maps ``(N, 1, H, W)``) for ``(N, 3, H, W)`` frames."""
+        if torch.is_grad_enabled() and pred.requires_grad:
+            with torch.no_grad():  # the target branch never builds a graph
+                target_units = [_unit(f) for f in self.features(target)]
+            pred_feats = self.features(pred)
+            if not spatial:
+                return sum(_LayerDistance.apply(f, t, w) for f, t, w in zip(pred_feats, target_units, self.lins))
+            pred_units = [_unit(f) for f in pred_feats]
+        else:  # nothing to differentiate: one trunk pass over both
+            n = pred.shape[0]
+            units = [_unit(f) for f in self.features(torch.cat([pred, target]))]
+            pred_units, target_units = [u[:n] for u in units], [u[n:] for u in units]
+        total = 0
+        for p, t, w in zip(pred_units, target_units, self.lins):
+            squared = (p - t).square()
+            if spatial:
+                layer_map = (squared * w.float()[:, None, None]).sum(dim=1, keepdim=True)
+                total = total + F.interpolate(layer_map, size=pred.shape[-2:], mode="bilinear", align_corners=False)
+            else:
+                # mean_hw(Σ_c w_c s_c) = Σ_c w_c mean_hw(s_c): average first, then one matvec.
+                total = total + (squared.mean(dim=(2, 3)) * w.float()).sum(dim=1)
+        return total
+
+    def forward(
+        self, pred: Tensor, target: Tensor, *, reduction: str | None = None, spatial: bool = False
+    ) -> Tensor:
+        """LPIPS between ``pred`` and ``target`` (gradients flow into ``pred`` only).
+
+        Args:
+            pred: ``(B, 3, H, W)`` or ``(B, 3, T, H, W)``, pixels in [-1, 1].
+            target: same shape as ``pred``.
+            reduction: overrides the module's reduction for this call.
+            spatial: with ``"none"``, return distance maps ``(B, 1, H, W)`` (videos:
+                ``(B, 1, k, H, W)`` over the evaluated frames), each layer's map bilinearly
+                upsampled to the input size and summed as in ``lpips.LPIPS(spatial=True)``;
+                ``"mean"``/``"sum"`` reduce each sample's map mean.
+
+        Returns:
+            A float32 scalar, or ``(B,)`` (or the maps) for ``"none"``.
+        """
+        reduction = self.reduction if reduction is None else reduction
+        check_reduction(reduction)
+        _check_pixels("pred", pred)
+        _check_pixels("target", target)
+        check_same_shape("pred", pred, "target", target)
+        if self.check_range:
+            check_pixel_range("pred", pred)
+            check_pixel_range("target", target)
+        video = pred.ndim == 5
+        if video:
+            random = self.frame_sampling == "random" or (
+                self.frame_sampling == "auto" and self.sampling_training
+            )
+            pred, target = select_frames((pred, target), self.frames, random)
+            k = pred.shape[2]
+            pred = rearrange(pred, "b c t h w -> (b t) c h w")
+            target = rearrange(target, "b c t h w -> (b t) c h w")
+        values = self._distance(pred, target, spatial)
+        if video:
+            pattern = "(b t) 1 h w -> b 1 t h w" if spatial else "(b t) -> b t"
+            values = rearrange(values, pattern, t=k)
+        if spatial and reduction == "none":
+            return values
+        per_sample = values.flatten(1).mean(dim=1) if values.ndim > 1 else values
+        return reduce_per_sample(per_sample, reduction)
