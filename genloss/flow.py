@@ -45,10 +45,11 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     kernel = kernel / kernel.sum()
-    k = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(k, 1, -1, 1), groups=k)
+    n, k, h, w = x.shape
+    # One single-channel conv over (N K) maps: faster on CPU than a grouped (depthwise) conv.
+    y = F.pad(x.reshape(n * k, 1, h, w), (radius, radius, radius, radius), mode="replicate")
+    y = F.conv2d(F.conv2d(y, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
+    return y.view(n, k, h, w)
 
 
 def _gradients(image: Tensor) -> tuple[Tensor, Tensor]:
