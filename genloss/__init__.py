@@ -7,6 +7,7 @@ Images are ``(B, C, H, W)``, videos ``(B, C, T, H, W)``, pixels in [-1, 1].
 from . import flow, metrics
 from .adversarial import KINDS, AdversarialLoss, discriminator_loss, generator_loss
 from .composite import CompositeLoss, Schedule
+from .feature_matching import VGGLoss, feature_matching_loss, gram_matrix, vgg_layer_names
 from .flow import estimate_flow, video_flow, video_flow_and_mask
 from .perceptual import LPIPS, WeightsNotFoundError
 from .reconstruction import (
@@ -30,6 +31,7 @@ from .regularizers import (
     r1_penalty,
     r2_penalty,
 )
+from .ssim import MSSSIMLoss, SSIMLoss, ms_ssim_loss, ssim_loss
 from .temporal import (
     FlowWarpingLoss,
     PingPongLoss,
@@ -60,33 +62,41 @@ __all__ = [
     "LazyRegularizer",
     "LeCamEMA",
     "MSELoss",
+    "MSSSIMLoss",
     "PingPongLoss",
+    "SSIMLoss",
     "Schedule",
     "TemporalDifferenceLoss",
     "TemporalLPIPSLoss",
     "TemporalSmoothnessLoss",
+    "VGGLoss",
     "WeightsNotFoundError",
     "adaptive_weight",
     "charbonnier_loss",
     "discriminator_loss",
     "estimate_flow",
+    "feature_matching_loss",
     "flow",
     "flow_warping_loss",
     "generator_loss",
     "gradient_difference_loss",
     "gradient_penalty",
+    "gram_matrix",
     "huber_loss",
     "l1_loss",
     "lecam_penalty",
     "metrics",
+    "ms_ssim_loss",
     "mse_loss",
     "occlusion_mask",
     "ping_pong_loss",
     "r1_penalty",
     "r2_penalty",
+    "ssim_loss",
     "temporal_difference_loss",
     "temporal_lpips_loss",
     "temporal_smoothness_loss",
+    "vgg_layer_names",
     "video_flow",
     "video_flow_and_mask",
     "warp",

@@ -187,9 +187,9 @@ def _load_features(features: nn.Sequential, state: dict, where: str, spec: Trunk
 
 
 def build_trunk(
-    net: str, weights: str | os.PathLike, *, download: bool = True
+    net: str, weights: str | os.PathLike, *, download: bool = True, depth: int | None = None
 ) -> tuple[nn.Sequential, str]:
-    """The frozen ``features`` of ``net``'s torchvision model up to its last tap.
+    """The frozen ``features[:depth]`` of ``net``'s torchvision model (default: to its last tap).
 
     Returns:
         ``(features, source)``: the ``nn.Sequential`` (float32, CPU, eval, no gradients) and a
@@ -197,7 +197,7 @@ def build_trunk(
         ``"random(seed=0)"``), for run configs.
     """
     spec = TRUNKS[net]
-    features = _empty_features(spec, spec.taps[-1] + 1)
+    features = _empty_features(spec, spec.taps[-1] + 1 if depth is None else depth)
     if isinstance(weights, str) and weights == "random":
         warnings.warn(
             f"net={net!r} uses a seeded RANDOM backbone (weights='random'): its distances are "

@@ -154,7 +154,41 @@ class _LayerDistance(torch.autograd.Function):
         return grad_f.to(ctx.in_dtype), None, None
 
 
-class LPIPS(FrozenModule):
+class FramewiseLoss(FrozenModule):
+    """Shared input handling of the frozen-network losses: checks, frame selection, folding.
+
+    Subclasses call ``configure`` in ``__init__`` and ``frames_of`` in ``forward``.
+    """
+
+    def configure(self, frames: int | None, frame_sampling: str, reduction: str, check_range: bool) -> None:
+        check_choice("frame_sampling", frame_sampling, FRAME_SAMPLING)
+        check_reduction(reduction)
+        if frames is not None and (not isinstance(frames, int) or frames < 1):
+            raise ValueError(f"`frames` must be a positive int or None; got {frames!r}")
+        self.frames, self.frame_sampling = frames, frame_sampling
+        self.reduction, self.check_range = reduction, check_range
+
+    def frames_of(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, int | None]:
+        """Validated ``(N, 3, H, W)`` frames of both inputs and the frames per clip (None: images).
+
+        Videos keep ``frames`` of their frames — random ones if ``frame_sampling="random"``, or
+        ``"auto"`` while a parent is in training mode; evenly spaced otherwise.
+        """
+        _check_pixels("pred", pred)
+        _check_pixels("target", target)
+        check_same_shape("pred", pred, "target", target)
+        if self.check_range:
+            check_pixel_range("pred", pred)
+            check_pixel_range("target", target)
+        if pred.ndim == 4:
+            return pred, target, None
+        random = self.frame_sampling == "random" or (self.frame_sampling == "auto" and self.sampling_training)
+        pred, target = select_frames((pred, target), self.frames, random)
+        fold = "b c t h w -> (b t) c h w"
+        return rearrange(pred, fold), rearrange(target, fold), pred.shape[2]
+
+
+class LPIPS(FramewiseLoss):
     """Learned Perceptual Image Patch Similarity, for images and videos, as a frozen loss.
 
     For unit-normalised trunk features ``f̂_l`` (channel-wise L2) of layer ``l`` and the
@@ -211,12 +245,8 @@ class LPIPS(FrozenModule):
     ) -> None:
         super().__init__()
         check_choice("net", net, LPIPS_NETS)
-        check_choice("frame_sampling", frame_sampling, FRAME_SAMPLING)
-        check_reduction(reduction)
-        if frames is not None and (not isinstance(frames, int) or frames < 1):
-            raise ValueError(f"`frames` must be a positive int or None; got {frames!r}")
-        self.net, self.frames, self.frame_sampling = net, frames, frame_sampling
-        self.reduction, self.check_range = reduction, check_range
+        self.configure(frames, frame_sampling, reduction, check_range)
+        self.net = net
         spec = TRUNKS[net]
         self.trunk, self.weights_source = build_trunk(net, weights, download=download)
         self.taps = spec.taps
@@ -290,23 +320,9 @@ class LPIPS(FrozenModule):
         """
         reduction = self.reduction if reduction is None else reduction
         check_reduction(reduction)
-        _check_pixels("pred", pred)
-        _check_pixels("target", target)
-        check_same_shape("pred", pred, "target", target)
-        if self.check_range:
-            check_pixel_range("pred", pred)
-            check_pixel_range("target", target)
-        video = pred.ndim == 5
-        if video:
-            random = self.frame_sampling == "random" or (
-                self.frame_sampling == "auto" and self.sampling_training
-            )
-            pred, target = select_frames((pred, target), self.frames, random)
-            k = pred.shape[2]
-            pred = rearrange(pred, "b c t h w -> (b t) c h w")
-            target = rearrange(target, "b c t h w -> (b t) c h w")
+        pred, target, k = self.frames_of(pred, target)
         values = self._distance(pred, target, spatial)
-        if video:
+        if k is not None:
             pattern = "(b t) 1 h w -> b 1 t h w" if spatial else "(b t) -> b t"
             values = rearrange(values, pattern, t=k)
         if spatial and reduction == "none":
