@@ -1,0 +1,76 @@
+"""Write sample clips from a saved checkpoint without training.
+
+    python train/sample.py --checkpoint runs/<run>/checkpoints/checkpoint-3000 --num 16
+    python train/sample.py --checkpoint runs/<run> --num 16          # the run's newest checkpoint
+
+Rebuilds the EMA generator from the run's ``config.json`` and the checkpoint's EMA weights, and
+writes a GIF/MP4 grid and a strip (context + generated | ground truth) of ``--num`` held-out
+clips under ``<out>/`` (default: ``<samples-dir of the run>/<run-name>/from-checkpoint-<step>/``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Repository code (models/, train/) is not pip-installed: see train/gan.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+
+import torch  # noqa: E402
+
+from train import state as st  # noqa: E402
+from train.evaluate import fixed_noise, generate, stack_clips  # noqa: E402
+from train.setup import build_datasets, build_generator, run_dir_of_checkpoint  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint-<step> folder, or a run folder (its newest checkpoint)")
+    p.add_argument("--num", type=int, default=16, help="number of clips to write")
+    p.add_argument("--out", default=None, help="output folder (default: <samples-dir>/<run-name>/from-checkpoint-<step>)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default: the run's seed, i.e. the training samples' noise)")
+    p.add_argument("--fps", type=int, default=8, help="frames per second of the GIF and MP4")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    args = p.parse_args(argv)
+    path = Path(args.checkpoint)
+    if st.checkpoint_step(path) is None:
+        latest = st.latest_checkpoint(path / "checkpoints")
+        if latest is None:
+            p.error(f"--checkpoint {str(path)!r} is neither a checkpoint-<step> folder nor a run folder with checkpoints")
+        path = latest
+    if not (path / st.EMA_FILE).is_file():
+        p.error(f"--checkpoint {str(path)!r} has no {st.EMA_FILE}")
+    if args.num < 1 or args.fps < 1:
+        p.error("--num and --fps must be >= 1")
+    args.checkpoint = path
+    return args
+
+
+def main(args: argparse.Namespace) -> dict[str, Path]:
+    from train import gallery
+
+    run_dir = run_dir_of_checkpoint(args.checkpoint)
+    config = json.loads((run_dir / "config.json").read_text())
+    step = st.checkpoint_step(args.checkpoint)
+    generator = build_generator(config)
+    generator.load_state_dict(torch.load(args.checkpoint / st.EMA_FILE, map_location="cpu", weights_only=True))
+    generator.to(args.device).eval()
+    _, heldout = build_datasets({**config, "eval_clips": max(args.num, config["eval_clips"])}, 1)
+    clips = stack_clips(heldout, range(args.num))
+    seed = config["seed"] if args.seed is None else args.seed
+    noise = fixed_noise(args.num, config["z_dim"], seed).to(args.device)
+    k = config["context_frames"]
+    generated = generate(generator, clips.to(args.device), noise, k).cpu().clamp(-1, 1)
+    out = Path(args.out) if args.out else Path(config["samples_dir"]) / config["run_name"] / f"from-checkpoint-{step}"
+    paths = gallery.write_clips(out, step, clips[:, :, :k], generated, clips)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return paths
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,90 @@
+"""Build the models, the perceptual term and the datasets from resolved settings.
+
+Shared by ``train/gan.py`` and ``train/sample.py`` so a checkpoint is always rebuilt exactly as
+it was trained (from the run's ``config.json``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+import genloss as gl
+from models import DiscriminatorConfig, Generator, GeneratorConfig, ImageDiscriminator, VideoDiscriminator
+from train.data import MovingShapes, VideoFolder, scan_folder
+
+__all__ = ["build_datasets", "build_generator", "build_models", "build_perceptual"]
+
+
+def generator_config(cfg: dict) -> GeneratorConfig:
+    return GeneratorConfig(
+        frames=cfg["frames"], context_frames=cfg["context_frames"], size=cfg["size"],
+        z_dim=cfg["z_dim"], base_channels=cfg["g_channels"],
+    )
+
+
+def build_generator(cfg: dict) -> Generator:
+    return Generator(generator_config(cfg))
+
+
+def build_models(cfg: dict) -> tuple[Generator, ImageDiscriminator, VideoDiscriminator]:
+    d_config = DiscriminatorConfig(size=cfg["size"], base_channels=cfg["d_channels"], spectral_norm=cfg["spectral_norm"])
+    return build_generator(cfg), ImageDiscriminator(d_config), VideoDiscriminator(d_config)
+
+
+def build_perceptual(choice: str, weights_path: str | None) -> tuple[nn.Module | None, str, str]:
+    """The LPIPS module (or ``None``), what is used, and a sentence saying why.
+
+    ``choice`` is a ``--perceptual`` value. ``"auto"`` tries LPIPS-alex with ImageNet weights from
+    ``weights_path`` or the torch hub cache (no download) and otherwise falls back to
+    discriminator feature matching. Explicit ``lpips-*`` choices raise if the weights can't be had.
+    Returns ``(module, used, message)`` with ``used`` in ``lpips-alex | lpips-vgg |
+    lpips-squeeze | feature-matching | none``.
+    """
+    if choice == "none":
+        return None, "none", "perceptual term: off (--perceptual none)"
+    net = "alex" if choice == "auto" else choice.removeprefix("lpips-")
+    weights = weights_path if weights_path is not None else "imagenet"
+    if choice != "auto":
+        return gl.LPIPS(net, weights=weights), choice, f"perceptual term: LPIPS-{net} ({weights})"
+    try:
+        module = gl.LPIPS(net, weights=weights, download=False)
+    except (OSError, RuntimeError, ValueError) as error:
+        return None, "feature-matching", (
+            "perceptual term: ImageNet weights for LPIPS-alex are not available "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}); using discriminator feature "
+            "matching instead. Pass --perceptual-weights PATH or cache torchvision's alexnet weights "
+            "to use LPIPS."
+        )
+    return module, "lpips-alex", f"perceptual term: LPIPS-alex ({weights}; --perceptual auto)"
+
+
+def build_datasets(cfg: dict, train_length: int, log=print) -> tuple:
+    """The training and held-out datasets: procedural shapes, or clips from ``cfg['dataset']``.
+
+    Raises ``SystemExit`` with the list of skipped files when a dataset folder has nothing usable.
+    """
+    frames, size, seed = cfg["frames"], cfg["size"], cfg["seed"]
+    if cfg["dataset"] is None:
+        kwargs = dict(frames=frames, size=size, seed=seed, num_shapes=cfg["num_shapes"])
+        return (MovingShapes(train_length, split="train", **kwargs),
+                MovingShapes(cfg["eval_clips"], split="heldout", **kwargs))
+    scan = scan_folder(cfg["dataset"], frames, size)
+    for line in scan.corrupt:
+        log(f"dataset: skipped unreadable file {line}")
+    for line in scan.too_short:
+        log(f"dataset: skipped {line}, shorter than --frames {frames}")
+    log(f"dataset {cfg['dataset']}: {scan.summary()}")
+    if not scan.videos:
+        raise SystemExit(
+            f"error: --dataset {cfg['dataset']} has no usable video with at least {frames} frames "
+            f"({scan.summary()}); nothing to train on"
+        )
+    return (VideoFolder(scan, train_length, frames, seed=seed, split="train"),
+            VideoFolder(scan, cfg["eval_clips"], frames, seed=seed, split="heldout"))
+
+
+def run_dir_of_checkpoint(checkpoint: str | Path) -> Path:
+    """``<output-dir>/<run-name>/checkpoints/checkpoint-<step>`` -> ``<output-dir>/<run-name>``."""
+    return Path(checkpoint).resolve().parent.parent
