@@ -183,7 +183,7 @@ def _load_features(features: nn.Sequential, state: dict, where: str, spec: Trunk
             f"{where} is not a torchvision {spec.arch} state dict; " + "; ".join(parts)
         )
     with torch.no_grad():
-        features.load_state_dict({k[len("features."):]: state[k] for k in expected})
+        features.load_state_dict({k[len("features.") :]: state[k] for k in expected})
 
 
 def build_trunk(
@@ -209,7 +209,7 @@ def build_trunk(
         source = f"random(seed={RANDOM_SEED})"
     elif isinstance(weights, str) and weights == "imagenet":
         state, source = _imagenet_state(spec, net, download)
-        _load_features(features, state, source[len("imagenet:"):], spec)
+        _load_features(features, state, source[len("imagenet:") :], spec)
     elif isinstance(weights, (str, os.PathLike)):
         path = Path(weights).expanduser()
         _load_features(features, _read_state(path, net), str(path), spec)
@@ -237,7 +237,9 @@ def lpips_lin_weights(net: str) -> list[Tensor]:
     weights = [state[f"lin{i}.model.1.weight"].flatten().float() for i in range(len(state))]
     expected = TRUNKS[net].channels
     if tuple(w.numel() for w in weights) != expected:
-        raise ValueError(f"{path}: lin weights have {[w.numel() for w in weights]} channels, expected {expected}")
+        raise ValueError(
+            f"{path}: lin weights have {[w.numel() for w in weights]} channels, expected {expected}"
+        )
     return weights
 
 

@@ -32,7 +32,13 @@ __all__ = ["VGGLoss", "feature_matching_loss", "gram_matrix", "vgg_layer_names"]
 VGG_NETS = {"vgg16": "vgg", "vgg19": "vgg19"}
 # pix2pixHD's VGG loss: VGG19 relu1_1 .. relu5_1 weighted 1/32 .. 1.
 DEFAULT_LAYERS = {
-    "vgg19": {"relu1_1": 1 / 32, "relu2_1": 1 / 16, "relu3_1": 1 / 8, "relu4_1": 1 / 4, "relu5_1": 1.0},
+    "vgg19": {
+        "relu1_1": 1 / 32,
+        "relu2_1": 1 / 16,
+        "relu3_1": 1 / 8,
+        "relu4_1": 1 / 4,
+        "relu5_1": 1.0,
+    },
     "vgg16": {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0},
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -86,14 +92,14 @@ def feature_matching_loss(
             f"`real_features` and `fake_features` must have the same number of layers; "
             f"got {len(real)} and {len(fake)}"
         )
-    for i, (r, f) in enumerate(zip(real, fake)):
+    for i, (r, f) in enumerate(zip(real, fake, strict=True)):
         check_same_shape(f"real_features[{i}]", r, f"fake_features[{i}]", f)
         if r.ndim < 1 or r.shape[0] != real[0].shape[0]:
             raise ValueError(
                 f"every layer must share the batch size {real[0].shape[0]}; "
                 f"`real_features[{i}]` has shape {tuple(r.shape)}"
             )
-    per_layer = [per_sample_mean((r.detach() - f).abs()) for r, f in zip(real, fake)]
+    per_layer = [per_sample_mean((r.detach() - f).abs()) for r, f in zip(real, fake, strict=True)]
     return reduce_per_sample(torch.stack(per_layer).mean(dim=0), reduction)
 
 
@@ -175,7 +181,8 @@ class VGGLoss(FramewiseLoss):
         unknown = [name for name in layers if name not in names]
         if not layers or unknown:
             raise ValueError(
-                f"`layers` must name layers of {net} ({', '.join(n for n in names if n.startswith('relu'))}, ...); "
+                f"`layers` must name layers of {net} (see vgg_layer_names({net!r}), e.g. "
+                f"{', '.join(n for n in names if n.startswith('relu'))}); "
                 f"got unknown {unknown or 'nothing'}"
             )
         self.net, self.criterion = net, criterion
@@ -183,7 +190,9 @@ class VGGLoss(FramewiseLoss):
         self.layer_index = {name: names[name] for name in layers}
         self.layer_weights = layers
         depth = max(self.layer_index.values()) + 1
-        self.trunk, self.weights_source = build_trunk(VGG_NETS[net], weights, download=download, depth=depth)
+        self.trunk, self.weights_source = build_trunk(
+            VGG_NETS[net], weights, download=download, depth=depth
+        )
         # [-1, 1] -> [0, 1] -> ImageNet normalisation, folded into one affine map.
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         self.register_buffer("shift", (2 * mean - 1).view(1, 3, 1, 1))
@@ -228,4 +237,6 @@ class VGGLoss(FramewiseLoss):
         reduction = self.reduction if reduction is None else reduction
         check_reduction(reduction)
         content, style = self.terms(pred, target)
-        return reduce_per_sample(self.content_weight * content + self.style_weight * style, reduction)
+        return reduce_per_sample(
+            self.content_weight * content + self.style_weight * style, reduction
+        )

@@ -40,7 +40,9 @@ NORM_EPS = 1e-10
 CPU_CHANNELS_LAST_LAYERS = {"alex": 6, "vgg": 0, "squeeze": 13, "vgg19": 0}
 
 
-def check_pixel_range(name: str, x: Tensor, low: float = -RANGE_LIMIT, high: float = RANGE_LIMIT) -> None:
+def check_pixel_range(
+    name: str, x: Tensor, low: float = -RANGE_LIMIT, high: float = RANGE_LIMIT
+) -> None:
     """Raise ``ValueError`` if ``x`` has values outside ``[low, high]`` (one device sync)."""
     lo, hi = torch.stack([x.detach().amin(), x.detach().amax()]).float().tolist()
     if lo < low or hi > high:
@@ -67,7 +69,9 @@ def _check_pixels(name: str, x: object) -> Tensor:
     return x
 
 
-def select_frames(videos: tuple[Tensor, ...], frames: int | None, random: bool) -> tuple[Tensor, ...]:
+def select_frames(
+    videos: tuple[Tensor, ...], frames: int | None, random: bool
+) -> tuple[Tensor, ...]:
     """The same ``frames`` frames of every video in ``videos`` (all ``(B, C, T, H, W)``).
 
     ``random=False`` takes evenly spaced frames, the centres of ``frames`` equal bins of
@@ -83,7 +87,10 @@ def select_frames(videos: tuple[Tensor, ...], frames: int | None, random: bool) 
         index = torch.rand(b, t, device=device).argsort(dim=1)[:, :frames].sort(dim=1).values
         rows = torch.arange(b, device=device)[:, None]
         # (B, C, T, H, W) -> (B, k, C, H, W) by gathering per clip, then back.
-        return tuple(rearrange(rearrange(v, "b c t h w -> b t c h w")[rows, index], "b t c h w -> b c t h w") for v in videos)
+        return tuple(
+            rearrange(rearrange(v, "b c t h w -> b t c h w")[rows, index], "b t c h w -> b c t h w")
+            for v in videos
+        )
     index = ((torch.arange(frames, device=device) + 0.5) * (t / frames)).long()
     return tuple(v.index_select(2, index) for v in videos)
 
@@ -107,7 +114,12 @@ class _StemConv(torch.autograd.Function):
         weight = conv.weight.to(grad.dtype).flatten(1)  # (O, C·kh·kw)
         columns = torch.matmul(weight.t(), grad.flatten(2))  # (N, C·kh·kw, Ho·Wo)
         grad_input = F.fold(
-            columns, ctx.size, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride
+            columns,
+            ctx.size,
+            conv.kernel_size,
+            dilation=conv.dilation,
+            padding=conv.padding,
+            stride=conv.stride,
         )
         return grad_input, None
 
@@ -147,9 +159,15 @@ class _LayerDistance(torch.autograd.Function):
         f, norm, radius, diff, weight = ctx.saved_tensors
         h, w = f.shape[-2:]
         # (N, C, 1, 1) coefficients: 2 w_c · grad_n / (h w)
-        coeff = (2.0 / (h * w)) * grad.to(diff.dtype)[:, None, None, None] * weight.to(diff.dtype)[None, :, None, None]
+        coeff = (
+            (2.0 / (h * w))
+            * grad.to(diff.dtype)[:, None, None, None]
+            * weight.to(diff.dtype)[None, :, None, None]
+        )
         g = diff * coeff
-        radial = (g * f).sum(dim=1, keepdim=True) / (radius.square() * norm.clamp_min(torch.finfo(norm.dtype).tiny))
+        radial = (g * f).sum(dim=1, keepdim=True) / (
+            radius.square() * norm.clamp_min(torch.finfo(norm.dtype).tiny)
+        )
         grad_f = torch.addcmul(g / radius, f, radial, value=-1.0)
         return grad_f.to(ctx.in_dtype), None, None
 
@@ -160,7 +178,9 @@ class FramewiseLoss(FrozenModule):
     Subclasses call ``configure`` in ``__init__`` and ``frames_of`` in ``forward``.
     """
 
-    def configure(self, frames: int | None, frame_sampling: str, reduction: str, check_range: bool) -> None:
+    def configure(
+        self, frames: int | None, frame_sampling: str, reduction: str, check_range: bool
+    ) -> None:
         check_choice("frame_sampling", frame_sampling, FRAME_SAMPLING)
         check_reduction(reduction)
         if frames is not None and (not isinstance(frames, int) or frames < 1):
@@ -182,7 +202,9 @@ class FramewiseLoss(FrozenModule):
             check_pixel_range("target", target)
         if pred.ndim == 4:
             return pred, target, None
-        random = self.frame_sampling == "random" or (self.frame_sampling == "auto" and self.sampling_training)
+        random = self.frame_sampling == "random" or (
+            self.frame_sampling == "auto" and self.sampling_training
+        )
         pred, target = select_frames((pred, target), self.frames, random)
         fold = "b c t h w -> (b t) c h w"
         return rearrange(pred, fold), rearrange(target, fold), pred.shape[2]
@@ -284,18 +306,23 @@ class LPIPS(FramewiseLoss):
                 target_units = [_unit(f) for f in self.features(target)]
             pred_feats = self.features(pred)
             if not spatial:
-                return sum(_LayerDistance.apply(f, t, w) for f, t, w in zip(pred_feats, target_units, self.lins))
+                return sum(
+                    _LayerDistance.apply(f, t, w)
+                    for f, t, w in zip(pred_feats, target_units, self.lins, strict=True)
+                )
             pred_units = [_unit(f) for f in pred_feats]
         else:  # nothing to differentiate: one trunk pass over both
             n = pred.shape[0]
             units = [_unit(f) for f in self.features(torch.cat([pred, target]))]
             pred_units, target_units = [u[:n] for u in units], [u[n:] for u in units]
         total = 0
-        for p, t, w in zip(pred_units, target_units, self.lins):
+        for p, t, w in zip(pred_units, target_units, self.lins, strict=True):
             squared = (p - t).square()
             if spatial:
                 layer_map = (squared * w.float()[:, None, None]).sum(dim=1, keepdim=True)
-                total = total + F.interpolate(layer_map, size=pred.shape[-2:], mode="bilinear", align_corners=False)
+                total = total + F.interpolate(
+                    layer_map, size=pred.shape[-2:], mode="bilinear", align_corners=False
+                )
             else:
                 # mean_hw(Σ_c w_c s_c) = Σ_c w_c mean_hw(s_c): average first, then one matvec.
                 total = total + (squared.mean(dim=(2, 3)) * w.float()).sum(dim=1)

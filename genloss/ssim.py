@@ -26,7 +26,12 @@ MS_SSIM_LEVELS = 5
 
 
 def _frames(
-    name: str, pred: Tensor, target: Tensor, value_range: tuple[float, float], min_side: int, why: str
+    name: str,
+    pred: Tensor,
+    target: Tensor,
+    value_range: tuple[float, float],
+    min_side: int,
+    why: str,
 ) -> tuple[Tensor, Tensor, int, float]:
     """Validate, fold time into batch, cast half to float32 and shift to ``[0, high - low]``.
 
@@ -85,8 +90,12 @@ def ssim_loss(
     Similarity", IEEE TIP 2004.
     """
     check_reduction(reduction)
-    p, t_, frames, data_range = _frames("ssim_loss", pred, target, value_range, win_size, f"the {win_size}-pixel window")
-    similarity = pytorch_msssim.ssim(p, t_, data_range=data_range, size_average=False, win_size=win_size, win_sigma=win_sigma)
+    p, t_, frames, data_range = _frames(
+        "ssim_loss", pred, target, value_range, win_size, f"the {win_size}-pixel window"
+    )
+    similarity = pytorch_msssim.ssim(
+        p, t_, data_range=data_range, size_average=False, win_size=win_size, win_sigma=win_sigma
+    )
     return reduce_per_sample(1 - _per_clip(similarity, frames), reduction)
 
 
@@ -119,10 +128,20 @@ def ms_ssim_loss(
     check_reduction(reduction)
     min_side = (win_size - 1) * 2 ** (MS_SSIM_LEVELS - 1) + 1
     p, t_, frames, data_range = _frames(
-        "ms_ssim_loss", pred, target, value_range, min_side, f"{MS_SSIM_LEVELS} scales of a {win_size}-pixel window"
+        "ms_ssim_loss",
+        pred,
+        target,
+        value_range,
+        min_side,
+        f"{MS_SSIM_LEVELS} scales of a {win_size}-pixel window",
     )
     similarity = pytorch_msssim.ms_ssim(
-        p, t_, data_range=data_range, size_average=False, win_size=win_size, win_sigma=win_sigma,
+        p,
+        t_,
+        data_range=data_range,
+        size_average=False,
+        win_size=win_size,
+        win_sigma=win_sigma,
         weights=None if weights is None else list(weights),
     )
     return reduce_per_sample(1 - _per_clip(similarity, frames), reduction)
@@ -131,29 +150,63 @@ def ms_ssim_loss(
 class SSIMLoss(nn.Module):
     """Module form of ``ssim_loss``: stores the options."""
 
-    def __init__(self, *, value_range: tuple[float, float] = (-1.0, 1.0), win_size: int = 11, win_sigma: float = 1.5, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        *,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+        win_size: int = 11,
+        win_sigma: float = 1.5,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__()
         check_reduction(reduction)
-        self.value_range, self.win_size, self.win_sigma, self.reduction = tuple(value_range), win_size, win_sigma, reduction
+        self.value_range, self.win_size, self.win_sigma, self.reduction = (
+            tuple(value_range),
+            win_size,
+            win_sigma,
+            reduction,
+        )
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return ssim_loss(pred, target, value_range=self.value_range, win_size=self.win_size, win_sigma=self.win_sigma, reduction=self.reduction)
+        return ssim_loss(
+            pred,
+            target,
+            value_range=self.value_range,
+            win_size=self.win_size,
+            win_sigma=self.win_sigma,
+            reduction=self.reduction,
+        )
 
 
 class MSSSIMLoss(nn.Module):
     """Module form of ``ms_ssim_loss``: stores the options."""
 
     def __init__(
-        self, *, value_range: tuple[float, float] = (-1.0, 1.0), win_size: int = 11, win_sigma: float = 1.5,
-        weights: Sequence[float] | None = None, reduction: str = "mean",
+        self,
+        *,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+        win_size: int = 11,
+        win_sigma: float = 1.5,
+        weights: Sequence[float] | None = None,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
         check_reduction(reduction)
-        self.value_range, self.win_size, self.win_sigma, self.reduction = tuple(value_range), win_size, win_sigma, reduction
+        self.value_range, self.win_size, self.win_sigma, self.reduction = (
+            tuple(value_range),
+            win_size,
+            win_sigma,
+            reduction,
+        )
         self.weights = None if weights is None else tuple(weights)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         return ms_ssim_loss(
-            pred, target, value_range=self.value_range, win_size=self.win_size, win_sigma=self.win_sigma,
-            weights=self.weights, reduction=self.reduction,
+            pred,
+            target,
+            value_range=self.value_range,
+            win_size=self.win_size,
+            win_sigma=self.win_sigma,
+            weights=self.weights,
+            reduction=self.reduction,
         )

@@ -20,18 +20,24 @@ def feats(seed: int, shapes=((2, 4, 8, 8), (2, 8, 4, 4), (2, 1, 3, 3))) -> list[
 class TestFeatureMatching:
     def test_formula_and_reductions(self):
         real, fake = feats(0), feats(1)
-        per_layer = torch.stack([(r - f).abs().flatten(1).mean(1) for r, f in zip(real, fake)])
+        per_layer = torch.stack(
+            [(r - f).abs().flatten(1).mean(1) for r, f in zip(real, fake, strict=True)]
+        )
         expected = per_layer.mean(0)
         torch.testing.assert_close(gl.feature_matching_loss(real, fake, reduction="none"), expected)
         torch.testing.assert_close(gl.feature_matching_loss(real, fake), expected.mean())
-        torch.testing.assert_close(gl.feature_matching_loss(real, fake, reduction="sum"), expected.sum())
+        torch.testing.assert_close(
+            gl.feature_matching_loss(real, fake, reduction="sum"), expected.sum()
+        )
         # nested lists (several discriminators) are flattened in order
-        torch.testing.assert_close(gl.feature_matching_loss([real[:2], real[2:]], [fake[:2], fake[2:]]), expected.mean())
+        torch.testing.assert_close(
+            gl.feature_matching_loss([real[:2], real[2:]], [fake[:2], fake[2:]]), expected.mean()
+        )
         # pix2pixHD's formulation (equal-size layers): mean over layers of F.l1_loss
         same_size = feats(0, ((2, 3, 4, 4),) * 2), feats(1, ((2, 3, 4, 4),) * 2)
         torch.testing.assert_close(
             gl.feature_matching_loss(*same_size),
-            sum(F.l1_loss(f, r) for r, f in zip(*same_size)) / 2,
+            sum(F.l1_loss(f, r) for r, f in zip(*same_size, strict=True)) / 2,
         )
 
     def test_real_side_detached(self):
@@ -45,7 +51,10 @@ class TestFeatureMatching:
             gl.feature_matching_loss(feats(0), feats(1)[:2])
         bad = feats(1)
         bad[1] = torch.zeros(2, 8, 5, 5)
-        with pytest.raises(ValueError, match=re.escape("`real_features[1]` and `fake_features[1]` must have the same shape")):
+        with pytest.raises(
+            ValueError,
+            match=re.escape("`real_features[1]` and `fake_features[1]` must have the same shape"),
+        ):
             gl.feature_matching_loss(feats(0), bad)
         with pytest.raises(TypeError, match="non-empty list of feature tensors"):
             gl.feature_matching_loss(torch.zeros(2, 3), torch.zeros(2, 3))
@@ -74,7 +83,9 @@ class TestVGGLoss:
         with torch.device("meta"):
             features = tvm.vgg16(weights=None).features[:16]
         features = features.to_empty(device="cpu").eval()
-        features.load_state_dict({k[len("features."):]: v for k, v in state.items() if int(k.split(".")[1]) < 16})
+        features.load_state_dict(
+            {k[len("features.") :]: v for k, v in state.items() if int(k.split(".")[1]) < 16}
+        )
         mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
         h = ((x + 1) / 2 - mean) / std
@@ -86,22 +97,31 @@ class TestVGGLoss:
 
     def test_content_and_style_formula(self, vgg_file):
         path, state = vgg_file
-        loss = gl.VGGLoss("vgg16", layers=self.LAYERS, weights=path, style_weight=10.0, criterion="mse")
+        loss = gl.VGGLoss(
+            "vgg16", layers=self.LAYERS, weights=path, style_weight=10.0, criterion="mse"
+        )
         gen = torch.Generator().manual_seed(4)
         x, y = (torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1 for _ in range(2))
         fx, fy = self.reference_features(state, x), self.reference_features(state, y)
-        content = sum(w * (fx[n] - fy[n]).square().flatten(1).mean(1) for n, w in self.LAYERS.items())
+        content = sum(
+            w * (fx[n] - fy[n]).square().flatten(1).mean(1) for n, w in self.LAYERS.items()
+        )
 
         def gram(f):
             n, c, h, w = f.shape
             m = f.reshape(n, c, h * w)
             return m @ m.transpose(1, 2) / (c * h * w)
 
-        style = sum(w * (gram(fx[n]) - gram(fy[n])).square().flatten(1).mean(1) for n, w in self.LAYERS.items())
+        style = sum(
+            w * (gram(fx[n]) - gram(fy[n])).square().flatten(1).mean(1)
+            for n, w in self.LAYERS.items()
+        )
         got_content, got_style = loss.terms(x, y)
         torch.testing.assert_close(got_content, content, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(got_style, style, rtol=1e-4, atol=1e-9)
-        torch.testing.assert_close(loss(x, y, reduction="none"), content + 10.0 * style, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            loss(x, y, reduction="none"), content + 10.0 * style, rtol=1e-4, atol=1e-6
+        )
         torch.testing.assert_close(gl.gram_matrix(fx["relu1_2"]), gram(fx["relu1_2"]))
 
     def test_l1_video_and_frozen(self, vgg_file):
@@ -111,7 +131,9 @@ class TestVGGLoss:
         gen = torch.Generator().manual_seed(5)
         x, y = (torch.rand(2, 3, 3, 16, 16, generator=gen) * 2 - 1 for _ in range(2))
         x.requires_grad_(True)
-        per_frame = torch.stack([loss(x[:, :, t], y[:, :, t], reduction="none") for t in range(3)], 1)
+        per_frame = torch.stack(
+            [loss(x[:, :, t], y[:, :, t], reduction="none") for t in range(3)], 1
+        )
         value = loss(x, y, reduction="none")
         torch.testing.assert_close(value, per_frame.mean(1))
         value.sum().backward()
@@ -123,6 +145,11 @@ class TestVGGLoss:
         path, _ = vgg_file
         with pytest.raises(ValueError, match=re.escape("got unknown ['relu9_9']")):
             gl.VGGLoss("vgg16", layers={"relu9_9": 1.0}, weights=path)
-        with pytest.raises(ValueError, match=re.escape("`net` must be one of 'vgg16', 'vgg19'; got 'alex'")):
+        with pytest.raises(
+            ValueError, match=re.escape("`net` must be one of 'vgg16', 'vgg19'; got 'alex'")
+        ):
             gl.VGGLoss("alex", weights=path)
-        assert gl.vgg_layer_names("vgg19")["relu5_1"] == 29 and gl.vgg_layer_names("vgg16")["relu4_3"] == 22
+        assert (
+            gl.vgg_layer_names("vgg19")["relu5_1"] == 29
+            and gl.vgg_layer_names("vgg16")["relu4_3"] == 22
+        )

@@ -78,15 +78,21 @@ class TestEqualsPackage:
         got.sum().backward()
         assert got.shape == (2,)
         torch.testing.assert_close(got, expected.detach(), atol=1e-4, rtol=0)
-        for lin, ref_lin in zip(ours.lins, ref.lins):  # the package's calibration weights
+        for lin, ref_lin in zip(
+            ours.lins, ref.lins, strict=True
+        ):  # the package's calibration weights
             assert lin.equal(ref_lin.model[1].weight.flatten())
         torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-6, rtol=1e-3)
         ref.spatial = True  # read by lpips.LPIPS.forward; saves building a second VGG
         maps = ref(x, y)
-        torch.testing.assert_close(ours(x, y, reduction="none", spatial=True), maps, atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            ours(x, y, reduction="none", spatial=True), maps, atol=1e-4, rtol=0
+        )
         # no-grad path (pred and target in one trunk pass) gives the same numbers
         with torch.no_grad():
-            torch.testing.assert_close(ours(x, y, reduction="none"), got.detach(), atol=1e-6, rtol=0)
+            torch.testing.assert_close(
+                ours(x, y, reduction="none"), got.detach(), atol=1e-6, rtol=0
+            )
 
 
 class TestReductionsAndVideo:
@@ -95,9 +101,9 @@ class TestReductionsAndVideo:
         per = alex(x, y, reduction="none")
         torch.testing.assert_close(alex(x, y), per.mean())
         torch.testing.assert_close(alex(x, y, reduction="sum"), per.sum())
-        assert gl.LPIPS("alex", weights=alex.weights_source[5:], reduction="sum")(x, y) == pytest.approx(
-            per.sum().item(), abs=1e-6
-        )
+        assert gl.LPIPS("alex", weights=alex.weights_source[5:], reduction="sum")(
+            x, y
+        ) == pytest.approx(per.sum().item(), abs=1e-6)
 
     def test_identical_inputs_cost_zero(self, alex):
         x = images(2, 32, 4)
@@ -106,8 +112,12 @@ class TestReductionsAndVideo:
     def test_video_is_mean_over_frames(self, alex):
         gen = torch.Generator().manual_seed(5)
         x, y = (torch.rand(2, 3, 4, 32, 32, generator=gen) * 2 - 1 for _ in range(2))
-        per_frame = torch.stack([alex(x[:, :, t], y[:, :, t], reduction="none") for t in range(4)], 1)
-        torch.testing.assert_close(alex(x, y, reduction="none"), per_frame.mean(1), atol=1e-6, rtol=0)
+        per_frame = torch.stack(
+            [alex(x[:, :, t], y[:, :, t], reduction="none") for t in range(4)], 1
+        )
+        torch.testing.assert_close(
+            alex(x, y, reduction="none"), per_frame.mean(1), atol=1e-6, rtol=0
+        )
         maps = alex(x, y, reduction="none", spatial=True)
         assert maps.shape == (2, 1, 4, 32, 32)
 
@@ -184,12 +194,19 @@ class TestTrainingBehaviour:
 class TestInputErrors:
     def test_integer_tensor(self, alex):
         x = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
-        with pytest.raises(TypeError, match=re.escape("`pred` must be a floating-point tensor with pixels in [-1, 1]; got dtype torch.uint8")):
+        with pytest.raises(
+            TypeError,
+            match=re.escape(
+                "`pred` must be a floating-point tensor with pixels in [-1, 1]; got dtype torch.uint8"
+            ),
+        ):
             alex(x, x)
 
     def test_0_255_range(self, alex):
         x = torch.full((1, 3, 32, 32), 200.0)
-        with pytest.raises(ValueError, match=re.escape("`pred` must hold pixels in [-1, 1]")) as info:
+        with pytest.raises(
+            ValueError, match=re.escape("`pred` must hold pixels in [-1, 1]")
+        ) as info:
             alex(x, images(1, 32, 0))
         assert "got values in [200, 200]" in str(info.value) and "127.5" in str(info.value)
         unchecked = gl.LPIPS("alex", weights=alex.weights_source[5:], check_range=False)
@@ -197,15 +214,28 @@ class TestInputErrors:
 
     def test_channels_shape_and_options(self, alex):
         gray = torch.zeros(1, 1, 32, 32)
-        with pytest.raises(ValueError, match=re.escape("`pred` must have 3 (RGB) channels in dim 1; got shape (1, 1, 32, 32)")):
+        with pytest.raises(
+            ValueError,
+            match=re.escape("`pred` must have 3 (RGB) channels in dim 1; got shape (1, 1, 32, 32)"),
+        ):
             alex(gray, gray)
-        with pytest.raises(ValueError, match=re.escape("`pred` and `target` must have the same shape; got (1, 3, 32, 32) and (2, 3, 32, 32)")):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                "`pred` and `target` must have the same shape; got (1, 3, 32, 32) and (2, 3, 32, 32)"
+            ),
+        ):
             alex(images(1, 32, 0), images(2, 32, 0))
         with pytest.raises(ValueError, match="`reduction` must be one of"):
             alex(images(1, 32, 0), images(1, 32, 0), reduction="avg")
-        with pytest.raises(ValueError, match=re.escape("`net` must be one of 'alex', 'vgg', 'squeeze'; got 'resnet'")):
+        with pytest.raises(
+            ValueError,
+            match=re.escape("`net` must be one of 'alex', 'vgg', 'squeeze'; got 'resnet'"),
+        ):
             gl.LPIPS("resnet", weights="random")
-        with pytest.raises(ValueError, match=re.escape("`frames` must be a positive int or None; got 0")):
+        with pytest.raises(
+            ValueError, match=re.escape("`frames` must be a positive int or None; got 0")
+        ):
             gl.LPIPS("alex", weights="random", frames=0)
 
 
@@ -242,11 +272,16 @@ class TestWeights:
         loss = gl.LPIPS("squeeze")
         assert loss.weights_source == f"imagenet:{cached}" and calls == []
         x, y = images(1, 32, 0), images(1, 32, 1)
-        torch.testing.assert_close(loss(x, y), gl.LPIPS("squeeze", weights=trunk_files["squeeze"])(x, y))
+        torch.testing.assert_close(
+            loss(x, y), gl.LPIPS("squeeze", weights=trunk_files["squeeze"])(x, y)
+        )
 
     def test_path_errors(self, tmp_path, trunk_files):
         missing = tmp_path / "nope.pth"
-        with pytest.raises(gl.WeightsNotFoundError, match=re.escape(f"weights file for net='alex' not found: {missing}")):
+        with pytest.raises(
+            gl.WeightsNotFoundError,
+            match=re.escape(f"weights file for net='alex' not found: {missing}"),
+        ):
             gl.LPIPS("alex", weights=missing)
         state = torch.load(trunk_files["alex"])
         del state["features.3.weight"]
@@ -274,5 +309,5 @@ class TestWeights:
             warnings.simplefilter("ignore")
             b = gl.LPIPS("squeeze", weights="random")
         assert a.weights_source == "random(seed=0)"
-        for pa, pb in zip(a.parameters(), b.parameters()):
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
             assert pa.equal(pb)

@@ -20,18 +20,24 @@ def pair(shape, seed=0):
 class TestSSIM:
     def test_images_equal_pytorch_msssim(self):
         x, y = pair((3, 3, 32, 32))
-        expected = 1 - pytorch_msssim.ssim((x + 1) / 2, (y + 1) / 2, data_range=1.0, size_average=False)
+        expected = 1 - pytorch_msssim.ssim(
+            (x + 1) / 2, (y + 1) / 2, data_range=1.0, size_average=False
+        )
         torch.testing.assert_close(gl.ssim_loss(x, y, reduction="none"), expected)
         torch.testing.assert_close(gl.SSIMLoss()(x, y), expected.mean())
         torch.testing.assert_close(gl.ssim_loss(x, y, reduction="sum"), expected.sum())
         assert gl.ssim_loss(x, x).abs() < 1e-6
         # the same images on [0, 255]: the same loss
         x255, y255 = (x + 1) * 127.5, (y + 1) * 127.5
-        torch.testing.assert_close(gl.ssim_loss(x255, y255, value_range=(0, 255), reduction="none"), expected)
+        torch.testing.assert_close(
+            gl.ssim_loss(x255, y255, value_range=(0, 255), reduction="none"), expected
+        )
 
     def test_video_is_per_frame_mean(self):
         x, y = pair((2, 3, 4, 24, 24), 1)
-        frames = torch.stack([gl.ssim_loss(x[:, :, t], y[:, :, t], reduction="none") for t in range(4)], 1)
+        frames = torch.stack(
+            [gl.ssim_loss(x[:, :, t], y[:, :, t], reduction="none") for t in range(4)], 1
+        )
         torch.testing.assert_close(gl.ssim_loss(x, y, reduction="none"), frames.mean(1))
 
     def test_half_and_gradient(self):
@@ -43,7 +49,12 @@ class TestSSIM:
         torch.testing.assert_close(value, gl.ssim_loss(x, y), atol=2e-3, rtol=0)
 
     def test_errors(self):
-        with pytest.raises(ValueError, match=re.escape("ssim_loss needs H and W of at least 11 (the 11-pixel window); got shape (1, 3, 8, 8)")):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                "ssim_loss needs H and W of at least 11 (the 11-pixel window); got shape (1, 3, 8, 8)"
+            ),
+        ):
             gl.ssim_loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
         with pytest.raises(ValueError, match="must have the same shape"):
             gl.ssim_loss(torch.zeros(1, 3, 16, 16), torch.zeros(2, 3, 16, 16))
@@ -52,13 +63,22 @@ class TestSSIM:
 class TestMSSSIM:
     def test_images_and_video(self):
         x, y = pair((2, 3, 40, 40), 3)
-        expected = 1 - pytorch_msssim.ms_ssim(x + 1, y + 1, data_range=2.0, size_average=False, win_size=3)
+        expected = 1 - pytorch_msssim.ms_ssim(
+            x + 1, y + 1, data_range=2.0, size_average=False, win_size=3
+        )
         torch.testing.assert_close(gl.ms_ssim_loss(x, y, win_size=3, reduction="none"), expected)
         torch.testing.assert_close(gl.MSSSIMLoss(win_size=3)(x, y), expected.mean())
         v, w = pair((1, 3, 2, 40, 40), 4)
-        frames = torch.stack([gl.ms_ssim_loss(v[:, :, t], w[:, :, t], win_size=3) for t in range(2)])
+        frames = torch.stack(
+            [gl.ms_ssim_loss(v[:, :, t], w[:, :, t], win_size=3) for t in range(2)]
+        )
         torch.testing.assert_close(gl.ms_ssim_loss(v, w, win_size=3), frames.mean())
 
     def test_too_small_for_five_scales(self):
-        with pytest.raises(ValueError, match=re.escape("ms_ssim_loss needs H and W of at least 161 (5 scales of a 11-pixel window)")):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                "ms_ssim_loss needs H and W of at least 161 (5 scales of a 11-pixel window)"
+            ),
+        ):
             gl.ms_ssim_loss(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))

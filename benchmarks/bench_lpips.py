@@ -1,0 +1,235 @@
+"""genloss.LPIPS against the lpips package on the same weights: time, memory, values, roofline.
+
+    .venv/bin/python benchmarks/bench_lpips.py            # about 3-4 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench_lpips.py --quick    # about a minute
+    .venv/bin/python benchmarks/bench_lpips.py --threads 1 --nets alex
+
+Both sides get the same seeded random trunk (a torchvision ``features`` state dict written to a
+temp dir: no download) and the package's own v0.1 calibration weights, and every row first
+checks that the two give the same values. The package is called the way a training loop would
+call it on video: on the ``(B*T, C, H, W)`` frames, then averaged per clip.
+
+Timing: the two implementations run alternately inside one loop (interleaved), each sample is
+one call (forward, or forward + backward into ``pred``), and the table shows medians. Other jobs
+on a shared machine slow both sides alike, so the ratio stays fair even when the absolute
+milliseconds do not. Peak memory is the largest running total of the bytes the profiler sees
+allocated and freed during one call. GFLOP/s counts the trunk convolutions
+(``torch.utils.flop_counter``; alex forward at 64x64: 0.079 GFLOP per frame) and is set against
+this machine's measured float32 matrix-multiply rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lpips
+import torch
+import torchvision.models as tvm
+from einops import rearrange
+from torch.profiler import profile
+from torch.utils.flop_counter import FlopCounterMode
+
+import genloss as gl
+
+ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
+
+
+@dataclass
+class Case:
+    label: str
+    shape: tuple[int, ...]  # image (B, C, H, W) or clip (B, C, T, H, W)
+    backward: bool
+    frames: int | None = None  # genloss evaluates this many frames per clip; the package all
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller VGG inputs")
+    parser.add_argument(
+        "--nets", default="alex,squeeze,vgg", help="comma-separated subset of alex,squeeze,vgg"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed calls per implementation and row"
+    )
+    args = parser.parse_args()
+    args.nets = [n.strip() for n in args.nets.split(",") if n.strip()]
+    unknown = [n for n in args.nets if n not in ARCH]
+    if unknown:
+        parser.error(f"--nets: unknown {unknown}; choose from {list(ARCH)}")
+    if args.repeats is None:
+        args.repeats = 5 if args.quick else 11
+    return args
+
+
+def cases(net: str, quick: bool) -> list[Case]:
+    if net == "vgg":  # ~1.3 GFLOP per 64x64 frame: keep the batch small
+        clip = (1, 3, 4, 64, 64) if quick else (2, 3, 4, 64, 64)
+        return [
+            Case("images 8x64x64", (8, 3, 64, 64), True),
+            Case(f"clips {clip}", clip, True),
+            Case(f"clips {clip}", clip, False),
+        ]
+    clip = (4, 3, 8, 64, 64)
+    return [
+        Case("images 32x64x64", (32, 3, 64, 64), False),
+        Case("images 32x64x64", (32, 3, 64, 64), True),
+        Case(f"clips {clip}", clip, False),
+        Case(f"clips {clip}", clip, True),
+        Case(f"clips {clip} frames=2", clip, True, frames=2),
+    ]
+
+
+def random_trunk_file(net: str, folder: Path) -> Path:
+    """A seeded random torchvision state dict holding ``net``'s ``features.*`` entries."""
+    with torch.device("meta"):
+        model = getattr(tvm, ARCH[net])(weights=None)
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("features."):
+            fan_in = value[0].numel() if value.ndim > 1 else 1
+            state[key] = torch.randn(value.shape, generator=generator) * (2.0 / fan_in) ** 0.5
+    path = folder / f"{net}.pth"
+    torch.save(state, path)
+    return path
+
+
+def package_model(net: str, path: Path) -> lpips.LPIPS:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    state = torch.load(path)
+    model.net.load_state_dict(
+        {
+            name: state[f"features.{name.split('.')[1]}.{name.split('.', 2)[2]}"]
+            for name in model.net.state_dict()
+        }
+    )
+    return model
+
+
+def package_loss(model: lpips.LPIPS, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample LPIPS from the package: on frames, averaged per clip for videos."""
+    if pred.ndim == 4:
+        return model(pred, target).flatten()
+    b = pred.shape[0]
+    frames = model(
+        rearrange(pred, "b c t h w -> (b t) c h w"), rearrange(target, "b c t h w -> (b t) c h w")
+    )
+    return rearrange(frames.flatten(), "(b t) -> b t", b=b).mean(dim=1)
+
+
+def call(fn, pred: torch.Tensor, target: torch.Tensor, backward: bool) -> None:
+    if backward:
+        pred = pred.detach().requires_grad_(True)
+        fn(pred, target).mean().backward()
+    else:
+        with torch.no_grad():
+            fn(pred, target)
+
+
+def peak_mib(fn, pred, target, backward: bool) -> float:
+    """Largest running total of bytes allocated minus freed during one call (profiler events)."""
+    with profile(profile_memory=True) as prof:
+        call(fn, pred, target, backward)
+    total = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        total += event.self_cpu_memory_usage
+        peak = max(peak, total)
+    return peak / 2**20
+
+
+def trunk_gflop(fn, pred, target, backward: bool) -> float:
+    with FlopCounterMode(display=False) as counter:
+        call(fn, pred, target, backward)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 9) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore", UserWarning)  # the package's torchvision `pretrained` warnings
+    peak = matmul_gflops()
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load average at start {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"# float32 matmul peak (best of 9, 1024^3): {peak:.0f} GFLOP/s; medians of {args.repeats} interleaved calls\n"
+    )
+    header = (
+        "| net | input | pass | lpips pkg ms | genloss ms | speed-up | max abs diff | "
+        "peak MiB pkg / genloss | genloss GFLOP/s (% of matmul) |"
+    )
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        for net in args.nets:
+            path = random_trunk_file(net, Path(folder))
+            package = package_model(net, path)
+            for case in cases(net, args.quick):
+                ours_module = gl.LPIPS(
+                    net, weights=path, frames=case.frames, frame_sampling="uniform"
+                )
+                pred = torch.rand(case.shape) * 2 - 1
+                target = torch.rand(case.shape) * 2 - 1
+
+                def ours(p, t, m=ours_module):
+                    return m(p, t, reduction="none")
+
+                def pkg(p, t, m=package):
+                    return package_loss(m, p, t)
+
+                if case.frames is None:
+                    with torch.no_grad():
+                        diff = (ours(pred, target) - pkg(pred, target)).abs().max().item()
+                    diff_text = f"{diff:.1e}"
+                else:  # the package on all T frames: the cost frames=k avoids, not the same value
+                    diff_text = "n/a (2 of 8 frames)"
+                for fn in (ours, pkg):  # warm-up: oneDNN primitive creation, allocator
+                    call(fn, pred, target, case.backward)
+                times = {ours: [], pkg: []}
+                for _ in range(args.repeats):
+                    for fn in (pkg, ours):
+                        start = time.perf_counter()
+                        call(fn, pred, target, case.backward)
+                        times[fn].append(time.perf_counter() - start)
+                t_pkg, t_ours = (statistics.median(times[f]) * 1e3 for f in (pkg, ours))
+                mem = f"{peak_mib(pkg, pred, target, case.backward):.1f} / {peak_mib(ours, pred, target, case.backward):.1f}"
+                gflops = trunk_gflop(ours, pred, target, case.backward) / (t_ours / 1e3)
+                print(
+                    f"| {net} | {case.label} | {'fwd+bwd' if case.backward else 'fwd'} | {t_pkg:.1f} | "
+                    f"{t_ours:.1f} | {t_pkg / t_ours:.2f}x | {diff_text} | {mem} | "
+                    f"{gflops:.0f} ({100 * gflops / peak:.0f}%) |",
+                    flush=True,
+                )
+    print(f"\n# load average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main(parse_args())
