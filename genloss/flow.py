@@ -74,7 +74,9 @@ def _inside(flow: Tensor) -> Tensor:
     return ((xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)).unsqueeze(1)
 
 
-def _refine(a: Tensor, b: Tensor, flow: Tensor, iterations: int, sigma: float, eps: float) -> Tensor:
+def _refine(
+    a: Tensor, b: Tensor, flow: Tensor, iterations: int, sigma: float, eps: float
+) -> Tensor:
     """Gauss-Newton Lucas-Kanade steps at one pyramid level: minimise, over a Gaussian window,
     ``sum w (b(x + flow + d) - a(x))^2`` for the update ``d``, re-warping ``b`` each time."""
     for _ in range(iterations):
@@ -166,7 +168,8 @@ def estimate_flow(
         a, b = pyramid[-1]
         size = (max(1, a.shape[-2] // 2), max(1, a.shape[-1] // 2))
         # Blur before halving: aliased coarse levels send LK to wrong minima.
-        pyramid.append(tuple(F.interpolate(_gaussian_blur(x, 1.0), size=size, mode="area") for x in (a, b)))
+        a, b = (F.interpolate(_gaussian_blur(x, 1.0), size=size, mode="area") for x in (a, b))
+        pyramid.append((a, b))
 
     a, _ = pyramid[-1]
     flow = a.new_zeros(a.shape[0], 2, *a.shape[-2:])
@@ -183,7 +186,9 @@ def _pairs_flow(estimator: FlowEstimator, a: Tensor, b: Tensor) -> Tensor:
     """``estimator(a, b)`` with its output checked to be ``(N, 2, H, W)``."""
     flow = estimator(a, b)
     expected = (a.shape[0], 2, *a.shape[-2:])
-    check_returned_shape("estimator(frames_a, frames_b)", flow, expected, "a flow of shape (N, 2, H, W) =")
+    check_returned_shape(
+        "estimator(frames_a, frames_b)", flow, expected, "a flow of shape (N, 2, H, W) ="
+    )
     return flow
 
 

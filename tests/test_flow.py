@@ -61,11 +61,13 @@ class TestEstimateFlow:
         assert residual.item() < 0.02 < _interior(b - a).abs().mean().item()
 
     def test_no_grad_dtype_and_batch_independence(self) -> None:
-        a, b = _shifted_pair(1, 1)
-        a64 = a.double().requires_grad_()
-        flow64 = fl.estimate_flow(a64, b.double())
+        a = _texture(2, 24, seed=3)
+        b = gl.warp(a, torch.full((2, 2, 24, 24), 0.7))
+        flow64 = fl.estimate_flow(a.double().requires_grad_(), b.double())
         assert flow64.dtype == torch.float64 and not flow64.requires_grad
-        torch.testing.assert_close(fl.estimate_flow(a[:1], b[:1]), fl.estimate_flow(a, b)[:1], atol=1e-5, rtol=0)
+        flow = fl.estimate_flow(a, b)
+        torch.testing.assert_close(flow64.float(), flow, atol=1e-3, rtol=0)
+        torch.testing.assert_close(fl.estimate_flow(a[:1], b[:1]), flow[:1], atol=1e-5, rtol=0)
 
     def test_errors(self) -> None:
         x = torch.zeros(1, 3, 16, 16)
