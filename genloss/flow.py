@@ -35,6 +35,8 @@ __all__ = [
     "video_flow_and_mask",
 ]
 
+_CPU_CHUNK_PIXELS = 1 << 16
+
 FlowEstimator = Callable[[Tensor, Tensor], Tensor]
 """``(frames_a (N, C, H, W), frames_b (N, C, H, W)) -> flow (N, 2, H, W)``, the flow from a to b."""
 
@@ -160,10 +162,28 @@ def estimate_flow(
         raise ValueError(
             f"`window_sigma` and `eps` must be positive; got {window_sigma!r} and {eps!r}"
         )
-    dtype = torch.float64 if frames_a.dtype == torch.float64 else torch.float32
-    pyramid = [(frames_a.to(dtype).mean(1, keepdim=True), frames_b.to(dtype).mean(1, keepdim=True))]
     if levels is None:
         levels = 1 + max(0, int(math.log2(min(frames_a.shape[-2:]) / 8)))
+    dtype = torch.float64 if frames_a.dtype == torch.float64 else torch.float32
+    grey_a = frames_a.to(dtype).mean(1, keepdim=True)
+    grey_b = frames_b.to(dtype).mean(1, keepdim=True)
+    # On CPU the ~40 memory-bound passes per iteration run 2-3x faster when a chunk's maps stay
+    # in cache (measured at 256x256); GPUs want the whole batch at once.
+    chunk = len(grey_a)
+    if grey_a.device.type == "cpu":
+        chunk = max(1, _CPU_CHUNK_PIXELS // (grey_a.shape[-2] * grey_a.shape[-1]))
+    flows = [
+        _coarse_to_fine(a, b, levels, iterations, window_sigma, eps)
+        for a, b in zip(grey_a.split(chunk), grey_b.split(chunk))
+    ]
+    return torch.cat(flows).to(frames_a.dtype)
+
+
+def _coarse_to_fine(
+    a: Tensor, b: Tensor, levels: int, iterations: int, sigma: float, eps: float
+) -> Tensor:
+    """The pyramid loop of :func:`estimate_flow` on grey ``(N, 1, H, W)`` frames."""
+    pyramid = [(a, b)]
     for _ in range(levels - 1):
         a, b = pyramid[-1]
         size = (max(1, a.shape[-2] // 2), max(1, a.shape[-1] // 2))
@@ -178,8 +198,8 @@ def estimate_flow(
         if flow.shape[-2:] != (h, w):
             scale = flow.new_tensor([w / flow.shape[-1], h / flow.shape[-2]]).view(1, 2, 1, 1)
             flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False) * scale
-        flow = _refine(a, b, flow, iterations, window_sigma, eps)
-    return flow.to(frames_a.dtype)
+        flow = _refine(a, b, flow, iterations, sigma, eps)
+    return flow
 
 
 def _pairs_flow(estimator: FlowEstimator, a: Tensor, b: Tensor) -> Tensor:
