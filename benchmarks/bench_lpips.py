@@ -12,7 +12,9 @@ call it on video: on the ``(B*T, C, H, W)`` frames, then averaged per clip.
 Timing: the two implementations run alternately inside one loop (interleaved), each sample is
 one call (forward, or forward + backward into ``pred``), and the table shows medians. Other jobs
 on a shared machine slow both sides alike, so the ratio stays fair even when the absolute
-milliseconds do not. Peak memory is the largest running total of the bytes the profiler sees
+milliseconds do not; with ``--threads 1`` the clock is the process's CPU time, which they do
+not inflate at all (with several threads, wall time: OpenMP threads of a busy machine wait at
+barriers, which makes multi-threaded numbers on a shared machine noisy). Peak memory is the largest running total of the bytes the profiler sees
 allocated and freed during one call. GFLOP/s counts the trunk convolutions
 (``torch.utils.flop_counter``; alex forward at 64x64: 0.079 GFLOP per frame) and is set against
 this machine's measured float32 matrix-multiply rate.
@@ -70,7 +72,7 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         parser.error(f"--nets: unknown {unknown}; choose from {list(ARCH)}")
     if args.repeats is None:
-        args.repeats = 5 if args.quick else 11
+        args.repeats = 5 if args.quick else 9
     return args
 
 
@@ -172,11 +174,15 @@ def matmul_gflops(n: int = 1024, repeats: int = 9) -> float:
 def main(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
+    # One thread: this process's CPU time, which other jobs on the machine do not inflate.
+    # More threads: wall time (CPU time would count OpenMP threads spinning at barriers).
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     warnings.simplefilter("ignore", UserWarning)  # the package's torchvision `pretrained` warnings
     peak = matmul_gflops()
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, load average at start {os.getloadavg()[0]:.1f}"
+        f"{torch.get_num_threads()} threads ({'CPU' if clock is time.process_time else 'wall'} "
+        f"time), load average at start {os.getloadavg()[0]:.1f}"
     )
     print(
         f"# float32 matmul peak (best of 9, 1024^3): {peak:.0f} GFLOP/s; medians of {args.repeats} interleaved calls\n"
@@ -216,9 +222,9 @@ def main(args: argparse.Namespace) -> None:
                 times = {ours: [], pkg: []}
                 for _ in range(args.repeats):
                     for fn in (pkg, ours):
-                        start = time.perf_counter()
+                        start = clock()
                         call(fn, pred, target, case.backward)
-                        times[fn].append(time.perf_counter() - start)
+                        times[fn].append(clock() - start)
                 t_pkg, t_ours = (statistics.median(times[f]) * 1e3 for f in (pkg, ours))
                 mem = f"{peak_mib(pkg, pred, target, case.backward):.1f} / {peak_mib(ours, pred, target, case.backward):.1f}"
                 gflops = trunk_gflop(ours, pred, target, case.backward) / (t_ours / 1e3)

@@ -17,22 +17,27 @@ cached and ``download`` is true.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision.models as tvm
+from einops import rearrange
 from torch import Tensor, nn
 
 __all__ = [
     "TRUNKS",
     "FrozenModule",
+    "StemConv",
     "TrunkSpec",
     "WeightsNotFoundError",
     "build_trunk",
     "lpips_lin_weights",
+    "subpixel_weight",
 ]
 
 RANDOM_SEED = 0
@@ -263,3 +268,63 @@ class FrozenModule(nn.Module):
         """Call at the end of ``__init__``: no parameter requires a gradient; eval mode."""
         self.requires_grad_(False)
         super().train(False)
+
+
+# From this stride on, the stem conv's input gradient runs faster as one sub-pixel conv with C·s²
+# outputs (alex: stride 4, 48 outputs) than as matmul + fold; below it, C·s² outputs are too few
+# for oneDNN's conv kernels (squeeze: stride 2, vgg: stride 1), measured on a Xeon (AVX-512).
+SUBPIXEL_MIN_STRIDE = 3
+
+
+def subpixel_weight(weight: Tensor, stride: int) -> Tensor:
+    """The transposed conv of a square conv with ``weight`` and ``stride`` as a stride-1 conv.
+
+    ``grad_in[y] = Σ_{y + p = s·m + i} W[i] grad_out[m]``: splitting ``i = r + s·u`` by the
+    phase ``r = (y + p) mod s``, each phase is a correlation of ``grad_out`` with the taps
+    ``W[r + s·u]`` (``u < J = ceil(k / s)``), flipped. All ``s²`` phases of the ``C`` input
+    channels become the ``C·s²`` output channels of one conv, interleaved by ``pixel_shuffle``
+    (Shi et al. 2016). ``(O, C, k, k) -> (C·s², O, J, J)``, channels_last.
+    """
+    out_channels, in_channels, k, _ = weight.shape
+    taps = math.ceil(k / stride)
+    extra = stride * taps - k  # zero taps past the kernel
+    padded = F.pad(weight, (0, extra, 0, extra))  # (O, C, s·J, s·J), index i = u·s + r
+    split = rearrange(padded, "o c (uy ry) (ux rx) -> c ry rx o uy ux", ry=stride, rx=stride)
+    flipped = split.flip(-2, -1)  # u -> t = J - 1 - u
+    phases = rearrange(flipped, "c ry rx o ty tx -> (c ry rx) o ty tx")
+    return phases.contiguous(memory_format=torch.channels_last)
+
+
+class StemConv(torch.autograd.Function):
+    """A trunk's first (frozen, 3-input-channel) conv with a faster input gradient.
+
+    oneDNN's backward-data kernel for a conv with 3 input channels runs several times slower
+    than its forward. For large strides the gradient is one sub-pixel conv
+    (``subpixel_weight``) + ``pixel_shuffle``; otherwise the matrix product ``Wᵀ·grad`` followed
+    by ``fold`` (col2im). Both cost about what the forward does. The weights get no gradient;
+    the conv must be square with dilation 1 and one group, as every torchvision trunk stem is.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, conv: nn.Conv2d) -> Tensor:  # type: ignore[override]
+        ctx.conv, ctx.size = conv, x.shape[-2:]
+        return conv(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        conv, (h, w) = ctx.conv, ctx.size
+        (k, _), (s, _), (p, _) = conv.kernel_size, conv.stride, conv.padding
+        if s >= SUBPIXEL_MIN_STRIDE:
+            # rebuilt from the current weight each time (a few small ops): never stale
+            subpixel = subpixel_weight(conv.weight.detach().to(grad.dtype), s)
+            taps = math.ceil(k / s)
+            # phase outputs m = 0 .. (size - 1 + p) // s, each from grad_out[m - taps + 1 .. m]
+            rows, cols = (h - 1 + p) // s + 1, (w - 1 + p) // s + 1
+            ho, wo = grad.shape[-2:]
+            padded = F.pad(grad, (taps - 1, max(0, cols - wo), taps - 1, max(0, rows - ho)))
+            full = F.pixel_shuffle(F.conv2d(padded, subpixel), s)
+            return full[:, :, p : p + h, p : p + w], None
+        weight = conv.weight.to(grad.dtype).flatten(1)  # (O, C·k·k)
+        columns = torch.matmul(weight.t(), grad.flatten(2))  # (N, C·k·k, Ho·Wo)
+        grad_input = F.fold(columns, (h, w), k, padding=p, stride=s)
+        return grad_input, None

@@ -17,7 +17,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ._backbones import TRUNKS, FrozenModule, WeightsNotFoundError, build_trunk, lpips_lin_weights
+from ._backbones import (
+    TRUNKS,
+    FrozenModule,
+    StemConv,
+    WeightsNotFoundError,
+    build_trunk,
+    lpips_lin_weights,
+)
 from ._checks import (
     check_choice,
     check_image_or_video,
@@ -93,35 +100,6 @@ def select_frames(
         )
     index = ((torch.arange(frames, device=device) + 0.5) * (t / frames)).long()
     return tuple(v.index_select(2, index) for v in videos)
-
-
-class _StemConv(torch.autograd.Function):
-    """The trunk's first (frozen, 3-input-channel) convolution with a faster input gradient.
-
-    oneDNN's backward-data kernel for a convolution with 3 input channels runs several times
-    slower than its forward; as a matrix product ``Wᵀ·grad`` followed by ``fold`` (col2im) the
-    same gradient costs about as much as the forward. The weights get no gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, conv: nn.Conv2d) -> Tensor:  # type: ignore[override]
-        ctx.conv, ctx.size = conv, x.shape[-2:]
-        return conv(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        conv = ctx.conv
-        weight = conv.weight.to(grad.dtype).flatten(1)  # (O, C·kh·kw)
-        columns = torch.matmul(weight.t(), grad.flatten(2))  # (N, C·kh·kw, Ho·Wo)
-        grad_input = F.fold(
-            columns,
-            ctx.size,
-            conv.kernel_size,
-            dilation=conv.dilation,
-            padding=conv.padding,
-            stride=conv.stride,
-        )
-        return grad_input, None
 
 
 def _unit(features: Tensor) -> Tensor:
@@ -294,7 +272,10 @@ class LPIPS(FramewiseLoss):
         for i, layer in enumerate(self.trunk):
             if i == nhwc:
                 h = h.contiguous()
-            h = _StemConv.apply(h, layer) if i == 0 and h.requires_grad else layer(h)
+            if i == 0 and h.requires_grad:
+                h = StemConv.apply(h, layer)
+            else:
+                h = layer(h)
             if i in self.taps:
                 taps.append(h)
         return taps

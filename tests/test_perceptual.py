@@ -11,7 +11,7 @@ import torch
 import torchvision.models as tvm
 
 import genloss as gl
-from genloss._backbones import TRUNKS
+from genloss._backbones import TRUNKS, StemConv
 from genloss.perceptual import select_frames
 
 ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
@@ -311,3 +311,18 @@ class TestWeights:
         assert a.weights_source == "random(seed=0)"
         for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
             assert pa.equal(pb)
+
+
+class TestStemGradient:
+    @pytest.mark.parametrize(
+        "size, kernel, stride, padding",
+        [(64, 11, 4, 2), (37, 11, 4, 2), (50, 7, 3, 3), (33, 3, 2, 0), (16, 3, 1, 1)],
+    )
+    def test_equals_autograd_in_float64(self, size, kernel, stride, padding):
+        # sub-pixel form for stride >= 3 (alex), matmul + fold below (squeeze, vgg)
+        conv = torch.nn.Conv2d(3, 8, kernel, stride, padding).double()
+        x = torch.randn(2, 3, size, size, dtype=torch.float64, requires_grad=True)
+        grad = torch.randn_like(conv(x))
+        expected = torch.autograd.grad(conv(x), x, grad)[0]
+        got = torch.autograd.grad(StemConv.apply(x, conv), x, grad)[0]
+        torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
