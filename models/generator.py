@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from genloss.temporal import warp
+from genloss import warp
 
 __all__ = ["Generator", "GeneratorConfig"]
 
@@ -26,7 +26,7 @@ __all__ = ["Generator", "GeneratorConfig"]
 @dataclass
 class GeneratorConfig:
     channels: int = 3  # colour channels C of the video
-    frames: int = 8  # clip length T (context + generated)
+    frames: int = 6  # clip length T (context + generated)
     context_frames: int = 2  # K context frames given; 0 = unconditional generation
     size: int = 32  # frame height = width; must be divisible by 2 ** levels
     z_dim: int = 32  # noise vector size

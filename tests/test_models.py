@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genloss.temporal import warp
+from genloss import warp
 from models import DiscriminatorConfig, Generator, GeneratorConfig, ImageDiscriminator, VideoDiscriminator, sample_frames
 
 

@@ -259,3 +259,16 @@ def test_every_flag_has_help():
         if action.option_strings and action.dest != "help":
             assert action.help, action.option_strings
             assert all("_" not in s for s in action.option_strings), action.option_strings
+
+
+def test_unconditional_run(tmp_path):
+    launch(tmp_path, "--run-name", "uncond", "--max-steps", "2", "--context-frames", "0")
+    config = json.loads((tmp_path / "runs" / "uncond" / "config.json").read_text())
+    assert config["context_frames"] == 0 and config["adv_start"] == 0  # no warm-up without a target
+    records = read_metrics(tmp_path / "runs" / "uncond")
+    train = [r for r in records if "g/total" in r][-1]
+    assert {"g/adv", "g/smooth"} <= set(train) and not {"g/rec", "g/gdl", "g/tdl", "g/perceptual"} & set(train)
+    evals = [r for r in records if "eval/motion" in r][-1]
+    assert "eval/psnr" not in evals and "eval/psnr_baseline" not in evals
+    gif = iio.imread(tmp_path / "samples" / "uncond" / "step-000002.gif", index=None)
+    assert gif.shape[0] == 4

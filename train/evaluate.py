@@ -11,6 +11,9 @@ Metrics (``eval/*`` keys of ``metrics.jsonl``):
   already beats copy-last-frame in PSNR;
 * ``eval/lpips`` and ``eval/tlp`` when an LPIPS model is in use.
 
+Unconditional runs (K = 0) report only ``eval/motion`` (against the held-out clips' motion):
+their samples have no true continuation to compare with.
+
 Each process evaluates its share of the clips; sums are reduced across processes, so the numbers
 do not depend on the number of processes.
 """
@@ -22,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+import genloss as gl
 import genloss.metrics as gm
-from genloss import temporal
 
 __all__ = ["evaluate", "fixed_noise", "generate", "stack_clips"]
 
@@ -62,15 +65,15 @@ def evaluate(accelerator, generator: nn.Module, clips: Tensor, noise: Tensor, co
     generated = generate(generator, clips, noise, context_frames)
     context, truth = clips[:, :, :context_frames], clips[:, :, context_frames:]
     sums = {"count": torch.tensor(float(len(clips)), device=accelerator.device)}
-    sums["psnr"] = gm.psnr(generated, truth).per_clip.sum()
     moving_gen = _with_last_context(context, generated)
     moving_true = _with_last_context(context, truth)
-    sums["motion_gen"] = temporal.temporal_smoothness_loss(moving_gen, reduction="sum")
-    sums["motion_true"] = temporal.temporal_smoothness_loss(moving_true, reduction="sum")
-    if context_frames > 0:
+    sums["motion_gen"] = gl.temporal_smoothness_loss(moving_gen, reduction="sum")
+    sums["motion_true"] = gl.temporal_smoothness_loss(moving_true, reduction="sum")
+    if context_frames > 0:  # unconditional samples have no true continuation to compare with
+        sums["psnr"] = gm.psnr(generated, truth).per_clip.sum()
         baseline = context[:, :, -1:].expand_as(truth)
         sums["psnr_baseline"] = gm.psnr(baseline, truth).per_clip.sum()
-    if lpips is not None:
+    if lpips is not None and context_frames > 0:
         sums["lpips"] = gm.lpips(generated, truth, model=lpips).per_clip.sum()
         if truth.shape[2] >= 2:
             sums["tlp"] = gm.tlp(generated, truth, model=lpips).per_clip.sum()

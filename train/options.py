@@ -21,10 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("run")
-    g.add_argument("--max-steps", type=int, default=1500, help="optimisation steps to train for (in total, across resumes)")
+    g.add_argument("--max-steps", type=int, default=3000, help="optimisation steps to train for (in total, across resumes)")
     g.add_argument("--batch-size", type=int, default=8, help="clips per process per micro-batch")
     g.add_argument("--grad-accum", type=int, default=1, help="micro-batches accumulated per optimisation step")
-    g.add_argument("--frames", type=int, default=8, help="clip length T (context + generated frames)")
+    g.add_argument("--frames", type=int, default=6, help="clip length T (context + generated frames)")
     g.add_argument("--context-frames", type=int, default=2, help="K context frames given to the generator; 0 = unconditional generation")
     g.add_argument("--size", type=int, default=32, help="frame height and width in pixels (a multiple of 8, at least 16)")
     g.add_argument("--dataset", type=str, default=None, help="folder of videos (.mp4 .webm .avi .gif) or of frame folders (.png/.jpg); default: procedural moving shapes")
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = p.add_argument_group("model and optimiser")
     m.add_argument("--g-channels", type=int, default=16, help="generator width at full resolution (a multiple of 8)")
+    m.add_argument("--g-output-scale", type=int, choices=(1, 2), default=2, help="generator heads (flow, mask, colour) at size / this, bilinearly upsampled; 1 = full resolution (sharper, ~40%% slower)")
     m.add_argument("--d-channels", type=int, default=16, help="discriminators' first-layer width (a multiple of 8)")
     m.add_argument("--z-dim", type=int, default=32, help="noise vector size")
     m.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in both discriminators")

@@ -20,7 +20,7 @@ __all__ = ["build_datasets", "build_generator", "build_models", "build_perceptua
 def generator_config(cfg: dict) -> GeneratorConfig:
     return GeneratorConfig(
         frames=cfg["frames"], context_frames=cfg["context_frames"], size=cfg["size"],
-        z_dim=cfg["z_dim"], base_channels=cfg["g_channels"],
+        z_dim=cfg["z_dim"], base_channels=cfg["g_channels"], output_scale=cfg["g_output_scale"],
     )
 
 
