@@ -51,7 +51,7 @@ def check_pixel_range(
     name: str, x: Tensor, low: float = -RANGE_LIMIT, high: float = RANGE_LIMIT
 ) -> None:
     """Raise ``ValueError`` if ``x`` has values outside ``[low, high]`` (one device sync)."""
-    lo, hi = torch.stack([x.detach().amin(), x.detach().amax()]).float().tolist()
+    lo, hi = torch.stack(torch.aminmax(x.detach())).float().tolist()
     if lo < low or hi > high:
         hint = " (looks like [0, 255] pixels: use x / 127.5 - 1)" if hi > 2 else ""
         raise ValueError(
@@ -125,24 +125,28 @@ class _LayerDistance(torch.autograd.Function):
         f = features.float() if features.dtype in (torch.float16, torch.bfloat16) else features
         norm = torch.linalg.vector_norm(f, dim=1, keepdim=True)  # (N, 1, h, w)
         radius = norm + NORM_EPS
-        diff = f / radius - target_unit  # (N, C, h, w)
-        ctx.save_for_backward(f, norm, radius, diff, weight)
+        # t̂ - f/r = -d in one pass; only its square enters the value
+        neg_diff = torch.addcdiv(target_unit, f, radius, value=-1.0)  # (N, C, h, w)
+        ctx.save_for_backward(f, norm, radius, neg_diff, weight)
         ctx.in_dtype = features.dtype
-        # (N, C) means, then the weighted channel sum (not a matmul: autocast would make it half)
-        return (diff.square().mean(dim=(2, 3)) * weight.to(diff.dtype)).sum(dim=1)  # (N,)
+        h, w = f.shape[-2:]
+        # (N, C) means of squares, then the weighted channel sum (not a matmul: autocast would
+        # make that half precision)
+        means = torch.linalg.vector_norm(neg_diff, dim=(2, 3)).square() / (h * w)
+        return (means * weight.to(means.dtype)).sum(dim=1)  # (N,)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        f, norm, radius, diff, weight = ctx.saved_tensors
+        f, norm, radius, neg_diff, weight = ctx.saved_tensors
         h, w = f.shape[-2:]
-        # (N, C, 1, 1) coefficients: 2 w_c · grad_n / (h w)
+        # (N, C, 1, 1) coefficients: -2 w_c · grad_n / (h w), the sign undoing neg_diff's
         coeff = (
-            (2.0 / (h * w))
-            * grad.to(diff.dtype)[:, None, None, None]
-            * weight.to(diff.dtype)[None, :, None, None]
+            (-2.0 / (h * w))
+            * grad.to(f.dtype)[:, None, None, None]
+            * weight.to(f.dtype)[None, :, None, None]
         )
-        g = diff * coeff
+        g = neg_diff * coeff
         radial = (g * f).sum(dim=1, keepdim=True) / (
             radius.square() * norm.clamp_min(torch.finfo(norm.dtype).tiny)
         )
