@@ -210,7 +210,7 @@ class LPIPS(FramewiseLoss):
             naming the file), a path to a torchvision state dict of the whole network
             (``alexnet``, ``vgg16`` or ``squeezenet1_1`` key names) or ``"random"`` (seeded,
             warns: for offline smoke runs only). ``.weights_source`` records what was loaded.
-        frames: evaluate only this many frames per clip (cost scales with it, not with T);
+        frames: evaluate at most this many frames per clip (cost scales with it, not with T);
             ``None`` uses every frame. Images ignore it.
         frame_sampling: ``"auto"`` (default): random frames while the owning model is in
             training mode (a parent's ``.train()`` is recorded, though this module itself stays
@@ -226,6 +226,12 @@ class LPIPS(FramewiseLoss):
         float dtype (computed in the module's dtype, float32 unless converted; autocast applies
         to the convolutions, normalisation runs in float32). Output: scalar, or ``(B,)`` for
         ``"none"`` — float32.
+
+    Speed (same values as the package, see benchmarks/bench_lpips.py): the target's features
+    are computed without a graph (and, when nothing needs a gradient, in one trunk pass with
+    ``pred``); each layer's normalise-difference-weight-average is one autograd node with a
+    hand-written gradient (``_LayerDistance``); the stem conv's input gradient avoids oneDNN's
+    slow 3-channel backward kernel (``StemConv``); on CPU the stem layers run channels_last.
 
     Example:
         >>> lpips = LPIPS("alex", weights="random")  # doctest: +SKIP
