@@ -272,3 +272,16 @@ def test_unconditional_run(tmp_path):
     assert "eval/psnr" not in evals and "eval/psnr_baseline" not in evals
     gif = iio.imread(tmp_path / "samples" / "uncond" / "step-000002.gif", index=None)
     assert gif.shape[0] == 4
+
+
+def test_nonfinite_losses_are_skipped_then_stop_with_checkpoint(tmp_path):
+    # A huge discriminator learning rate blows its weights up after one step: from then on the
+    # feature-matching and adversarial losses are NaN, the steps are skipped, and the run stops.
+    result = launch(tmp_path, "--run-name", "nan", "--max-steps", "8", "--lr-d", "1e38",
+                    "--nonfinite-patience", "2", check=False)
+    assert result.returncode != 0
+    assert "2 steps in a row up to step 2 had a non-finite loss or gradient" in result.stderr
+    assert (tmp_path / "runs" / "nan" / "checkpoints" / "checkpoint-2").is_dir()
+    records = read_metrics(tmp_path / "runs" / "nan")
+    assert [r["skipped_steps"] for r in records if "skipped_steps" in r] == [1, 2]
+    assert records[-1]["g/total"] is None  # NaN is logged as null (valid JSON)

@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
@@ -186,6 +187,8 @@ def main(args) -> None:
 
     def record(values: dict) -> None:
         if accelerator.is_main_process:
+            # Non-finite values become null: NaN is not JSON, and browsers reject it.
+            values = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in values.items()}
             with metrics_path.open("a") as f:
                 f.write(json.dumps({"step": progress.step, **values}) + "\n")
 
@@ -262,11 +265,8 @@ def main(args) -> None:
         progress.step += 1
         bar.update(1)
         logs = {**{f"g/{n}": v for n, v in g_logs.items()}, **{f"d/{n}": v for n, v in d_logs.items()}}
-        if guard.exhausted:
-            save_checkpoint(accelerator, ckpt_root, progress.step, ema, args.keep_checkpoints)
-            guard.check(progress.step)
         done = progress.step >= args.max_steps
-        if progress.step % args.log_every == 0 or done:
+        if progress.step % args.log_every == 0 or done or skipped:
             names = sorted(logs)
             values = accelerator.reduce(torch.stack([logs[n].float() for n in names]), reduction="mean")
             row = dict(zip(names, values.tolist()))
@@ -274,6 +274,12 @@ def main(args) -> None:
             row["steps_per_s"] = (progress.step - start_step) / (time.time() - start_time)
             record(row)
             bar.set_postfix(g=f"{row['g/total']:.3f}", d=f"{row['d/total']:.3f}")
+        if guard.exhausted:
+            path = save_checkpoint(accelerator, ckpt_root, progress.step, ema, args.keep_checkpoints)
+            try:
+                guard.check(progress.step)
+            except st.NonFiniteLossError as error:
+                raise SystemExit(f"error: {error} Saved {path}.") from error
         do_eval = progress.step % args.eval_every == 0 or done
         do_samples = progress.step % args.sample_every == 0 or done
         if do_eval or do_samples:

@@ -109,7 +109,7 @@ class NonFiniteGuard:
         if self.exhausted:
             raise NonFiniteLossError(
                 f"{self.in_a_row} steps in a row up to step {step} had a non-finite loss or gradient "
-                "(all skipped, weights untouched). Lower the learning rate or the loss weights, try "
+                "(their updates were skipped). Lower the learning rate or the loss weights, try "
                 "--mixed-precision no, or resume from an earlier checkpoint."
             )
 
