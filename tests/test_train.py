@@ -116,18 +116,27 @@ class TestReferenceRunOutputs:
             if not re.match(r"^(https?:|#|data:|mailto:)", link):
                 assert (index.parent / link.split("#")[0]).exists(), link
 
-    def test_resume_continues_from_checkpoint(self, run, tmp_path):
+    def test_resume_is_exact(self, run, tmp_path):
+        # Resume the run from checkpoint-2 as if it had been killed during step 3: it must print the
+        # step, drop the metrics logged after the checkpoint, and end with exactly the weights of
+        # the uninterrupted run (models, optimisers, EMA, RNG and data position all restored).
         tmp, _ = run
         import shutil
 
         shutil.copytree(tmp / "runs", tmp_path / "runs")
-        result = launch(tmp_path, "--run-name", "tiny", "--max-steps", "5", "--resume", "latest",
-                        "--checkpoint-every", "2", "--adv-start", "0", "--r1-interval", "2")
-        assert "resumed from" in result.stdout and "at step 3" in result.stdout
+        ckpts = tmp_path / "runs" / "tiny" / "checkpoints"
+        shutil.rmtree(ckpts / "checkpoint-3")
+        (ckpts / ".tmp-checkpoint-3").mkdir()  # a save that was killed before its rename
+        result = launch(tmp_path, "--run-name", "tiny", "--max-steps", "3", "--resume", "latest",
+                        "--checkpoint-every", "2", "--sample-every", "2", "--adv-start", "0", "--r1-interval", "2")
+        assert "resumed from" in result.stdout and "checkpoint-2 at step 2" in result.stdout
         records = read_metrics(tmp_path / "runs" / "tiny")
-        assert [r["step"] for r in records if "g/total" in r] == [1, 2, 3, 4, 5]
-        ckpts = sorted(p.name for p in (tmp_path / "runs" / "tiny" / "checkpoints").iterdir())
-        assert ckpts == ["checkpoint-2", "checkpoint-3", "checkpoint-4", "checkpoint-5"][-3:]
+        assert [r["step"] for r in records if "g/total" in r] == [1, 2, 3]
+        assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-2", "checkpoint-3"]
+        original = torch.load(tmp / "runs" / "tiny" / "checkpoints" / "checkpoint-3" / "ema_generator.pt")
+        resumed = torch.load(ckpts / "checkpoint-3" / "ema_generator.pt")
+        for name, value in original.items():
+            torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
 
     def test_sample_script_writes_clips_from_checkpoint(self, run, tmp_path):
         tmp, _ = run

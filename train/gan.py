@@ -154,7 +154,11 @@ def main(args) -> None:
     betas = (0.5, 0.99)
     opt_g = torch.optim.Adam(generator.parameters(), lr=args.lr_g, betas=betas)
     opt_d = torch.optim.Adam([*d_image.parameters(), *d_video.parameters()], lr=args.lr_d, betas=betas)
-    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=False, drop_last=True)
+    # Clips are a function of their index, so no shuffling. The loader's own generator keeps the
+    # iterator's seed draw off the global RNG: a resumed run then draws the same noise as an
+    # uninterrupted one.
+    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=False, drop_last=True,
+                        generator=torch.Generator().manual_seed(args.seed))
     generator, d_image, d_video, opt_g, opt_d, loader = accelerator.prepare(
         generator, d_image, d_video, opt_g, opt_d, loader
     )
