@@ -192,7 +192,7 @@ def main(args) -> None:
     def record(values: dict) -> None:
         if accelerator.is_main_process:
             # Non-finite values become null: NaN is not JSON, and browsers reject it.
-            values = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in values.items()}
+            values = {n: v if not isinstance(v, float) or math.isfinite(v) else None for n, v in values.items()}
             with metrics_path.open("a") as f:
                 f.write(json.dumps({"step": progress.step, **values}) + "\n")
 
