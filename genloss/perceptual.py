@@ -302,9 +302,10 @@ class LPIPS(FramewiseLoss):
                     for f, t, w in zip(pred_feats, target_units, self.lins, strict=True)
                 )
             pred_units = [_unit(f) for f in pred_feats]
-        else:  # nothing to differentiate: one trunk pass over both
+        else:  # nothing to differentiate (the target never is): one trunk pass over both
             n = pred.shape[0]
-            units = [_unit(f) for f in self.features(torch.cat([pred, target]))]
+            with torch.no_grad():
+                units = [_unit(f) for f in self.features(torch.cat([pred, target]))]
             pred_units, target_units = [u[:n] for u in units], [u[n:] for u in units]
         total = 0
         for p, t, w in zip(pred_units, target_units, self.lins, strict=True):

@@ -170,6 +170,7 @@ class TestTrainingBehaviour:
         x, y = images(2, 32, 8).requires_grad_(True), images(2, 32, 9).requires_grad_(True)
         alex(x, y).backward()
         assert x.grad is not None and y.grad is None
+        assert not alex(x.detach(), y).requires_grad  # nor when only the target asks for one
 
     @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
     def test_half_inputs(self, alex, dtype):
