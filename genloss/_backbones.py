@@ -318,11 +318,14 @@ class StemConv(torch.autograd.Function):
             # rebuilt from the current weight each time (a few small ops): never stale
             subpixel = subpixel_weight(conv.weight.detach().to(grad.dtype), s)
             taps = math.ceil(k / s)
-            # phase outputs m = 0 .. (size - 1 + p) // s, each from grad_out[m - taps + 1 .. m]
+            # Phase outputs m = 0 .. (size - 1 + p) // s, each from grad_out[m - taps + 1 .. m]:
+            # the conv's own zero padding gives m < Ho + taps - 1; any further m has no terms.
             rows, cols = (h - 1 + p) // s + 1, (w - 1 + p) // s + 1
-            ho, wo = grad.shape[-2:]
-            padded = F.pad(grad, (taps - 1, max(0, cols - wo), taps - 1, max(0, rows - ho)))
-            full = F.pixel_shuffle(F.conv2d(padded, subpixel), s)
+            phases = F.conv2d(grad, subpixel, padding=taps - 1)  # (N, C·s², Ho+J-1, Wo+J-1)
+            missing_rows, missing_cols = rows - phases.shape[-2], cols - phases.shape[-1]
+            if missing_rows > 0 or missing_cols > 0:
+                phases = F.pad(phases, (0, max(0, missing_cols), 0, max(0, missing_rows)))
+            full = F.pixel_shuffle(phases, s)
             return full[:, :, p : p + h, p : p + w], None
         weight = conv.weight.to(grad.dtype).flatten(1)  # (O, C·k·k)
         columns = torch.matmul(weight.t(), grad.flatten(2))  # (N, C·k·k, Ho·Wo)

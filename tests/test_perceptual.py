@@ -317,7 +317,14 @@ class TestWeights:
 class TestStemGradient:
     @pytest.mark.parametrize(
         "size, kernel, stride, padding",
-        [(64, 11, 4, 2), (37, 11, 4, 2), (50, 7, 3, 3), (33, 3, 2, 0), (16, 3, 1, 1)],
+        [
+            (64, 11, 4, 2),
+            (37, 11, 4, 2),
+            (50, 7, 3, 3),
+            (12, 3, 4, 1),
+            (33, 3, 2, 0),
+            (16, 3, 1, 1),
+        ],
     )
     def test_equals_autograd_in_float64(self, size, kernel, stride, padding):
         # sub-pixel form for stride >= 3 (alex), matmul + fold below (squeeze, vgg)
