@@ -210,17 +210,29 @@ def _write_dataset(root: Path) -> None:
     (root / "corrupt.webm").write_bytes(b"\x1aE\xdf\xa3 not really a webm")
 
 
-def test_dataset_folder_run(tmp_path):
+def test_dataset_folder_run_with_lpips(tmp_path):
+    # Also the explicit LPIPS path: a seeded random SqueezeNet saved as a torchvision state dict
+    # stands in for the ImageNet weights (no network in tests).
+    import torchvision
+
+    torch.manual_seed(0)
+    weights = tmp_path / "squeezenet.pth"
+    torch.save(torchvision.models.squeezenet1_1(weights=None).state_dict(), weights)
     data = tmp_path / "data"
     data.mkdir()
     _write_dataset(data)
-    result = launch(tmp_path, "--run-name", "folder", "--max-steps", "2", "--dataset", str(data))
+    result = launch(tmp_path, "--run-name", "folder", "--max-steps", "2", "--dataset", str(data), "--size", "32",
+                    "--perceptual", "lpips-squeeze", "--perceptual-weights", str(weights))
     out = result.stdout + result.stderr
     assert "skipped unreadable file corrupt.webm" in out
     assert "skipped short.gif (2 frames)" in out
     assert "3 usable videos, 1 unreadable skipped, 1 shorter than the clip length skipped" in out
+    config = json.loads((tmp_path / "runs" / "folder" / "config.json").read_text())
+    assert config["perceptual"] == "lpips-squeeze"
     records = read_metrics(tmp_path / "runs" / "folder")
-    assert any("eval/psnr" in r for r in records)
+    evals = [r for r in records if "eval/psnr" in r][-1]
+    assert evals["eval/lpips"] >= 0 and evals["eval/tlp"] >= 0
+    assert [r for r in records if "g/perceptual" in r]
 
 
 def test_dataset_with_nothing_usable_stops_before_training(tmp_path):
@@ -294,3 +306,18 @@ def test_nonfinite_losses_are_skipped_then_stop_with_checkpoint(tmp_path):
     records = read_metrics(tmp_path / "runs" / "nan")
     assert [r["skipped_steps"] for r in records if "skipped_steps" in r] == [1, 2]
     assert records[-1]["g/total"] is None  # NaN is logged as null (valid JSON)
+
+
+def test_lpips_on_frames_too_small_is_a_clear_error(tmp_path):
+    import torchvision
+
+    from train.setup import build_perceptual
+
+    weights = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
+    with pytest.raises(SystemExit, match="--perceptual lpips-alex can't take --size 16 frames"):
+        build_perceptual("lpips-alex", str(weights), 16)
+    module, used, message = build_perceptual("auto", str(weights), 16)
+    assert module is None and used == "feature-matching" and "can't take 16x16 frames" in message
+    module, used, _ = build_perceptual("auto", str(weights), 32)
+    assert module is not None and used == "lpips-alex"

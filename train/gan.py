@@ -138,7 +138,7 @@ def main(args) -> None:
     metrics_path = run_dir / "metrics.jsonl"
     set_seed(args.seed, device_specific=True)  # different noise per rank; DDP syncs the weights
 
-    perceptual, used, message = build_perceptual(args.perceptual, args.perceptual_weights)
+    perceptual, used, message = build_perceptual(args.perceptual, args.perceptual_weights, args.size)
     log(message)
     config = {**vars(args), "run_name": run_name, "perceptual": used, "perceptual_requested": args.perceptual,
               "world_size": accelerator.num_processes, "device": str(accelerator.device),

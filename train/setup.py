@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 import genloss as gl
@@ -33,7 +34,17 @@ def build_models(cfg: dict) -> tuple[Generator, ImageDiscriminator, VideoDiscrim
     return build_generator(cfg), ImageDiscriminator(d_config), VideoDiscriminator(d_config)
 
 
-def build_perceptual(choice: str, weights_path: str | None) -> tuple[nn.Module | None, str, str]:
+def _too_small(module: nn.Module, size: int) -> str | None:
+    """Why LPIPS can't take ``size`` x ``size`` frames (its backbone pools them away), or ``None``."""
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, size, size), torch.zeros(1, 3, size, size))
+    except RuntimeError as error:
+        return str(error).splitlines()[0]
+    return None
+
+
+def build_perceptual(choice: str, weights_path: str | None, size: int) -> tuple[nn.Module | None, str, str]:
     """The LPIPS module (or ``None``), what is used, and a sentence saying why.
 
     ``choice`` is a ``--perceptual`` value. ``"auto"`` tries LPIPS-alex with ImageNet weights from
@@ -47,7 +58,11 @@ def build_perceptual(choice: str, weights_path: str | None) -> tuple[nn.Module |
     net = "alex" if choice == "auto" else choice.removeprefix("lpips-")
     weights = weights_path if weights_path is not None else "imagenet"
     if choice != "auto":
-        return gl.LPIPS(net, weights=weights), choice, f"perceptual term: LPIPS-{net} ({weights})"
+        module = gl.LPIPS(net, weights=weights)
+        if (reason := _too_small(module, size)) is not None:
+            raise SystemExit(f"error: --perceptual {choice} can't take --size {size} frames ({reason}); "
+                             "use a larger --size, another net (lpips-vgg works from 16) or --perceptual none")
+        return module, choice, f"perceptual term: LPIPS-{net} ({weights})"
     try:
         module = gl.LPIPS(net, weights=weights, download=False)
     except (OSError, RuntimeError, ValueError) as error:
@@ -56,6 +71,11 @@ def build_perceptual(choice: str, weights_path: str | None) -> tuple[nn.Module |
             f"({type(error).__name__}: {str(error).splitlines()[0]}); using discriminator feature "
             "matching instead. Pass --perceptual-weights PATH or cache torchvision's alexnet weights "
             "to use LPIPS."
+        )
+    if (reason := _too_small(module, size)) is not None:
+        return None, "feature-matching", (
+            f"perceptual term: LPIPS-alex can't take {size}x{size} frames ({reason}); using "
+            "discriminator feature matching instead (--perceptual lpips-vgg works from 16x16)."
         )
     return module, "lpips-alex", f"perceptual term: LPIPS-alex ({weights}; --perceptual auto)"
 
