@@ -2,8 +2,9 @@
 
 Read top to bottom: encode the context frames (and their differences, which carry the motion) to
 a low-resolution feature map; add the noise and a learned embedding per future frame; mix across
-time and space with factorised (2+1)-D residual blocks; decode back to full resolution with skip
-connections from the encoder. With context (K > 0) the decoder predicts, per future frame, a flow
+time and space with factorised (2+1)-D residual blocks; decode with skip connections from the
+encoder (by default to half resolution: the heads' smooth maps are upsampled bilinearly, while the
+warp itself samples the full-resolution frame). With context (K > 0) the decoder predicts, per future frame, a flow
 field, a blend mask and a colour image: the frame is ``m * warp(last context frame, flow) +
 (1 - m) * colour``, so moving content is displaced rather than repainted. Unconditional (K = 0)
 the colour image is the frame. Every output is in [-1, 1].
