@@ -37,6 +37,7 @@ __all__ = [
     "WeightsNotFoundError",
     "build_trunk",
     "lpips_lin_weights",
+    "min_input_size",
     "subpixel_weight",
 ]
 
@@ -246,6 +247,35 @@ def lpips_lin_weights(net: str) -> list[Tensor]:
             f"{path}: lin weights have {[w.numel() for w in weights]} channels, expected {expected}"
         )
     return weights
+
+
+def min_input_size(layers: nn.Sequential, limit: int = 1024) -> int:
+    """The smallest square input that every conv and pool of ``layers`` accepts.
+
+    Follows torch's output-size arithmetic (floor, or ceil for ``ceil_mode`` pools, whose last
+    window must start inside the padded input); Fire and other modules keep the size.
+    """
+
+    def pair(value: int | tuple[int, ...]) -> int:
+        return value if isinstance(value, int) else value[0]
+
+    for size in range(1, limit):
+        current = size
+        for layer in layers:
+            if not isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+                continue
+            k, s, p = pair(layer.kernel_size), pair(layer.stride), pair(layer.padding)
+            ceil = getattr(layer, "ceil_mode", False)
+            span = current + 2 * p - pair(layer.dilation) * (k - 1) - 1 + (s - 1 if ceil else 0)
+            out = span // s + 1  # floor division, as torch's div_rtn
+            if ceil and (out - 1) * s >= current + p:
+                out -= 1
+            if out < 1:
+                break
+            current = out
+        else:
+            return size
+    raise ValueError(f"no input up to {limit} pixels fits these layers")
 
 
 class FrozenModule(nn.Module):

@@ -16,7 +16,7 @@ import torchvision.models as tvm
 from einops import rearrange
 from torch import Tensor, nn
 
-from ._backbones import build_trunk
+from ._backbones import build_trunk, min_input_size
 from ._checks import (
     check_choice,
     check_float_tensor,
@@ -193,6 +193,7 @@ class VGGLoss(FramewiseLoss):
         self.trunk, self.weights_source = build_trunk(
             VGG_NETS[net], weights, download=download, depth=depth
         )
+        self.min_size = min_input_size(self.trunk)
         # [-1, 1] -> [0, 1] -> ImageNet normalisation, folded into one affine map.
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         self.register_buffer("shift", (2 * mean - 1).view(1, 3, 1, 1))

@@ -24,6 +24,7 @@ from ._backbones import (
     WeightsNotFoundError,
     build_trunk,
     lpips_lin_weights,
+    min_input_size,
 )
 from ._checks import (
     check_choice,
@@ -179,6 +180,11 @@ class FramewiseLoss(FrozenModule):
         _check_pixels("pred", pred)
         _check_pixels("target", target)
         check_same_shape("pred", pred, "target", target)
+        if min(pred.shape[-2:]) < self.min_size:
+            raise ValueError(
+                f"`pred` frames must be at least {self.min_size}x{self.min_size} pixels for this "
+                f"{type(self).__name__}'s network; got shape {tuple(pred.shape)}"
+            )
         if self.check_range:
             check_pixel_range("pred", pred)
             check_pixel_range("target", target)
@@ -259,6 +265,7 @@ class LPIPS(FramewiseLoss):
         self.net = net
         spec = TRUNKS[net]
         self.trunk, self.weights_source = build_trunk(net, weights, download=download)
+        self.min_size = min_input_size(self.trunk)
         self.taps = spec.taps
         # Weights stored in the layout their layer runs in, so no conv re-lays them out per call.
         for layer in self.trunk[: CPU_CHANNELS_LAST_LAYERS[net]].modules():

@@ -239,6 +239,20 @@ class TestInputErrors:
         ):
             gl.LPIPS("alex", weights="random", frames=0)
 
+    def test_too_small_frames(self, alex):
+        # alex's second max-pool needs 3x3 inputs: 31x31 frames are the smallest that work
+        assert alex.min_size == 31
+        assert torch.isfinite(alex(images(1, 31, 0), images(1, 31, 1)))
+        small = torch.zeros(1, 3, 2, 30, 64)
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                "`pred` frames must be at least 31x31 pixels for this LPIPS's network; "
+                "got shape (1, 3, 2, 30, 64)"
+            ),
+        ):
+            alex(small, small)
+
 
 class TestWeights:
     @pytest.fixture
