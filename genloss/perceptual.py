@@ -34,7 +34,13 @@ from ._checks import (
     reduce_per_sample,
 )
 
-__all__ = ["LPIPS", "WeightsNotFoundError", "check_pixel_range", "select_frames"]
+__all__ = [
+    "LPIPS",
+    "FramesTooSmallError",
+    "WeightsNotFoundError",
+    "check_pixel_range",
+    "select_frames",
+]
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
 FRAME_SAMPLING = ("auto", "uniform", "random")
@@ -46,6 +52,14 @@ NORM_EPS = 1e-10
 # conv and the max-pools are several times slower there, while the small deep 3x3 convs are
 # faster in NCHW (see benchmarks/bench_lpips.py). On CUDA the whole trunk runs channels_last.
 CPU_CHANNELS_LAST_LAYERS = {"alex": 6, "vgg": 0, "squeeze": 13, "vgg19": 0}
+
+
+class FramesTooSmallError(ValueError, RuntimeError):
+    """Frames smaller than the network's convolutions and pools accept.
+
+    A ``ValueError`` (bad input), and also a ``RuntimeError``: what torch itself raises for
+    this, so code that probed sizes by catching torch's error keeps working.
+    """
 
 
 def check_pixel_range(
@@ -181,7 +195,7 @@ class FramewiseLoss(FrozenModule):
         _check_pixels("target", target)
         check_same_shape("pred", pred, "target", target)
         if min(pred.shape[-2:]) < self.min_size:
-            raise ValueError(
+            raise FramesTooSmallError(
                 f"`pred` frames must be at least {self.min_size}x{self.min_size} pixels for this "
                 f"{type(self).__name__}'s network; got shape {tuple(pred.shape)}"
             )

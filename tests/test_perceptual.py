@@ -12,7 +12,7 @@ import torchvision.models as tvm
 
 import genloss as gl
 from genloss._backbones import TRUNKS, StemConv
-from genloss.perceptual import select_frames
+from genloss.perceptual import FramesTooSmallError, select_frames
 
 ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 SIZE = {"alex": 64, "vgg": 32, "squeeze": 64}
@@ -245,13 +245,14 @@ class TestInputErrors:
         assert torch.isfinite(alex(images(1, 31, 0), images(1, 31, 1)))
         small = torch.zeros(1, 3, 2, 30, 64)
         with pytest.raises(
-            ValueError,
+            ValueError,  # also a RuntimeError, as torch's own error for this
             match=re.escape(
                 "`pred` frames must be at least 31x31 pixels for this LPIPS's network; "
                 "got shape (1, 3, 2, 30, 64)"
             ),
         ):
             alex(small, small)
+        assert issubclass(FramesTooSmallError, RuntimeError)
 
 
 class TestWeights:
