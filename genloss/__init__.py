@@ -9,7 +9,7 @@ from .adversarial import KINDS, AdversarialLoss, discriminator_loss, generator_l
 from .composite import CompositeLoss, Schedule
 from .feature_matching import VGGLoss, feature_matching_loss, gram_matrix, vgg_layer_names
 from .flow import estimate_flow, video_flow, video_flow_and_mask
-from .perceptual import LPIPS, WeightsNotFoundError
+from .perceptual import LPIPS, FramesTooSmallError, WeightsNotFoundError
 from .reconstruction import (
     CharbonnierLoss,
     GradientDifferenceLoss,
@@ -54,6 +54,7 @@ __all__ = [
     "CharbonnierLoss",
     "CompositeLoss",
     "FlowWarpingLoss",
+    "FramesTooSmallError",
     "GradientDifferenceLoss",
     "HuberLoss",
     "KINDS",
