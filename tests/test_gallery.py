@@ -25,15 +25,8 @@ import pytest
 import torch
 from PIL import Image
 
-from train.gallery import (
-    BACKGROUND,
-    CONTEXT,
-    GENERATED,
-    TRUTH,
-    read_metrics,
-    update_gallery,
-    write_clips,
-)
+from train.clips import BACKGROUND, CONTEXT, GENERATED, TRUTH
+from train.gallery import read_metrics, update_gallery, write_clips
 
 ODD_NAME = 'odd <name> & "co"'  # HTML-hostile, but a valid folder name
 

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> dict[str, Path]:
-    from train import gallery
+    from train.clips import write_clips
 
     run_dir = run_dir_of_checkpoint(args.checkpoint)
     config = json.loads((run_dir / "config.json").read_text())
@@ -66,7 +66,7 @@ def main(args: argparse.Namespace) -> dict[str, Path]:
     k = config["context_frames"]
     generated = generate(generator, clips.to(args.device), noise, k).cpu().clamp(-1, 1)
     out = Path(args.out) if args.out else Path(config["samples_dir"]) / config["run_name"] / f"from-checkpoint-{step}"
-    paths = gallery.write_clips(out, step, clips[:, :, :k], generated, clips)
+    paths = write_clips(out, step, clips[:, :, :k], generated, clips)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return paths
