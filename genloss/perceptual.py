@@ -54,12 +54,8 @@ NORM_EPS = 1e-10
 CPU_CHANNELS_LAST_LAYERS = {"alex": 6, "vgg": 0, "squeeze": 13, "vgg19": 0}
 
 
-class FramesTooSmallError(ValueError, RuntimeError):
-    """Frames smaller than the network's convolutions and pools accept.
-
-    A ``ValueError`` (bad input), and also a ``RuntimeError``: what torch itself raises for
-    this, so code that probed sizes by catching torch's error keeps working.
-    """
+class FramesTooSmallError(ValueError):
+    """Frames smaller than the network's convolutions and pools accept (see ``LPIPS.min_size``)."""
 
 
 def check_pixel_range(

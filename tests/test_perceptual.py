@@ -245,14 +245,14 @@ class TestInputErrors:
         assert torch.isfinite(alex(images(1, 31, 0), images(1, 31, 1)))
         small = torch.zeros(1, 3, 2, 30, 64)
         with pytest.raises(
-            ValueError,  # also a RuntimeError, as torch's own error for this
+            FramesTooSmallError,
             match=re.escape(
                 "`pred` frames must be at least 31x31 pixels for this LPIPS's network; "
                 "got shape (1, 3, 2, 30, 64)"
             ),
         ):
             alex(small, small)
-        assert issubclass(FramesTooSmallError, RuntimeError)
+        assert issubclass(FramesTooSmallError, ValueError)
 
 
 class TestWeights:
