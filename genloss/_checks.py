@@ -25,6 +25,7 @@ __all__ = [
     "check_video",
     "reduce_masked",
     "reduce_per_sample",
+    "reduce_real_fake",
     "per_sample_mean",
 ]
 
@@ -121,6 +122,22 @@ def reduce_per_sample(per_sample: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return per_sample.sum()
     return per_sample
+
+
+def reduce_real_fake(real_term: Tensor, fake_term: Tensor, reduction: str) -> Tensor:
+    """Add a real and a fake per-sample term, ``(B_r,)`` and ``(B_f,)``, under ``reduction``.
+
+    ``"mean"``/``"sum"`` reduce each side on its own, so the batches may differ in size;
+    ``"none"`` pairs the samples and needs ``B_r == B_f``.
+    """
+    if reduction == "none":
+        if real_term.shape != fake_term.shape:
+            raise ValueError(
+                "reduction='none' pairs real and fake samples, so `real_logits` and `fake_logits` "
+                f"need the same batch size; got {real_term.shape[0]} and {fake_term.shape[0]}"
+            )
+        return real_term + fake_term
+    return reduce_per_sample(real_term, reduction) + reduce_per_sample(fake_term, reduction)
 
 
 def reduce_masked(elementwise: Tensor, reduction: str, mask: Tensor | None = None) -> Tensor:

@@ -29,6 +29,7 @@ from ._checks import (
     check_same_shape,
     per_sample_mean,
     reduce_per_sample,
+    reduce_real_fake,
 )
 
 __all__ = ["KINDS", "AdversarialLoss", "discriminator_loss", "generator_loss"]
@@ -45,18 +46,6 @@ def _check_logits(name: str, logits: object) -> Tensor:
 def _check_pair(real_logits: Tensor, fake_logits: Tensor, kind: str) -> None:
     if kind == "relativistic":
         check_same_shape("real_logits", real_logits, "fake_logits", fake_logits)
-
-
-def _combine(real_term: Tensor, fake_term: Tensor, reduction: str) -> Tensor:
-    """Sum a real and a fake per-sample term ``(B_r,)``, ``(B_f,)`` under ``reduction``."""
-    if reduction == "none":
-        if real_term.shape != fake_term.shape:
-            raise ValueError(
-                "reduction='none' pairs real and fake samples, so `real_logits` and `fake_logits` "
-                f"need the same batch size; got {real_term.shape[0]} and {fake_term.shape[0]}"
-            )
-        return real_term + fake_term
-    return reduce_per_sample(real_term, reduction) + reduce_per_sample(fake_term, reduction)
 
 
 def discriminator_loss(
@@ -93,7 +82,7 @@ def discriminator_loss(
         real_term, fake_term = 0.5 * (r - 1).square(), 0.5 * f.square()
     else:  # wgan
         real_term, fake_term = -r, f
-    return _combine(per_sample_mean(real_term), per_sample_mean(fake_term), reduction)
+    return reduce_real_fake(per_sample_mean(real_term), per_sample_mean(fake_term), reduction)
 
 
 def generator_loss(

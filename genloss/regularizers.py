@@ -35,6 +35,7 @@ from ._checks import (
     check_same_shape,
     per_sample_mean,
     reduce_per_sample,
+    reduce_real_fake,
 )
 
 __all__ = [
@@ -208,14 +209,7 @@ def lecam_penalty(
     ema_fake = torch.as_tensor(ema_fake, dtype=f.dtype, device=f.device).detach().reshape(())
     real_term = per_sample_mean(torch.relu(r - ema_fake).square())
     fake_term = per_sample_mean(torch.relu(ema_real - f).square())
-    if reduction == "none":
-        if real_term.shape != fake_term.shape:
-            raise ValueError(
-                "reduction='none' pairs real and fake samples, so `real_logits` and `fake_logits` "
-                f"need the same batch size; got {real_term.shape[0]} and {fake_term.shape[0]}"
-            )
-        return real_term + fake_term
-    return reduce_per_sample(real_term, reduction) + reduce_per_sample(fake_term, reduction)
+    return reduce_real_fake(real_term, fake_term, reduction)
 
 
 class LeCamEMA(nn.Module):
