@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "REDUCTIONS",
+    "ReductionModule",
     "check_broadcastable",
     "check_choice",
     "check_float_tensor",
@@ -170,3 +171,16 @@ def check_mask(mask: object, like: Tensor, like_name: str = "pred") -> Tensor:
         raise TypeError(f"`mask` must be a bool or floating-point tensor; got dtype {mask.dtype}")
     check_broadcastable("mask", mask, like_name, like.shape)
     return mask.to(like.dtype)
+
+
+class ReductionModule(nn.Module):
+    """Base of the loss modules: validates and stores ``reduction``; subclasses add their options
+    and a one-line ``forward`` that calls the pure function."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        check_reduction(reduction)
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"

@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._checks import (
+    ReductionModule,
     check_float_tensor,
     check_image_or_video,
     check_mask,
@@ -220,33 +221,21 @@ def gradient_difference_loss(
     return reduce_per_sample(per_sample, reduction)
 
 
-class _ElementwiseLoss(nn.Module):
-    """Base for the module wrappers: stores ``reduction`` and keyword config."""
-
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.reduction = reduction
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
-
-
-class L1Loss(_ElementwiseLoss):
+class L1Loss(ReductionModule):
     """Module form of :func:`l1_loss`."""
 
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         return l1_loss(pred, target, mask=mask, reduction=self.reduction)
 
 
-class MSELoss(_ElementwiseLoss):
+class MSELoss(ReductionModule):
     """Module form of :func:`mse_loss`."""
 
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         return mse_loss(pred, target, mask=mask, reduction=self.reduction)
 
 
-class HuberLoss(_ElementwiseLoss):
+class HuberLoss(ReductionModule):
     """Module form of :func:`huber_loss`."""
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
@@ -257,7 +246,7 @@ class HuberLoss(_ElementwiseLoss):
         return huber_loss(pred, target, delta=self.delta, mask=mask, reduction=self.reduction)
 
 
-class CharbonnierLoss(_ElementwiseLoss):
+class CharbonnierLoss(ReductionModule):
     """Module form of :func:`charbonnier_loss`."""
 
     def __init__(self, eps: float = 1e-3, reduction: str = "mean") -> None:
@@ -268,7 +257,7 @@ class CharbonnierLoss(_ElementwiseLoss):
         return charbonnier_loss(pred, target, eps=self.eps, mask=mask, reduction=self.reduction)
 
 
-class GradientDifferenceLoss(_ElementwiseLoss):
+class GradientDifferenceLoss(ReductionModule):
     """Module form of :func:`gradient_difference_loss`."""
 
     def __init__(self, alpha: float = 1.0, reduction: str = "mean") -> None:

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 import pytorch_msssim
 from einops import rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._checks import check_image_or_video, check_reduction, check_same_shape, reduce_per_sample
+from ._checks import ReductionModule, check_image_or_video, check_reduction, check_same_shape, reduce_per_sample
 
 __all__ = ["MSSSIMLoss", "SSIMLoss", "ms_ssim_loss", "ssim_loss"]
 
@@ -147,7 +147,7 @@ def ms_ssim_loss(
     return reduce_per_sample(1 - _per_clip(similarity, frames), reduction)
 
 
-class SSIMLoss(nn.Module):
+class SSIMLoss(ReductionModule):
     """Module form of ``ssim_loss``: stores the options."""
 
     def __init__(
@@ -158,14 +158,8 @@ class SSIMLoss(nn.Module):
         win_sigma: float = 1.5,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.value_range, self.win_size, self.win_sigma, self.reduction = (
-            tuple(value_range),
-            win_size,
-            win_sigma,
-            reduction,
-        )
+        super().__init__(reduction)
+        self.value_range, self.win_size, self.win_sigma = tuple(value_range), win_size, win_sigma
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         return ssim_loss(
@@ -178,7 +172,7 @@ class SSIMLoss(nn.Module):
         )
 
 
-class MSSSIMLoss(nn.Module):
+class MSSSIMLoss(ReductionModule):
     """Module form of ``ms_ssim_loss``: stores the options."""
 
     def __init__(
@@ -190,14 +184,8 @@ class MSSSIMLoss(nn.Module):
         weights: Sequence[float] | None = None,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.value_range, self.win_size, self.win_sigma, self.reduction = (
-            tuple(value_range),
-            win_size,
-            win_sigma,
-            reduction,
-        )
+        super().__init__(reduction)
+        self.value_range, self.win_size, self.win_sigma = tuple(value_range), win_size, win_sigma
         self.weights = None if weights is None else tuple(weights)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:

@@ -24,6 +24,7 @@ from einops import rearrange
 from torch import Tensor
 
 from ._checks import (
+    ReductionModule,
     check_choice,
     check_float_tensor,
     check_image_or_video,
@@ -34,7 +35,6 @@ from ._checks import (
     per_sample_mean,
     reduce_per_sample,
 )
-from .reconstruction import _ElementwiseLoss as _ReductionModule  # stores `reduction`
 
 __all__ = [
     "FlowWarpingLoss",
@@ -382,14 +382,14 @@ def temporal_lpips_loss(
     return reduce_per_sample(per_step.mean(dim=1), reduction)
 
 
-class TemporalDifferenceLoss(_ReductionModule):
+class TemporalDifferenceLoss(ReductionModule):
     """Module form of :func:`temporal_difference_loss`."""
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         return temporal_difference_loss(pred, target, reduction=self.reduction)
 
 
-class TemporalSmoothnessLoss(_ReductionModule):
+class TemporalSmoothnessLoss(ReductionModule):
     """Module form of :func:`temporal_smoothness_loss`."""
 
     def __init__(self, order: int = 1, reduction: str = "mean") -> None:
@@ -404,21 +404,21 @@ class TemporalSmoothnessLoss(_ReductionModule):
         return f"order={self.order}, {super().extra_repr()}"
 
 
-class FlowWarpingLoss(_ReductionModule):
+class FlowWarpingLoss(ReductionModule):
     """Module form of :func:`flow_warping_loss`."""
 
     def forward(self, video: Tensor, flow: Tensor, mask: Tensor | None = None) -> Tensor:
         return flow_warping_loss(video, flow, mask=mask, reduction=self.reduction)
 
 
-class PingPongLoss(_ReductionModule):
+class PingPongLoss(ReductionModule):
     """Module form of :func:`ping_pong_loss`."""
 
     def forward(self, forward_video: Tensor, backward_video: Tensor) -> Tensor:
         return ping_pong_loss(forward_video, backward_video, reduction=self.reduction)
 
 
-class TemporalLPIPSLoss(_ReductionModule):
+class TemporalLPIPSLoss(ReductionModule):
     """Module form of :func:`temporal_lpips_loss`; holds the LPIPS ``model`` (a submodule if it
     is an ``nn.Module``, so ``.to(device)`` moves it)."""
 
