@@ -144,6 +144,15 @@ class TestGradientPenalty:
         assert critic[1].weight.grad.abs().sum() > 0
         assert fake.grad is None  # interpolates are detached from the generator
 
+    def test_autocast_bfloat16(self):
+        critic = tiny_d2()
+        real, fake = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            gp = gl.gradient_penalty(lambda x: critic(x).flatten(1).sum(1), real, fake)
+        assert gp.dtype == torch.float32 and torch.isfinite(gp)
+        gp.backward()
+        assert torch.isfinite(critic[0].weight.grad).all() and critic[0].weight.grad.abs().sum() > 0
+
     def test_shape_mismatch(self):
         with pytest.raises(ValueError, match=r"`real` and `fake` must have the same shape; got \(2, 3\) and \(3, 3\)"):
             gl.gradient_penalty(lambda x: x.sum(1), torch.zeros(2, 3), torch.zeros(3, 3))
