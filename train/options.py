@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("run")
-    g.add_argument("--max-steps", type=int, default=5500, help="optimisation steps to train for (in total, across resumes)")
+    g.add_argument("--max-steps", type=int, default=3000, help="optimisation steps to train for (in total, across resumes)")
     g.add_argument("--batch-size", type=int, default=8, help="clips per process per micro-batch")
     g.add_argument("--grad-accum", type=int, default=1, help="micro-batches accumulated per optimisation step")
     g.add_argument("--frames", type=int, default=6, help="clip length T (context + generated frames)")
