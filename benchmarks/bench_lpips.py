@@ -9,12 +9,14 @@ temp dir: no download) and the package's own v0.1 calibration weights, and every
 checks that the two give the same values. The package is called the way a training loop would
 call it on video: on the ``(B*T, C, H, W)`` frames, then averaged per clip.
 
-Timing: the two implementations run alternately inside one loop (interleaved), each sample is
-one call (forward, or forward + backward into ``pred``), and the table shows medians. Other jobs
-on a shared machine slow both sides alike, so the ratio stays fair even when the absolute
-milliseconds do not; with ``--threads 1`` the clock is the process's CPU time, which they do
-not inflate at all (with several threads, wall time: OpenMP threads of a busy machine wait at
-barriers, which makes multi-threaded numbers on a shared machine noisy). Peak memory is the largest running total of the bytes the profiler sees
+Timing: the two implementations run alternately inside one loop (interleaved, the order
+swapped every repeat), each sample is one call (forward, or forward + backward into ``pred``).
+The table shows the medians in ms and, as the speed-up, the median of the per-pair ratios: each
+pair ran back to back, so a change in machine load hits both of its calls alike. With
+``--threads 1`` the clock is the process's CPU time, which other jobs inflate least (with
+several threads, wall time: OpenMP threads of a busy machine wait at barriers, which makes
+multi-threaded numbers on a shared machine noisy). Even so, on a shared VM one row's ratio can
+move by about 0.1 from run to run. Peak memory is the largest running total of the bytes the profiler sees
 allocated and freed during one call. GFLOP/s counts the trunk convolutions
 (``torch.utils.flop_counter``; alex forward at 64x64: 0.079 GFLOP per frame) and is set against
 this machine's measured float32 matrix-multiply rate.
@@ -72,7 +74,7 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         parser.error(f"--nets: unknown {unknown}; choose from {list(ARCH)}")
     if args.repeats is None:
-        args.repeats = 5 if args.quick else 9
+        args.repeats = 5 if args.quick else 15
     return args
 
 
@@ -221,17 +223,19 @@ def main(args: argparse.Namespace) -> None:
                 for fn in (ours, pkg):  # warm-up: oneDNN primitive creation, allocator
                     call(fn, pred, target, case.backward)
                 times = {ours: [], pkg: []}
-                for _ in range(args.repeats):
-                    for fn in (pkg, ours):
+                for i in range(args.repeats):
+                    for fn in (pkg, ours) if i % 2 == 0 else (ours, pkg):
                         start = clock()
                         call(fn, pred, target, case.backward)
                         times[fn].append(clock() - start)
                 t_pkg, t_ours = (statistics.median(times[f]) * 1e3 for f in (pkg, ours))
+                # each pair ran back to back, so its ratio is the load-proof one
+                speedup = statistics.median(a / b for a, b in zip(times[pkg], times[ours], strict=True))
                 mem = f"{peak_mib(pkg, pred, target, case.backward):.1f} / {peak_mib(ours, pred, target, case.backward):.1f}"
                 gflops = trunk_gflop(ours, pred, target, case.backward) / (t_ours / 1e3)
                 print(
                     f"| {net} | {case.label} | {'fwd+bwd' if case.backward else 'fwd'} | {t_pkg:.1f} | "
-                    f"{t_ours:.1f} | {t_pkg / t_ours:.2f}x | {diff_text} | {mem} | "
+                    f"{t_ours:.1f} | {speedup:.2f}x | {diff_text} | {mem} | "
                     f"{gflops:.0f} ({100 * gflops / peak:.0f}%) |",
                     flush=True,
                 )

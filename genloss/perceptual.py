@@ -48,10 +48,20 @@ FRAME_SAMPLING = ("auto", "uniform", "random")
 RANGE_LIMIT = 1.5
 # lpips.normalize_tensor: f / (||f|| + eps); computed in float32, where 1e-10 is representable.
 NORM_EPS = 1e-10
-# Leading trunk layers run in channels_last on CPU: oneDNN's NCHW kernels for the 3-channel stem
-# conv and the max-pools are several times slower there, while the small deep 3x3 convs are
-# faster in NCHW (see benchmarks/bench_lpips.py). On CUDA the whole trunk runs channels_last.
-CPU_CHANNELS_LAST_LAYERS = {"alex": 6, "vgg": 0, "squeeze": 13, "vgg19": 0}
+# How many leading trunk layers run channels_last on CPU depends on the kernels oneDNN dispatches
+# to. channels_last makes the 3-channel stem conv and the max-pools several times faster on every
+# CPU we measured; the small deep 3x3 convs are faster NCHW on an AVX-512 Xeon but faster
+# channels_last on an AVX2 EPYC (there, 1 thread: alex fwd+bwd 188 -> 173 ms on (4, 3, 8, 64, 64)
+# clips, vgg 1377 -> 1071 ms). Measured with benchmarks/bench_lpips.py. Other ISAs, like CUDA,
+# run the whole trunk channels_last.
+AVX512_CHANNELS_LAST_LAYERS = {"alex": 6, "vgg": 0, "squeeze": 13}
+
+
+def cpu_channels_last_layers(net: str, depth: int) -> int:
+    """Number of leading layers of ``net``'s ``depth``-layer trunk that run channels_last on CPU."""
+    if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return min(AVX512_CHANNELS_LAST_LAYERS[net], depth)
+    return depth
 
 
 class FramesTooSmallError(ValueError):
@@ -113,11 +123,26 @@ def select_frames(
     return tuple(v.index_select(2, index) for v in videos)
 
 
+def _channel_norm(features: Tensor) -> Tensor:
+    """``‖f‖₂`` over channels, ``(N, C, h, w) -> (N, 1, h, w)``, without a usable gradient at 0.
+
+    ``square().sum().sqrt()`` rather than ``torch.linalg.vector_norm``: on CPU the latter is 5-35x
+    slower over the channel axis of NCHW maps (and over h, w of channels_last ones), measured
+    on (32, 64..384, 15..3, 15..3) LPIPS taps.
+    """
+    return features.square().sum(dim=1, keepdim=True).sqrt()
+
+
 def _unit(features: Tensor) -> Tensor:
-    """``f / (||f||_2 over channels + eps)`` in at least float32 (no graph: target side)."""
+    """``f / (||f||_2 over channels + eps)`` in at least float32."""
     if features.dtype in (torch.float16, torch.bfloat16):
         features = features.float()
-    return features / (torch.linalg.vector_norm(features, dim=1, keepdim=True) + NORM_EPS)
+    if torch.is_grad_enabled() and features.requires_grad:
+        # vector_norm's gradient is 0, not sqrt's NaN, at the zero vector
+        norm = torch.linalg.vector_norm(features, dim=1, keepdim=True)
+    else:
+        norm = _channel_norm(features)
+    return features / (norm + NORM_EPS)
 
 
 class _LayerDistance(torch.autograd.Function):
@@ -134,7 +159,7 @@ class _LayerDistance(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features: Tensor, target_unit: Tensor, weight: Tensor) -> Tensor:  # type: ignore[override]
         f = features.float() if features.dtype in (torch.float16, torch.bfloat16) else features
-        norm = torch.linalg.vector_norm(f, dim=1, keepdim=True)  # (N, 1, h, w)
+        norm = _channel_norm(f)  # (N, 1, h, w); the gradient is written out below
         radius = norm + NORM_EPS
         # t̂ - f/r = -d in one pass; only its square enters the value
         neg_diff = torch.addcdiv(target_unit, f, radius, value=-1.0)  # (N, C, h, w)
@@ -143,7 +168,7 @@ class _LayerDistance(torch.autograd.Function):
         h, w = f.shape[-2:]
         # (N, C) means of squares, then the weighted channel sum (not a matmul: autocast would
         # make that half precision)
-        means = torch.linalg.vector_norm(neg_diff, dim=(2, 3)).square() / (h * w)
+        means = neg_diff.square().sum(dim=(2, 3)) / (h * w)
         return (means * weight.to(means.dtype)).sum(dim=1)  # (N,)
 
     @staticmethod
@@ -247,7 +272,8 @@ class LPIPS(FramewiseLoss):
     are computed without a graph (and, when nothing needs a gradient, in one trunk pass with
     ``pred``); each layer's normalise-difference-weight-average is one autograd node with a
     hand-written gradient (``_LayerDistance``); the stem conv's input gradient avoids oneDNN's
-    slow 3-channel backward kernel (``StemConv``); on CPU the stem layers run channels_last.
+    slow 3-channel backward kernel (``StemConv``); on CPU the layers run channels_last where that is
+    faster on the machine's ISA (``cpu_channels_last_layers``).
 
     Example:
         >>> lpips = LPIPS("alex", weights="random")  # doctest: +SKIP
@@ -278,7 +304,8 @@ class LPIPS(FramewiseLoss):
         self.min_size = min_input_size(self.trunk)
         self.taps = spec.taps
         # Weights stored in the layout their layer runs in, so no conv re-lays them out per call.
-        for layer in self.trunk[: CPU_CHANNELS_LAST_LAYERS[net]].modules():
+        self.cpu_channels_last = cpu_channels_last_layers(net, len(self.trunk))
+        for layer in self.trunk[: self.cpu_channels_last].modules():
             if isinstance(layer, nn.Conv2d):
                 layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last)
         self.lins = nn.ParameterList(nn.Parameter(w) for w in lpips_lin_weights(net))
@@ -292,7 +319,7 @@ class LPIPS(FramewiseLoss):
     def features(self, x: Tensor) -> list[Tensor]:
         """Trunk activations at the LPIPS taps for ``(N, 3, H, W)`` pixels in [-1, 1]."""
         h = (x.to(self.shift.dtype) - self.shift) / self.scale
-        nhwc = CPU_CHANNELS_LAST_LAYERS[self.net] if h.device.type == "cpu" else len(self.trunk)
+        nhwc = self.cpu_channels_last if h.device.type == "cpu" else len(self.trunk)
         if nhwc:
             h = h.contiguous(memory_format=torch.channels_last)
         taps = []

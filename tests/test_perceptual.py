@@ -12,7 +12,7 @@ import torchvision.models as tvm
 
 import genloss as gl
 from genloss._backbones import TRUNKS, StemConv
-from genloss.perceptual import FramesTooSmallError, select_frames
+from genloss.perceptual import AVX512_CHANNELS_LAST_LAYERS, FramesTooSmallError, select_frames
 
 ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 SIZE = {"alex": 64, "vgg": 32, "squeeze": 64}
@@ -65,9 +65,14 @@ def alex(trunk_files):
 
 
 class TestEqualsPackage:
+    @pytest.mark.parametrize("isa", ["AVX2", "AVX512"])
     @pytest.mark.parametrize("net", list(ARCH))
-    def test_values_maps_and_gradients(self, net, trunk_files):
+    def test_values_maps_and_gradients(self, net, isa, trunk_files, monkeypatch):
+        # both CPU layouts (all channels_last; NCHW deep layers on AVX-512), whatever this CPU is
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: isa)
         ours = gl.LPIPS(net, weights=trunk_files[net])
+        expected_nhwc = AVX512_CHANNELS_LAST_LAYERS[net] if isa == "AVX512" else len(ours.trunk)
+        assert ours.cpu_channels_last == min(expected_nhwc, len(ours.trunk))
         ref = reference(net, trunk_files[net])
         x, y = images(2, SIZE[net], 0), images(2, SIZE[net], 1)
         x_ref = x.clone().requires_grad_(True)
