@@ -1,8 +1,11 @@
 """Discriminator-step cost: R1 every step against lazy R1 (every 16 steps, gain 16).
 
 Both variants apply the same effective R1 strength on average; the lazy one pays for the double
-backward once per interval. Each trial times one whole interval (16 discriminator steps) of each
-variant back to back, alternating which goes first, and the table reports medians per step.
+backward once per interval. A third variant without R1 gives the floor: at interval k lazy R1 can
+cut at most ``(1 - 1/k) * (every - none) / every`` (the "ceiling" column), so the cut says how
+much R1 costs next to the plain step as much as how good the helper is. Each trial times one
+whole interval (16 discriminator steps) of each variant back to back, rotating which goes first,
+and the table reports medians per step. With ``--threads 1`` the clock is CPU time.
 
     python benchmarks/bench_regularizers.py            # the reference video discriminator, 32x32 clips
     python benchmarks/bench_regularizers.py --quick
@@ -24,13 +27,13 @@ import genloss as gl  # noqa: E402
 from models.discriminators import DiscriminatorConfig, ImageDiscriminator, VideoDiscriminator  # noqa: E402
 
 
-def make_step(d: torch.nn.Module, opt: torch.optim.Optimizer, lazy: gl.LazyRegularizer, gamma: float):
+def make_step(d: torch.nn.Module, opt: torch.optim.Optimizer, lazy: gl.LazyRegularizer | None, gamma: float):
     def step(i: int, real: torch.Tensor, fake: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
-        x = real.detach().requires_grad_(lazy.due(i))
+        x = real.detach().requires_grad_(lazy is not None and lazy.due(i))
         real_logits = d(x)[0]
         loss = gl.discriminator_loss(real_logits, d(fake)[0])
-        reg = lazy(i, lambda: gamma / 2 * gl.r1_penalty(real_logits, x))
+        reg = lazy and lazy(i, lambda: gamma / 2 * gl.r1_penalty(real_logits, x))
         if reg is not None:
             loss = loss + reg
         loss.backward()
@@ -41,7 +44,7 @@ def make_step(d: torch.nn.Module, opt: torch.optim.Optimizer, lazy: gl.LazyRegul
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=7, help="intervals timed per variant")
+    parser.add_argument("--trials", type=int, default=9, help="intervals timed per variant")
     parser.add_argument("--interval", type=int, default=16, help="lazy R1 interval")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=8)
@@ -53,8 +56,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     trials = 3 if args.quick else args.trials
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, interval {args.interval}")
-    print(f"{'discriminator':<22}{'R1 every step':>16}{'lazy R1':>12}{'ratio':>8}{'cost cut':>10}")
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
+          f"({'CPU' if clock is time.process_time else 'wall'} time), interval {args.interval}")
+    print(f"{'discriminator':<20}{'R1 every step':>15}{'lazy R1':>11}{'no R1':>11}{'ratio':>8}{'cost cut':>10}{'ceiling':>9}")
     cases = {
         "video (3-D convs)": (VideoDiscriminator, (args.batch, 3, args.frames, args.size, args.size)),
         "image (per frame)": (ImageDiscriminator, (args.batch * 4, 3, args.size, args.size)),
@@ -66,20 +71,23 @@ def main() -> None:
         variants = {
             "every": make_step(d, opt, gl.LazyRegularizer(1), gamma=1.0),
             "lazy": make_step(d, opt, gl.LazyRegularizer(args.interval), gamma=1.0),
+            "none": make_step(d, opt, None, gamma=1.0),
         }
         for step in variants.values():  # warm-up
             for i in range(2):
                 step(i, real, fake)
-        times: dict[str, list[float]] = {"every": [], "lazy": []}
+        times: dict[str, list[float]] = {key: [] for key in variants}
         for trial in range(trials):
-            order = list(variants) if trial % 2 == 0 else list(reversed(variants))
-            for key in order:
-                start = time.perf_counter()
+            keys = list(variants)
+            for key in keys[trial % 3:] + keys[: trial % 3]:
+                start = clock()
                 for i in range(args.interval):
                     variants[key](i, real, fake)
-                times[key].append((time.perf_counter() - start) / args.interval)
-        every, lazy = statistics.median(times["every"]), statistics.median(times["lazy"])
-        print(f"{name:<22}{every * 1e3:>13.1f} ms{lazy * 1e3:>9.1f} ms{every / lazy:>7.2f}x{1 - lazy / every:>9.0%}")
+                times[key].append((clock() - start) / args.interval)
+        every, lazy, none = (statistics.median(times[key]) for key in variants)
+        ceiling = (1 - 1 / args.interval) * (every - none) / every
+        print(f"{name:<20}{every * 1e3:>12.1f} ms{lazy * 1e3:>8.1f} ms{none * 1e3:>8.1f} ms"
+              f"{every / lazy:>7.2f}x{1 - lazy / every:>9.0%}{ceiling:>9.0%}")
 
 
 if __name__ == "__main__":

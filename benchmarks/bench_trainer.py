@@ -115,7 +115,7 @@ def throughput(steps: int) -> None:
     }
     for name, (launch, flags) in settings.items():
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = ["accelerate", "launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                    *(launch or ["--num_processes", "1"]), str(ROOT / "train" / "gan.py"),
                    "--max-steps", str(steps), "--eval-every", str(10 * steps), "--sample-every", str(10 * steps),
                    "--checkpoint-every", str(10 * steps), "--log-every", str(steps // 2), "--eval-clips", "8",
