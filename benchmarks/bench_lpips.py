@@ -16,8 +16,8 @@ pair ran back to back, so a change in machine load hits both of its calls alike.
 ``--threads 1`` the clock is the process's CPU time, which other jobs inflate least (with
 several threads, wall time: OpenMP threads of a busy machine wait at barriers, which makes
 multi-threaded numbers on a shared machine noisy). Even so, on a shared VM one row's ratio can
-move by about 0.1 from run to run. Peak memory is the largest running total of the bytes the profiler sees
-allocated and freed during one call. GFLOP/s counts the trunk convolutions
+move by about 0.1 from run to run. Peak memory is the largest running total of the bytes the
+profiler sees allocated and freed during one call. GFLOP/s counts the trunk convolutions
 (``torch.utils.flop_counter``; alex forward at 64x64: 0.079 GFLOP per frame) and is set against
 this machine's measured float32 matrix-multiply rate.
 """

@@ -33,7 +33,7 @@ def make_step(d: torch.nn.Module, opt: torch.optim.Optimizer, lazy: gl.LazyRegul
         x = real.detach().requires_grad_(lazy is not None and lazy.due(i))
         real_logits = d(x)[0]
         loss = gl.discriminator_loss(real_logits, d(fake)[0])
-        reg = lazy and lazy(i, lambda: gamma / 2 * gl.r1_penalty(real_logits, x))
+        reg = None if lazy is None else lazy(i, lambda: gamma / 2 * gl.r1_penalty(real_logits, x))
         if reg is not None:
             loss = loss + reg
         loss.backward()
@@ -76,10 +76,11 @@ def main() -> None:
         for step in variants.values():  # warm-up
             for i in range(2):
                 step(i, real, fake)
-        times: dict[str, list[float]] = {key: [] for key in variants}
+        keys = list(variants)
+        times: dict[str, list[float]] = {key: [] for key in keys}
         for trial in range(trials):
-            keys = list(variants)
-            for key in keys[trial % 3:] + keys[: trial % 3]:
+            first = trial % len(keys)
+            for key in keys[first:] + keys[:first]:
                 start = clock()
                 for i in range(args.interval):
                     variants[key](i, real, fake)
