@@ -1,4 +1,4 @@
-"""Video quality metrics: per frame, per clip and over the batch.
+"""Clip-by-clip video metrics against a reference: per frame, per clip and over the batch.
 
 Every metric takes clips ``(B, C, T, H, W)`` with pixels in [-1, 1], runs under
 :func:`torch.no_grad` and returns a :class:`MetricResult`:
@@ -22,9 +22,9 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from ._checks import check_mask, check_same_shape, check_video
-from .flow import FlowEstimator, video_flow, video_flow_and_mask
-from .temporal import _check_flow, call_lpips, temporal_lpips_per_step, warp
+from .._checks import check_mask, check_same_shape, check_video
+from ..flow import FlowEstimator, video_flow, video_flow_and_mask
+from ..temporal import _check_flow, call_lpips, temporal_lpips_per_step, warp
 
 __all__ = [
     "MetricResult",
