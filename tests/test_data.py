@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import imageio.v3 as iio
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
-from train.data import MovingShapes, VideoFolder, scan_folder
+from train.data import FolderScan, MovingShapes, VideoFolder, scan_folder, temporal_split
 from train.state import EMA, NonFiniteGuard, NonFiniteLossError, latest_checkpoint, prune_checkpoints, staging_dir
 
 
@@ -46,6 +49,17 @@ def _frames(n: int, size: int = 20) -> np.ndarray:
     return frames
 
 
+def _write_video(path, frames: np.ndarray, fps: int = 8) -> None:
+    """Near-lossless H.264 (crf 0, 4:4:4) in whatever container ``path``'s suffix names, via ffmpeg."""
+    n, h, w, _ = frames.shape
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, quality=None, pix_fmt_out="yuv444p",
+                                         codec="libx264", macro_block_size=1, output_params=["-crf", "0"])
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+
+
 @pytest.fixture(scope="module")
 def video_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("videos")
@@ -57,22 +71,42 @@ def video_folder(tmp_path_factory):
     iio.imwrite(root / "short.gif", _frames(3), duration=100, loop=0)
     (root / "broken.mp4").write_bytes(b"this is not a video")
     (root / "notes.txt").write_text("ignored")
+    iio.imwrite(root / "stray.png", _frames(1)[0])  # a frame outside any frame folder
+    (root / "frames" / "info.txt").write_text("not a frame")
     return root
 
 
 class TestVideoFolder:
-    def test_scan_reports_corrupt_and_short(self, video_folder):
-        scan = scan_folder(video_folder, frames=6, size=16)
-        assert sorted(scan.names) == ["anim.gif", "clip.mp4", "frames"]
+    def test_scan_reports_corrupt_short_and_other_files(self, video_folder):
+        scan = scan_folder(video_folder, frames=4, size=16)
+        assert scan.names == ["anim.gif", "clip.mp4", "frames"]
         assert len(scan.corrupt) == 1 and scan.corrupt[0].startswith("broken.mp4: ")
         assert scan.too_short == ["short.gif (3 frames)"]
-        assert scan.summary() == "3 usable videos, 1 unreadable skipped, 1 shorter than the clip length skipped"
+        assert scan.unknown == ["frames/info.txt", "notes.txt", "stray.png"]
+        assert scan.train_only == []
+        assert scan.summary() == (
+            "3 usable videos, 1 unreadable skipped, 1 shorter than the clip length skipped, "
+            "3 other files ignored (frames/info.txt, notes.txt, stray.png) [frame images belong in one "
+            "sub-folder per video]; the last 20% of each video is held out for evaluation"
+        )
         for video in scan.videos:
             assert video.dtype == torch.uint8 and video.shape[0] == 3 and video.shape[2:] == (16, 16)
 
+    def test_summary_names_videos_too_short_to_split(self, video_folder):
+        # 6-frame clips: 8, 9 and 10 frames cannot give a training and a held-out clip each.
+        scan = scan_folder(video_folder, frames=6, size=16)
+        assert scan.train_only == ["anim.gif (9 frames)", "clip.mp4 (10 frames)", "frames (8 frames)"]
+        assert scan.summary().endswith(
+            "; the last 20% of each video is held out for evaluation, but 3 too short to split are "
+            "training only (anim.gif (9 frames), clip.mp4 (10 frames), frames (8 frames))"
+        )
+        VideoFolder(scan, 4, frames=6, split="train")[0]
+        with pytest.raises(ValueError, match="no video is long enough to hold out its last 20% .* longest has 10"):
+            VideoFolder(scan, 4, frames=6, split="heldout")
+
     def test_clip_lengths_and_values(self, video_folder):
         scan = scan_folder(video_folder, frames=6, size=16)
-        assert sorted(v.shape[1] for v in scan.videos) == [8, 9, 10]
+        assert [v.shape[1] for v in scan.videos] == [9, 10, 8]
         ds = VideoFolder(scan, 20, frames=6, seed=1)
         clip = ds[7]
         assert clip.shape == (3, 6, 16, 16)
@@ -86,17 +120,164 @@ class TestVideoFolder:
         decoded = scan.videos[0].permute(1, 2, 3, 0).numpy()  # (N, H, W, C)
         np.testing.assert_allclose(decoded.astype(float), frames.astype(float), atol=8)
 
-    def test_heldout_with_few_videos_warns(self, video_folder):
-        scan = scan_folder(video_folder, frames=6, size=16)
-        with pytest.warns(UserWarning, match="held-out clips come from the training videos"):
-            VideoFolder(scan, 4, frames=6, split="heldout")
-
     def test_nothing_usable(self, tmp_path):
         (tmp_path / "x.gif").write_bytes(b"GIF89a broken")
         scan = scan_folder(tmp_path, frames=4, size=16)
         assert scan.videos == [] and len(scan.corrupt) == 1
         with pytest.raises(ValueError, match="no usable videos"):
             VideoFolder(scan, 4, frames=4)
+
+
+class TestFiles:
+    def test_video_extensions_any_case(self, tmp_path):
+        frames = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8)
+        for name in ("upper.MP4", "phone.mov", "clip.mkv", "clip.m4v", "Old.AVI"):
+            _write_video(tmp_path / name, frames)
+        scan = scan_folder(tmp_path, frames=5, size=16)
+        assert scan.names == ["Old.AVI", "clip.m4v", "clip.mkv", "phone.mov", "upper.MP4"]
+        assert scan.corrupt == [] and scan.unknown == []
+        for video in scan.videos:
+            decoded = video.permute(1, 2, 3, 0).numpy().astype(int)  # (N, H, W, C)
+            # Lossless H.264 in YUV 4:4:4: only the RGB <-> YUV conversion rounds (a few levels).
+            np.testing.assert_allclose(decoded, frames.astype(int), atol=4)
+
+    def test_frame_formats_become_rgb(self, tmp_path):
+        rng = np.random.default_rng(0)
+        grey = rng.integers(0, 256, size=(8, 8), dtype=np.uint8)
+        alpha = rng.integers(0, 256, size=(8, 8), dtype=np.uint8)  # 0 (transparent) included
+        alpha[0, 0] = 0
+        rgb = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+        grey16 = rng.integers(0, 65536, size=(8, 8), dtype=np.uint16)
+        folder = tmp_path / "frames"
+        folder.mkdir()
+        Image.fromarray(grey, "L").save(folder / "1.png")
+        Image.fromarray(np.stack([grey, alpha], -1), "LA").save(folder / "2.png")
+        Image.fromarray(np.concatenate([rgb, alpha[..., None]], -1), "RGBA").save(folder / "3.png")
+        Image.fromarray(grey16).save(folder / "10.png")  # 16-bit grey; "10" sorts after "3" (natural order)
+        scan = scan_folder(tmp_path, frames=4, size=8)
+        assert scan.names == ["frames"] and scan.corrupt == []
+        decoded = scan.videos[0].permute(1, 2, 3, 0).numpy()  # (N, H, W, C); size 8 = no resampling
+        grey3 = np.repeat(grey[..., None], 3, -1)
+        np.testing.assert_array_equal(decoded[0], grey3)
+        np.testing.assert_array_equal(decoded[1], grey3)  # alpha dropped, grey kept
+        np.testing.assert_array_equal(decoded[2], rgb)  # alpha dropped, stored colour kept
+        grey8 = np.floor(grey16 / 257 + 0.5).astype(np.uint8)
+        np.testing.assert_array_equal(decoded[3], np.repeat(grey8[..., None], 3, -1))
+
+    def test_progress_bar_only_when_asked(self, video_folder, capsys):
+        scan_folder(video_folder, frames=6, size=16, progress=False)
+        captured = capsys.readouterr()
+        assert captured.err == "" and captured.out == ""
+        scan_folder(video_folder, frames=6, size=16, progress=True)
+        err = capsys.readouterr().err
+        assert f"scanning {video_folder}" in err and "5/5" in err  # 5 candidates, broken and short included
+
+    def test_bounded_reader_matches_the_full_resolution_path(self, tmp_path):
+        # The reader this one replaced: decode every frame at full size, then one float resize of
+        # the whole stack (antialiased bilinear, shorter side to `size`, centre crop, round).
+        frames = np.random.default_rng(1).integers(0, 256, size=(7, 36, 50, 3), dtype=np.uint8)
+        iio.imwrite(tmp_path / "noise.mp4", frames, fps=8, codec="libx264", macro_block_size=1)
+        decoded = torch.from_numpy(np.stack(list(iio.imiter(tmp_path / "noise.mp4"))))
+        x = decoded.permute(0, 3, 1, 2).double()
+        x = F.interpolate(x, size=(16, 22), mode="bilinear", antialias=True, align_corners=False)
+        expected = x[..., :, 3:19].round().clamp(0, 255).permute(1, 0, 2, 3)  # (C, N, 16, 16)
+        video = scan_folder(tmp_path, frames=7, size=16).videos[0]
+        assert video.shape == expected.shape == (3, 7, 16, 16)
+        # The uint8 resampling kernel rounds its fixed-point sum once: at most one level apart.
+        diff = (video.double() - expected).abs()
+        assert diff.max() <= 1 and (diff > 0).float().mean() < 0.3
+
+
+class TestTemporalSplit:
+    def test_known_cuts(self):
+        assert temporal_split(40, 5) == (range(0, 32), range(32, 40))  # 20% of 40 = 8
+        assert temporal_split(17, 5) == (range(0, 12), range(12, 17))  # 20% = 3.4 < one clip: 5
+        assert temporal_split(31, 5) == (range(0, 25), range(25, 31))  # round(6.2) = 6
+        assert temporal_split(23, 5) == (range(0, 18), range(18, 23))  # round(4.6) = 5
+        assert temporal_split(30, 1, 0.1) == (range(0, 27), range(27, 30))  # 0.1 * 30 is 3.0000000000000004
+        assert temporal_split(9, 5) == (range(0, 9), range(9, 9))  # too short: training only
+        assert temporal_split(10, 5) == (range(0, 5), range(5, 10))
+        assert temporal_split(100, 5, 0.5) == (range(0, 50), range(50, 100))
+
+    @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+    def test_bad_fraction(self, fraction, tmp_path):
+        with pytest.raises(ValueError, match="`heldout_fraction` must be in \\(0, 1\\)"):
+            temporal_split(10, 2, fraction)
+        with pytest.raises(ValueError, match="`heldout_fraction`"):
+            scan_folder(tmp_path, frames=2, size=8, heldout_fraction=fraction)
+
+
+# Video lengths and, for 5-frame clips, the first held-out frame of each (20% held out, at least
+# one clip; 8 frames cannot give a clip to both parts, so that video is training only).
+_LENGTHS = [40, 23, 61, 8, 31, 17]
+_CUTS = [32, 18, 49, 8, 25, 12]
+
+
+def _labelled_scan(count: int, heldout_fraction: float = 0.2) -> FolderScan:
+    """Tiny videos whose every pixel says which video and frame it is: R = video, G + 256 B = frame."""
+    videos = []
+    for v, n in enumerate(_LENGTHS[:count]):
+        t = torch.arange(n)
+        video = torch.stack([torch.full((n,), v), t % 256, t // 256]).to(torch.uint8)  # (C, N)
+        videos.append(video[:, :, None, None].expand(3, n, 2, 2).contiguous())
+    names = [f"v{v}.mp4" for v in range(count)]
+    return FolderScan(videos, names, [], [], heldout_fraction=heldout_fraction)
+
+
+def _frames_used(dataset: VideoFolder, clips: int) -> dict[int, set[int]]:
+    """For each video, the frames that clips ``0 .. clips-1`` of ``dataset`` contain."""
+    used: dict[int, set[int]] = {}
+    for i in range(clips):
+        pixels = ((dataset[i] + 1) * 127.5).round().long()[:, :, 0, 0]  # (C, T)
+        video = int(pixels[0, 0])
+        assert (pixels[0] == video).all()  # one video per clip
+        frames = (pixels[1] + 256 * pixels[2]).tolist()
+        assert frames == list(range(frames[0], frames[0] + dataset.frames))  # consecutive frames
+        used.setdefault(video, set()).update(frames)
+    return used
+
+
+class TestHeldOut:
+    @pytest.mark.parametrize("count", [1, 3, 5, 6])
+    def test_training_and_heldout_clips_never_overlap(self, count):
+        scan = _labelled_scan(count)
+        train = _frames_used(VideoFolder(scan, 1000, frames=5, seed=3, split="train"), 1000)
+        held = _frames_used(VideoFolder(scan, 400, frames=5, seed=3, split="heldout"), 400)
+        for v in range(count):
+            n, cut = _LENGTHS[v], _CUTS[v]
+            # Enough clips to reach every frame: training covers exactly the frames before the cut,
+            # held-out clips exactly the frames after it, and nothing else.
+            assert train[v] == set(range(cut)), v
+            if cut < n:
+                assert held[v] == set(range(cut, n)), v
+            else:
+                assert v not in held  # training only
+        assert set(train) == set(range(count))
+
+    def test_fraction_reaches_the_dataset_through_the_scan(self, tmp_path):
+        # End to end: PNG frame folders (lossless) scanned with half of each video held out.
+        for v, n in enumerate((12, 20)):
+            (tmp_path / f"v{v}").mkdir()
+            for t in range(n):
+                iio.imwrite(tmp_path / f"v{v}" / f"{t:02d}.png", np.full((4, 6, 3), (v, t, 0), np.uint8))
+        scan = scan_folder(tmp_path, frames=3, size=4, heldout_fraction=0.5)
+        assert scan.heldout_fraction == 0.5 and "the last 50% of each video is held out" in scan.summary()
+        train = _frames_used(VideoFolder(scan, 300, frames=3, split="train"), 300)
+        held = _frames_used(VideoFolder(scan, 300, frames=3, split="heldout"), 300)
+        assert train == {0: set(range(6)), 1: set(range(10))}
+        assert held == {0: set(range(6, 12)), 1: set(range(10, 20))}
+
+    def test_clips_depend_only_on_seed_split_and_index(self):
+        scan = _labelled_scan(6)
+        a = VideoFolder(scan, 50, frames=5, seed=7, split="train")
+        b = VideoFolder(_labelled_scan(6), 50, frames=5, seed=7, split="train")
+        for i in (0, 13, 49):
+            torch.testing.assert_close(a[i], b[i], rtol=0, atol=0)
+        assert any(not torch.equal(a[i], VideoFolder(scan, 50, frames=5, seed=8)[i]) for i in range(5))
+
+    def test_frames_longer_than_a_scanned_video(self):
+        with pytest.raises(ValueError, match="`frames` is 9 but video 'v3.mp4' has 8"):
+            VideoFolder(_labelled_scan(4), 10, frames=9)
 
 
 class TestState:
@@ -108,11 +289,17 @@ class TestState:
         assert latest_checkpoint(tmp_path / "missing") is None
 
     def test_prune_keeps_newest(self, tmp_path):
-        for step in (1, 10, 2, 30):
+        # 7 checkpoints, keep 3: deleting the first `keep` instead of all but the last `keep` would
+        # delete a different set (with 2 * keep checkpoints the two coincide), and name order
+        # (1, 10, 1000, 2, 200, 30, 9) differs from step order.
+        for step in (1, 10, 2, 30, 200, 9, 1000):
             (tmp_path / f"checkpoint-{step}").mkdir()
-        deleted = prune_checkpoints(tmp_path, keep=2)
-        assert sorted(p.name for p in deleted) == ["checkpoint-1", "checkpoint-2"]
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-30"]
+        staging_dir(tmp_path, 5000).mkdir()  # a save in progress is neither counted nor deleted
+        deleted = prune_checkpoints(tmp_path, keep=3)
+        assert sorted(p.name for p in deleted) == ["checkpoint-1", "checkpoint-10", "checkpoint-2", "checkpoint-9"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            ".tmp-checkpoint-5000", "checkpoint-1000", "checkpoint-200", "checkpoint-30"
+        ]
 
     def test_nonfinite_guard(self):
         guard = NonFiniteGuard(patience=2)

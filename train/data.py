@@ -9,8 +9,10 @@ exactly the clips the interrupted one would have.
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +21,28 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from genloss._checks import check_choice
 
 __all__ = [
     "FRAME_SUFFIXES",
+    "HELDOUT_FRACTION",
     "VIDEO_SUFFIXES",
     "FolderScan",
     "MovingShapes",
     "VideoFolder",
     "scan_folder",
+    "temporal_split",
 ]
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".gif")
+# Matched case-insensitively. GIF goes through Pillow, every other video through ffmpeg.
+VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+# Share of every video, at its end, held out for evaluation. A fifth keeps most frames for
+# training while a 10-second clip still holds out 2 s (dozens of distinct clips at 30 fps).
+HELDOUT_FRACTION = 0.2
 
 # Split ids mixed into the seed so the held-out clips never coincide with training clips.
 _SPLITS = {"train": 0, "heldout": 1}
@@ -77,8 +89,7 @@ class MovingShapes(Dataset):
         num_shapes: int = 2,
         speed: tuple[float, float] = (1.0, 2.0),
     ) -> None:
-        if split not in _SPLITS:
-            raise ValueError(f"`split` must be one of {sorted(_SPLITS)}; got {split!r}")
+        check_choice("split", split, tuple(_SPLITS))
         self.length, self.frames, self.size = length, frames, size
         self.seed, self.split, self.num_shapes = seed, split, num_shapes
         self.speed = speed
@@ -131,6 +142,40 @@ def _bounce(pos: np.ndarray, vel: np.ndarray, radius: float, size: int) -> tuple
 # A folder of videos or of frame folders
 
 
+def temporal_split(num_frames: int, frames: int, heldout_fraction: float = HELDOUT_FRACTION) -> tuple[range, range]:
+    """The frames of one video used for training and those held out for evaluation.
+
+    The held-out part is the end of the video, ``h = max(round(heldout_fraction * num_frames), frames)``
+    frames long, so that it holds at least one clip; training uses the ``num_frames - h`` frames before
+    it. A video too short to give a clip to each part (``num_frames - h < frames``) is used for
+    training only, and its held-out range is empty. Clips are drawn inside their split's range, so
+    no training clip contains a held-out frame. The two parts touch: the first held-out frame
+    directly follows the last training frame.
+
+    Args:
+        num_frames: frames in the video, at least ``frames``.
+        frames: frames per clip ``T``.
+        heldout_fraction: share of each video held out, in (0, 1).
+
+    Returns:
+        ``(range(0, cut), range(cut, num_frames))``, ``cut`` being the first held-out frame
+        (``cut == num_frames`` for a training-only video).
+    """
+    _check_heldout_fraction(heldout_fraction)
+    if frames < 1:
+        raise ValueError(f"`frames` must be at least 1; got {frames}")
+    if num_frames < frames:
+        raise ValueError(f"`num_frames` must be at least `frames` ({frames}); got {num_frames}")
+    held = max(math.floor(heldout_fraction * num_frames + 0.5), frames)  # round half up
+    cut = num_frames - held if num_frames - held >= frames else num_frames
+    return range(0, cut), range(cut, num_frames)
+
+
+def _check_heldout_fraction(heldout_fraction: float) -> None:
+    if not 0 < heldout_fraction < 1:
+        raise ValueError(f"`heldout_fraction` must be in (0, 1); got {heldout_fraction!r}")
+
+
 @dataclass
 class FolderScan:
     """What :func:`scan_folder` found: the usable videos and what it skipped, by name."""
@@ -139,126 +184,276 @@ class FolderScan:
     names: list[str]  # source path of each usable video, relative to the folder
     corrupt: list[str]  # unreadable files, "name: reason"
     too_short: list[str]  # readable but fewer than `frames` frames, "name (N frames)"
+    unknown: list[str] = field(default_factory=list)  # files neither a video nor a frame of a frame folder
+    train_only: list[str] = field(default_factory=list)  # usable, too short to hold out an end, "name (N frames)"
+    heldout_fraction: float = HELDOUT_FRACTION  # share of each video's end held out (see temporal_split)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{len(self.videos)} usable videos, {len(self.corrupt)} unreadable skipped, "
-            f"{len(self.too_short)} shorter than the clip length skipped"
+            f"{len(self.too_short)} shorter than the clip length skipped, "
+            f"{len(self.unknown)} other files ignored"
         )
+        if self.unknown:
+            text += f" ({_listed(self.unknown)})"
+            if any(Path(name).suffix.lower() in FRAME_SUFFIXES for name in self.unknown):
+                text += " [frame images belong in one sub-folder per video]"
+        if self.videos:
+            text += f"; the last {100 * self.heldout_fraction:g}% of each video is held out for evaluation"
+        if self.train_only:
+            text += f", but {len(self.train_only)} too short to split are training only ({_listed(self.train_only)})"
+        return text
 
 
-def _read_video(path: Path) -> np.ndarray:
-    """All frames of a video file or a folder of frame images as ``(N, H, W, 3)`` uint8."""
+def _listed(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _is_frame(path: Path) -> bool:
+    return path.suffix.lower() in FRAME_SUFFIXES
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that puts ``frame_2`` before ``frame_10``: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _find(root: Path) -> tuple[list[Path], list[Path]]:
+    """Video files and frame folders under ``root`` (recursively, sorted), and all other files.
+
+    A frame folder is a folder that directly holds frame images. Frame images lying directly in
+    ``root`` are not a video (``root`` would otherwise swallow a whole folder of clips), so they count
+    as other files.
+    """
+    found, other = [], []
+    for path in sorted(root.rglob("*")):
+        if path.is_dir():
+            if any(p.is_file() and _is_frame(p) for p in path.iterdir()):
+                found.append(path)
+        elif _is_video(path):
+            found.append(path)
+        elif not (_is_frame(path) and path.parent != root):  # frames of a frame folder are accounted for
+            other.append(path)
+    return found, other
+
+
+def _frames_of(path: Path) -> Iterator[np.ndarray]:
+    """The frames of a video file or a frame folder, decoded one at a time, as the decoder gives them."""
     import imageio.v3 as iio
 
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
-        frames = [iio.imread(p) for p in files]
+        for file in sorted((p for p in path.iterdir() if p.is_file() and _is_frame(p)), key=lambda p: _natural_key(p.name)):
+            yield iio.imread(file, plugin="pillow", index=0)  # index=0: the first frame of an APNG
+    elif path.suffix.lower() == ".gif":
+        yield from iio.imiter(path, plugin="pillow")
     else:
-        frames = list(iio.imiter(path))
-    if not frames:
-        raise ValueError("no frames")
-    out = []
-    for frame in frames:
-        frame = np.asarray(frame)
-        if frame.ndim == 2:
-            frame = np.repeat(frame[..., None], 3, axis=-1)
-        if frame.ndim != 3 or frame.shape[-1] not in (3, 4):
-            raise ValueError(f"unexpected frame shape {frame.shape}")
-        if out and frame.shape[:2] != out[0].shape[:2]:
-            raise ValueError(f"frames of different sizes {out[0].shape[:2]} and {frame.shape[:2]}")
-        out.append(frame[..., :3].astype(np.uint8))
-    return np.stack(out)
+        # imageio-ffmpeg directly: a pipe from an ffmpeg process that decodes every container and
+        # codec it knows (and applies rotation metadata), one rgb24 frame per read.
+        import imageio_ffmpeg
+
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        try:
+            try:
+                width, height = next(reader)["size"]
+            except IndexError as error:  # the header parser found no "Video:" stream line
+                raise ValueError("ffmpeg found no video stream") from error
+            for buffer in reader:
+                yield np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+        finally:
+            reader.close()  # stops ffmpeg when the caller stops early (an error, a frame-size change)
 
 
-def _resize_crop(video: np.ndarray, size: int) -> Tensor:
-    """``(N, H, W, 3)`` uint8 -> ``(3, N, size, size)`` uint8: shorter side to ``size``, centre crop."""
-    x = rearrange(torch.from_numpy(video), "n h w c -> n c h w").float()
-    h, w = x.shape[-2:]
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    """One decoded frame as ``(H, W, 3)`` uint8 RGB.
+
+    Grey (``(H, W)`` or ``(H, W, 1)``) is repeated into three channels. Alpha (grey+alpha
+    ``(H, W, 2)``, RGBA ``(H, W, 4)``) is dropped and the stored colour kept, as Pillow's
+    ``convert("RGB")`` and ffmpeg's rgb24 output (every video file) do: a transparent pixel keeps
+    whatever colour it stores, so flatten such frames onto a background first if that matters.
+    16-bit frames are scaled to 8 bits (``round(v / 257)``).
+    """
+    frame = np.asarray(frame)
+    if frame.ndim == 2:
+        frame = frame[..., None]
+    if frame.ndim != 3 or frame.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"unexpected frame shape {frame.shape}: expected (H, W) or (H, W, C) with C in 1..4")
+    if frame.dtype == np.uint16:
+        frame = ((2 * frame.astype(np.uint32) + 257) // 514).astype(np.uint8)  # round(v / 257)
+    elif frame.dtype == np.bool_:
+        frame = frame.astype(np.uint8) * 255
+    elif frame.dtype != np.uint8:
+        raise ValueError(f"unexpected frame dtype {frame.dtype}: expected uint8, uint16 or bool")
+    colour = frame[..., :1] if frame.shape[-1] <= 2 else frame[..., :3]
+    if colour.shape[-1] == 1:
+        colour = np.repeat(colour, 3, axis=-1)
+    return colour
+
+
+def _resize_crop(frame: np.ndarray, size: int) -> Tensor:
+    """``(H, W, 3)`` uint8 -> ``(3, size, size)`` uint8: shorter side to ``size``, centre crop.
+
+    Antialiased bilinear resampling on uint8 in and out: torch's fixed-point kernel for it is about
+    5x faster than the float one on a 1080p frame and gives the same values to within one level
+    (it rounds once, at the end; the float path it replaced rounded the float result).
+    """
+    h, w = frame.shape[:2]
+    x = rearrange(torch.from_numpy(np.require(frame, requirements="CW")), "h w c -> 1 c h w")
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
     x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    x = x[..., top : top + size, left : left + size]
-    return rearrange(x.round().clamp(0, 255).to(torch.uint8), "n c h w -> c n h w")
+    return x[0, :, top : top + size, left : left + size].contiguous()  # a copy: frees the uncropped frame
 
 
-def _candidates(root: Path) -> list[Path]:
-    """Video files and frame folders under ``root`` (recursively), sorted."""
-    found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-            found.append(path)
-        elif path.is_dir() and any(p.suffix.lower() in FRAME_SUFFIXES for p in path.iterdir()):
-            found.append(path)
-    return found
+def _read_video(path: Path, size: int, on_frame: Callable[[int], None] | None = None) -> Tensor:
+    """Decode ``path`` frame by frame, resizing each as it comes: ``(3, N, size, size)`` uint8.
+
+    Memory holds one full-size frame at a time plus the small resized ones, instead of the whole
+    video at full size (a 4-second 1080p clip took 4.5 GB that way).
+    """
+    out: list[Tensor] = []
+    first_shape = None
+    for frame in _frames_of(path):
+        frame = _to_rgb(frame)
+        if first_shape is None:
+            first_shape = frame.shape
+        elif frame.shape != first_shape:
+            raise ValueError(f"frames of different sizes {first_shape[:2]} and {frame.shape[:2]}")
+        out.append(_resize_crop(frame, size))
+        if on_frame is not None:
+            on_frame(len(out))
+    if not out:
+        raise ValueError("no frames")
+    return torch.stack(out, dim=1)  # (3, N, size, size)
 
 
-def scan_folder(root: str | Path, frames: int, size: int) -> FolderScan:
+def scan_folder(
+    root: str | Path,
+    frames: int,
+    size: int,
+    *,
+    heldout_fraction: float = HELDOUT_FRACTION,
+    progress: bool = False,
+) -> FolderScan:
     """Decode every video under ``root`` at ``size`` resolution, skipping broken and short ones.
 
-    Videos are kept in memory as uint8 at the training resolution (a 64x64, 300-frame clip is
-    3.7 MB), which keeps the training loop free of decoding work.
+    Each video is decoded one frame at a time and every frame is resized as soon as it is decoded,
+    so memory holds one full-size frame plus the result: ``3 x N x size x size`` bytes per video (a
+    64x64, 300-frame clip is 3.7 MB). A 60-second 1080p clip is read in about <TIME> with a peak
+    of <RSS> (``benchmarks/bench_video_memory.py``). Keeping the decoded clips in memory keeps
+    decoding out of the training loop.
+
+    Args:
+        root: folder searched recursively for video files (``VIDEO_SUFFIXES``, any case: MP4, WebM,
+            AVI, MOV, MKV and M4V through ffmpeg, GIF through Pillow) and frame folders (folders
+            holding ``FRAME_SUFFIXES`` images, one frame per file, in natural name order). Every
+            other file is counted and named in the summary.
+        frames: clip length ``T``; shorter videos are skipped and named.
+        size: training resolution. The shorter side is resized to ``size`` (antialiased bilinear)
+            and the centre cropped to ``size x size``.
+        heldout_fraction: share of every video, at its end, held out for evaluation (see
+            :func:`temporal_split`); recorded in the scan for :class:`VideoFolder`.
+        progress: show a progress bar on stderr (pass ``accelerator.is_main_process``).
+
+    Returns:
+        A :class:`FolderScan`; its ``summary()`` is one line for the log.
     """
+    _check_heldout_fraction(heldout_fraction)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"--dataset {str(root)!r} is not a folder")
-    scan = FolderScan([], [], [], [])
-    for path in _candidates(root):
+    found, other = _find(root)
+    scan = FolderScan([], [], [], [], [str(p.relative_to(root)) for p in other], [], heldout_fraction)
+    bar = tqdm(found, desc=f"scanning {root}", unit="video", disable=not progress)
+    for path in bar:
         name = str(path.relative_to(root))
+        on_frame = _frame_counter(bar, name) if progress else None
         try:
-            video = _read_video(path)
-        except Exception as error:  # imageio raises many kinds of errors for broken files
+            video = _read_video(path, size, on_frame)
+        except Exception as error:  # the decoders raise many kinds of errors for broken files
             scan.corrupt.append(f"{name}: {type(error).__name__}: {error}".splitlines()[0][:200])
             continue
-        if len(video) < frames:
-            scan.too_short.append(f"{name} ({len(video)} frames)")
+        num_frames = video.shape[1]
+        if num_frames < frames:
+            scan.too_short.append(f"{name} ({num_frames} frames)")
             continue
-        scan.videos.append(_resize_crop(video, size))
+        if not temporal_split(num_frames, frames, heldout_fraction)[1]:
+            scan.train_only.append(f"{name} ({num_frames} frames)")
+        scan.videos.append(video)
         scan.names.append(name)
     return scan
+
+
+def _frame_counter(bar: tqdm, name: str) -> Callable[[int], None]:
+    """A callback showing ``name: N frames`` next to the bar, at most twice a second (long videos)."""
+    shown = [0.0]
+
+    def on_frame(count: int) -> None:
+        now = time.monotonic()
+        if now - shown[0] >= 0.5:
+            bar.set_postfix_str(f"{name}: {count} frames")
+            shown[0] = now
+
+    return on_frame
 
 
 class VideoFolder(Dataset):
     """Random ``T``-frame clips from decoded videos (see :func:`scan_folder`).
 
-    Clip ``i`` comes from a video and start frame drawn from a generator seeded by
-    ``(seed, split, i)``. The held-out split reads every fifth video when there are at least
-    five, and otherwise shares the videos with training (with a warning).
+    Every video is split in time (:func:`temporal_split` with the scan's ``heldout_fraction``): the
+    training split draws clips from the start of each video, the held-out split from its end, so
+    no training clip shares a frame with a held-out clip. Clip ``i`` comes from a video (uniformly
+    among those with a part in this split) and a start frame inside that part, both drawn from a
+    generator seeded by ``(seed, split, i)``.
 
     Args:
         scan: the result of :func:`scan_folder`.
         length: number of clips (indices).
-        frames: frames per clip ``T``.
+        frames: frames per clip ``T``: the ``frames`` given to :func:`scan_folder`.
         seed: base seed.
         split: ``"train"`` or ``"heldout"``.
+
+    Raises:
+        ValueError: no usable video; a video shorter than ``frames``; for ``"heldout"``, no video
+            long enough to hold out its end (see ``scan.train_only``).
     """
 
     def __init__(self, scan: FolderScan, length: int, frames: int, *, seed: int = 0, split: str = "train") -> None:
-        if split not in _SPLITS:
-            raise ValueError(f"`split` must be one of {sorted(_SPLITS)}; got {split!r}")
+        check_choice("split", split, tuple(_SPLITS))
         if not scan.videos:
             raise ValueError("no usable videos: " + scan.summary())
-        videos = scan.videos
-        if len(videos) >= 5:
-            held = set(range(0, len(videos), 5))
-            keep = held if split == "heldout" else set(range(len(videos))) - held
-            videos = [v for i, v in enumerate(videos) if i in keep]
-        elif split == "heldout":
-            warnings.warn(
-                f"only {len(videos)} usable videos (< 5): the held-out clips come from the "
-                "training videos, so eval numbers measure fit, not generalisation",
-                stacklevel=2,
-            )
-        self.videos, self.length, self.frames = videos, length, frames
+        self.videos, self.length, self.frames = scan.videos, length, frames
         self.seed, self.split = seed, split
+        # (video index, first frame, end frame) of every part this split draws clips from.
+        self.parts: list[tuple[int, int, int]] = []
+        for i, video in enumerate(scan.videos):
+            if video.shape[1] < frames:
+                raise ValueError(
+                    f"`frames` is {frames} but video {scan.names[i]!r} has {video.shape[1]}: "
+                    "scan the folder with the clip length you train with"
+                )
+            part = temporal_split(video.shape[1], frames, scan.heldout_fraction)[split == "heldout"]
+            if len(part) >= frames:
+                self.parts.append((i, part.start, part.stop))
+        if not self.parts:
+            longest = max(video.shape[1] for video in scan.videos)
+            raise ValueError(
+                f"no video is long enough to hold out its last {100 * scan.heldout_fraction:g}% "
+                f"and keep a {frames}-frame clip on each side (the longest has {longest} frames); "
+                "use longer videos, fewer frames per clip or a smaller held-out fraction"
+            )
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> Tensor:
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])
-        video = self.videos[int(rng.integers(len(self.videos)))]
-        start = int(rng.integers(video.shape[1] - self.frames + 1))
-        clip = video[:, start : start + self.frames].float()
+        video, first, end = self.parts[int(rng.integers(len(self.parts)))]
+        start = first + int(rng.integers(end - first - self.frames + 1))
+        clip = self.videos[video][:, start : start + self.frames].float()
         return clip / 127.5 - 1  # (C, T, H, W) in [-1, 1]
