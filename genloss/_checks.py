@@ -18,7 +18,9 @@ __all__ = [
     "check_broadcastable",
     "check_choice",
     "check_float_tensor",
+    "check_grad_tensors",
     "check_image_or_video",
+    "check_logits",
     "check_mask",
     "check_ndim",
     "check_reduction",
@@ -66,6 +68,34 @@ def check_ndim(name: str, x: Tensor, ndims: int | Sequence[int], what: str = "")
         raise ValueError(
             f"`{name}` must be a {expected} tensor{suffix}; got shape {tuple(x.shape)} ({x.ndim}-D)"
         )
+
+
+def check_logits(name: str, x: object) -> Tensor:
+    """Float discriminator outputs ``(B, ...)`` holding at least one logit."""
+    x = check_float_tensor(name, x)
+    check_ndim(name, x, range(1, 9), "(B, ...) of logits")
+    if x.numel() == 0:
+        raise ValueError(f"`{name}` must hold at least one logit; got shape {tuple(x.shape)}")
+    return x
+
+
+def check_grad_tensors(name: str, x: object) -> list[Tensor]:
+    """A float tensor, or a non-empty sequence of them, that requires grad; returned as a list."""
+    if isinstance(x, Tensor):
+        labelled = [(name, x)]
+    elif isinstance(x, Sequence) and not isinstance(x, (str, bytes)) and len(x) > 0:
+        labelled = [(f"{name}[{i}]", t) for i, t in enumerate(x)]
+    else:
+        found = "an empty sequence" if isinstance(x, Sequence) else type(x).__name__
+        raise TypeError(f"`{name}` must be a tensor or a non-empty sequence of tensors; got {found}")
+    for label, t in labelled:
+        check_float_tensor(label, t)
+        if not t.requires_grad:
+            raise ValueError(
+                f"`{label}` must be part of the autograd graph (requires_grad=True), such as the "
+                f"generator's output before any .detach(); got a tensor with requires_grad=False"
+            )
+    return [t for _, t in labelled]
 
 
 def check_image_or_video(name: str, x: object) -> Tensor:

@@ -20,28 +20,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ._checks import check_float_tensor, check_ndim
+from ._checks import check_float_tensor, check_grad_tensors, check_logits
 
 __all__ = ["discriminator_stats", "gradient_norms"]
-
-
-def _check_wrt(name: str, wrt: object) -> list[Tensor]:
-    """``wrt`` as a non-empty list of float tensors that are part of an autograd graph."""
-    if isinstance(wrt, Tensor):
-        labelled = [(name, wrt)]
-    elif isinstance(wrt, Sequence) and not isinstance(wrt, (str, bytes)) and len(wrt) > 0:
-        labelled = [(f"{name}[{i}]", t) for i, t in enumerate(wrt)]
-    else:
-        found = "an empty sequence" if isinstance(wrt, Sequence) else type(wrt).__name__
-        raise TypeError(f"`{name}` must be a tensor or a non-empty sequence of tensors; got {found}")
-    for label, t in labelled:
-        check_float_tensor(label, t)
-        if not t.requires_grad:
-            raise ValueError(
-                f"`{label}` must be part of the autograd graph (requires_grad=True), such as the "
-                f"generator's output before any .detach(); got a tensor with requires_grad=False"
-            )
-    return [t for _, t in labelled]
 
 
 def _check_scalar(name: str, value: object) -> Tensor:
@@ -116,7 +97,7 @@ def gradient_norms(
     """
     if not isinstance(terms, Mapping):
         raise TypeError(f"`terms` must be a mapping of name -> scalar loss tensor; got {type(terms).__name__}")
-    wrt_list = _check_wrt("wrt", wrt)
+    wrt_list = check_grad_tensors("wrt", wrt)
     checked = {}
     for name, term in terms.items():
         if not isinstance(name, str):
@@ -126,25 +107,6 @@ def gradient_norms(
                                    or not grad_scale > 0):
         raise ValueError(f"`grad_scale` must be a positive float or None; got {grad_scale!r}")
     return {name: _gradient_norm(term, wrt_list, grad_scale) for name, term in checked.items()}
-
-
-def _logits(name: str, logits: object) -> Tensor:
-    logits = check_float_tensor(name, logits)
-    check_ndim(name, logits, range(1, 9), "(B, ...) of logits")
-    if logits.numel() == 0:
-        raise ValueError(f"`{name}` must hold at least one logit; got shape {tuple(logits.shape)}")
-    return logits
-
-
-def _discriminator_stats(real: Tensor, fake: Tensor, real_name: str, fake_name: str) -> dict[str, Tensor]:
-    real, fake = _logits(real_name, real).detach(), _logits(fake_name, fake).detach()
-    with torch.autocast(device_type=real.device.type, enabled=False):
-        # Means in float32 at least: a float16 sum over a patch map can overflow.
-        real_mean = real.mean(dtype=torch.float64 if real.dtype == torch.float64 else torch.float32)
-        fake_mean = fake.mean(dtype=torch.float64 if fake.dtype == torch.float64 else torch.float32)
-        correct = (real > 0).sum() + (fake < 0).sum()
-        accuracy = correct.float() / (real.numel() + fake.numel())
-    return {"real_mean": real_mean.float(), "fake_mean": fake_mean.float(), "accuracy": accuracy}
 
 
 def discriminator_stats(real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
@@ -163,4 +125,12 @@ def discriminator_stats(real_logits: Tensor, fake_logits: Tensor) -> dict[str, T
     Returns:
         ``{"real_mean", "fake_mean", "accuracy"}``, each a detached 0-d float32 tensor.
     """
-    return _discriminator_stats(real_logits, fake_logits, "real_logits", "fake_logits")
+    real = check_logits("real_logits", real_logits).detach()
+    fake = check_logits("fake_logits", fake_logits).detach()
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        # Means in float32 at least: a float16 sum over a patch map can overflow.
+        real_mean = real.mean(dtype=torch.float64 if real.dtype == torch.float64 else torch.float32)
+        fake_mean = fake.mean(dtype=torch.float64 if fake.dtype == torch.float64 else torch.float32)
+        correct = (real > 0).sum() + (fake < 0).sum()
+        accuracy = correct.float() / (real.numel() + fake.numel())
+    return {"real_mean": real_mean.float(), "fake_mean": fake_mean.float(), "accuracy": accuracy}
