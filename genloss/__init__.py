@@ -5,8 +5,11 @@ Images are ``(B, C, H, W)``, videos ``(B, C, T, H, W)``, pixels in [-1, 1].
 """
 
 from . import flow, metrics
+from . import augment, diagnostics
 from .adversarial import KINDS, AdversarialLoss, discriminator_loss, generator_loss
+from .augment import DiffAugment, diff_augment
 from .composite import CompositeLoss, Schedule
+from .diagnostics import discriminator_stats, gradient_norms
 from .feature_matching import VGGLoss, feature_matching_loss, gram_matrix, vgg_layer_names
 from .flow import estimate_flow, video_flow, video_flow_and_mask
 from .perceptual import LPIPS, FramesTooSmallError, WeightsNotFoundError
@@ -53,6 +56,7 @@ __all__ = [
     "AdversarialLoss",
     "CharbonnierLoss",
     "CompositeLoss",
+    "DiffAugment",
     "FlowWarpingLoss",
     "FramesTooSmallError",
     "GradientDifferenceLoss",
@@ -73,14 +77,19 @@ __all__ = [
     "VGGLoss",
     "WeightsNotFoundError",
     "adaptive_weight",
+    "augment",
     "charbonnier_loss",
+    "diagnostics",
+    "diff_augment",
     "discriminator_loss",
+    "discriminator_stats",
     "estimate_flow",
     "feature_matching_loss",
     "flow",
     "flow_warping_loss",
     "generator_loss",
     "gradient_difference_loss",
+    "gradient_norms",
     "gradient_penalty",
     "gram_matrix",
     "huber_loss",

@@ -16,6 +16,8 @@ CONTRACT = {
     "Adversarial": ["discriminator_loss", "generator_loss"],
     "Regularizers": ["r1_penalty", "r2_penalty", "gradient_penalty", "lecam_penalty", "adaptive_weight"],
     "Composition": ["Schedule", "CompositeLoss"],
+    "Diagnostics": ["gradient_norms", "discriminator_stats"],
+    "Augmentation": ["diff_augment"],
 }
 
 SIGNATURES = {
@@ -27,6 +29,9 @@ SIGNATURES = {
     "discriminator_loss": "(real_logits, fake_logits, *, kind='hinge', reduction='mean')",
     "generator_loss": "(fake_logits, *, kind='hinge', real_logits=None, reduction='mean')",
     "adaptive_weight": "(reconstruction_loss, generator_loss, last_layer_weight, *, eps=0.0001, max_weight=10000.0)",
+    "gradient_norms": "(terms, wrt)",
+    "discriminator_stats": "(real_logits, fake_logits)",
+    "diff_augment": "(x, policy='color,translation,cutout', *, generator=None)",
 }
 
 
