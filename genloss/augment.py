@@ -23,8 +23,9 @@ These are the ops and ranges of Zhao et al.'s reference implementation, which al
 [-1, 1] pixels: "zero" is mid-grey, and nothing is clamped back into [-1, 1] (that would cut
 the gradient). For videos ``(B, C, T, H, W)`` the parameters are drawn once per clip and every
 frame gets the same transform, as in DIGAN (Yu et al. 2022) and StyleGAN-V (Skorokhodov et al.
-2022), who found that per-frame augmentation hurts: a discriminator that sees frames jump
-learns to spot the augmentation, not the motion. Clips get independent parameters.
+2022): per-frame draws would make real clips jitter as much as fake ones and hide the temporal
+coherence the video discriminator is there to judge (StyleGAN-V reports that quality "dropped a
+lot" without consistent augmentation). Clips get independent parameters.
 
 Written here rather than taken from a library: kornia's ``VideoSequential(same_on_frame=True)``
 shares one draw across frames, but its colour ops expect [0, 1] images and its translation
