@@ -7,10 +7,19 @@ Realism metrics (a classifier two-sample test and the Fréchet/kernel distances 
 added next to them; see README.md, "Measuring realism".
 """
 
+from .extractors import FeatureExtractor
 from .video import MetricResult, lpips, psnr, ssim, tlp, tof, warping_error
 
 __all__ = [
+    "DistributionResult",
+    "FID",
+    "FVD",
+    "FeatureExtractor",
+    "KID",
+    "KVD",
     "MetricResult",
+    "frechet_distance",
+    "kernel_distance",
     "lpips",
     "psnr",
     "ssim",
@@ -18,3 +27,27 @@ __all__ = [
     "tof",
     "warping_error",
 ]
+
+# The set-level distances build on torchmetrics, whose import costs seconds; it is deferred until
+# one of them is first used (PEP 562), so `import genloss` does not pay for it.
+_DISTRIBUTION = (
+    "DistributionResult",
+    "FID",
+    "FVD",
+    "KID",
+    "KVD",
+    "frechet_distance",
+    "kernel_distance",
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _DISTRIBUTION:
+        from . import distribution
+
+        return getattr(distribution, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
