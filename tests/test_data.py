@@ -255,17 +255,19 @@ class TestHeldOut:
         assert set(train) == set(range(count))
 
     def test_fraction_reaches_the_dataset_through_the_scan(self, tmp_path):
-        # End to end: PNG frame folders (lossless) scanned with half of each video held out.
-        for v, n in enumerate((12, 20)):
+        # End to end: PNG frame folders (lossless), 70% of each video held out. 10 frames -> cut at
+        # 3, 20 -> 6; 8 frames would split at the default 20% but is training only at 70%.
+        for v, n in enumerate((10, 20, 8)):
             (tmp_path / f"v{v}").mkdir()
             for t in range(n):
                 iio.imwrite(tmp_path / f"v{v}" / f"{t:02d}.png", np.full((4, 6, 3), (v, t, 0), np.uint8))
-        scan = scan_folder(tmp_path, frames=3, size=4, heldout_fraction=0.5)
-        assert scan.heldout_fraction == 0.5 and "the last 50% of each video is held out" in scan.summary()
+        scan = scan_folder(tmp_path, frames=3, size=4, heldout_fraction=0.7)
+        assert scan.heldout_fraction == 0.7 and scan.train_only == ["v2 (8 frames)"]
+        assert "the last 70% of each video is held out" in scan.summary()
         train = _frames_used(VideoFolder(scan, 300, frames=3, split="train"), 300)
         held = _frames_used(VideoFolder(scan, 300, frames=3, split="heldout"), 300)
-        assert train == {0: set(range(6)), 1: set(range(10))}
-        assert held == {0: set(range(6, 12)), 1: set(range(10, 20))}
+        assert train == {0: set(range(3)), 1: set(range(6)), 2: set(range(8))}
+        assert held == {0: set(range(3, 10)), 1: set(range(6, 20))}
 
     def test_clips_depend_only_on_seed_split_and_index(self):
         scan = _labelled_scan(6)
