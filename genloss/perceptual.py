@@ -133,16 +133,47 @@ def _channel_norm(features: Tensor) -> Tensor:
     return features.square().sum(dim=1, keepdim=True).sqrt()
 
 
+def _normalisation_grad(g: Tensor, f: Tensor, norm: Tensor, radius: Tensor) -> Tensor:
+    """The input gradient of ``u = f / r``, ``r = ‖f‖ + eps`` (norms over dim 1), given ``g = ∂L/∂u``::
+
+        ∂L/∂f = g / r - f · (Σ_c g_c f_c) / (r² ‖f‖)
+
+    It stays finite (``g / eps``, not the NaN of ``sqrt``'s gradient) where ``f`` is the zero vector.
+    """
+    # Divided by the clamped norm first: at f = 0 that gives 0 / tiny = 0, where r² · tiny would
+    # underflow to 0 and make 0 / 0.
+    radial = (g * f).sum(dim=1, keepdim=True) / norm.clamp_min(torch.finfo(norm.dtype).tiny)
+    return torch.addcmul(g / radius, f, radial / radius.square(), value=-1.0)
+
+
+class _UnitNormalize(torch.autograd.Function):
+    """``f / (‖f‖₂ over channels + eps)`` as one autograd node with the gradient written out.
+
+    Autograd would record square, sum, sqrt, add and divide (and ``sqrt``'s gradient is NaN at
+    the zero vector); this node keeps three tensors and uses ``_normalisation_grad``.
+    """
+
+    @staticmethod
+    def forward(ctx, features: Tensor) -> Tensor:  # type: ignore[override]
+        norm = _channel_norm(features)
+        radius = norm + NORM_EPS
+        ctx.save_for_backward(features, norm, radius)
+        return features / radius
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        features, norm, radius = ctx.saved_tensors
+        return _normalisation_grad(grad, features, norm, radius)
+
+
 def _unit(features: Tensor) -> Tensor:
-    """``f / (||f||_2 over channels + eps)`` in at least float32."""
+    """``f / (‖f‖₂ over channels + eps)`` in at least float32 (channels in dim 1)."""
     if features.dtype in (torch.float16, torch.bfloat16):
         features = features.float()
     if torch.is_grad_enabled() and features.requires_grad:
-        # vector_norm's gradient is 0, not sqrt's NaN, at the zero vector
-        norm = torch.linalg.vector_norm(features, dim=1, keepdim=True)
-    else:
-        norm = _channel_norm(features)
-    return features / (norm + NORM_EPS)
+        return _UnitNormalize.apply(features)
+    return features / (_channel_norm(features) + NORM_EPS)
 
 
 class _LayerDistance(torch.autograd.Function):
@@ -182,11 +213,7 @@ class _LayerDistance(torch.autograd.Function):
             * grad.to(f.dtype)[:, None, None, None]
             * weight.to(f.dtype)[None, :, None, None]
         )
-        g = neg_diff * coeff
-        radial = (g * f).sum(dim=1, keepdim=True) / (
-            radius.square() * norm.clamp_min(torch.finfo(norm.dtype).tiny)
-        )
-        grad_f = torch.addcmul(g / radius, f, radial, value=-1.0)
+        grad_f = _normalisation_grad(neg_diff * coeff, f, norm, radius)
         return grad_f.to(ctx.in_dtype), None, None
 
 
@@ -206,6 +233,18 @@ class FramewiseLoss(FrozenModule):
         self.frames, self.frame_sampling = frames, frame_sampling
         self.reduction, self.check_range = reduction, check_range
 
+    def check_frames(self, name: str, x: object) -> Tensor:
+        """``x`` as validated float RGB images or videos in range, frames large enough."""
+        x = _check_pixels(name, x)
+        if min(x.shape[-2:]) < self.min_size:
+            raise FramesTooSmallError(
+                f"`{name}` frames must be at least {self.min_size}x{self.min_size} pixels for this "
+                f"{type(self).__name__}'s network; got shape {tuple(x.shape)}"
+            )
+        if self.check_range:
+            check_pixel_range(name, x)
+        return x
+
     def frames_of(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, int | None]:
         """Validated ``(N, 3, H, W)`` frames of both inputs and the frames per clip (None: images).
 
@@ -215,14 +254,8 @@ class FramewiseLoss(FrozenModule):
         _check_pixels("pred", pred)
         _check_pixels("target", target)
         check_same_shape("pred", pred, "target", target)
-        if min(pred.shape[-2:]) < self.min_size:
-            raise FramesTooSmallError(
-                f"`pred` frames must be at least {self.min_size}x{self.min_size} pixels for this "
-                f"{type(self).__name__}'s network; got shape {tuple(pred.shape)}"
-            )
-        if self.check_range:
-            check_pixel_range("pred", pred)
-            check_pixel_range("target", target)
+        self.check_frames("pred", pred)
+        self.check_frames("target", target)
         if pred.ndim == 4:
             return pred, target, None
         random = self.frame_sampling == "random" or (
@@ -334,6 +367,79 @@ class LPIPS(FramewiseLoss):
                 taps.append(h)
         return taps
 
+    def unit_features(self, x: Tensor, *, name: str = "x") -> list[Tensor]:
+        """Unit-normalised tap features ``f̂_l`` of every frame of ``x``, one trunk pass per frame.
+
+        ``f̂_l = f_l / (‖f_l‖₂ over channels + 1e-10)``, the per-frame half of LPIPS: distances
+        follow from them (:meth:`feature_distance`, :meth:`step_distance`) without running a frame
+        through the trunk again for every pair it is in. :func:`genloss.temporal_lpips_loss` and
+        :mod:`genloss.metrics` use this path. Gradients flow into ``x`` when it requires one
+        (finite where a feature vector vanishes); call it under ``torch.no_grad()`` for a constant
+        side, such as a target.
+
+        Args:
+            x: images ``(N, 3, H, W)`` or clips ``(B, 3, T, H, W)``, pixels in [-1, 1], checked as
+                in ``forward``. Every frame is used (``frames`` applies to ``forward`` only).
+            name: the argument's name in error messages.
+
+        Returns:
+            One tensor per tap: ``(N, C_l, h_l, w_l)`` for images, ``(B, T, C_l, h_l, w_l)`` for
+            clips; float32 (the module's dtype if that is float64).
+        """
+        x = self.check_frames(name, x)
+        if x.ndim == 4:
+            return [_unit(f) for f in self.features(x)]
+        frames = rearrange(x, "b c t h w -> (b t) c h w")
+        unfold = "(b t) c h w -> b t c h w"
+        return [rearrange(_unit(f), unfold, b=x.shape[0]) for f in self.features(frames)]
+
+    def feature_distance(self, a: list[Tensor], b: list[Tensor]) -> Tensor:
+        """LPIPS from unit features: ``d = Σ_l mean_{h,w} Σ_c w_{l,c} (a_l - b_l)²_{c,h,w}``.
+
+        Args:
+            a, b: :meth:`unit_features` results (or slices of them), one ``(..., C_l, h_l, w_l)``
+                tensor per tap, ``a_l`` and ``b_l`` of equal shapes.
+
+        Returns:
+            ``(...)``: one distance per frame pair (the features' leading dims), differentiable
+            with respect to whichever side carries a graph.
+        """
+        taps = len(self.lins)
+        if len(a) != taps or len(b) != taps:
+            raise ValueError(
+                f"`a` and `b` must hold {taps} tensors, one per {self.net} tap (as unit_features "
+                f"returns); got {len(a)} and {len(b)}"
+            )
+        total = 0
+        for layer, (x, y, w) in enumerate(zip(a, b, self.lins)):
+            if x.shape != y.shape or x.shape[-3] != w.numel():
+                raise ValueError(
+                    f"tap {layer} of `a` and `b` must have one shape (..., {w.numel()}, h, w); "
+                    f"got {tuple(x.shape)} and {tuple(y.shape)}"
+                )
+            # mean_hw(Σ_c w_c s_c) = Σ_c w_c mean_hw(s_c): average first, then one weighted sum
+            # (not a matmul: autocast would make that half precision)
+            means = (x - y).square().mean(dim=(-2, -1))
+            total = total + (means * w.to(means.dtype)).sum(dim=-1)
+        return total
+
+    def step_distance(self, units: list[Tensor]) -> Tensor:
+        """``LPIPS(x_t, x_{t-1})`` for every step of clips, from their :meth:`unit_features`.
+
+        Args:
+            units: ``unit_features`` of clips: one ``(B, T, C_l, h_l, w_l)`` tensor per tap.
+
+        Returns:
+            ``(B, T - 1)``.
+        """
+        if not units or units[0].ndim != 5 or units[0].shape[1] < 2:
+            found = tuple(units[0].shape) if units else "nothing"
+            raise ValueError(
+                "`units` must be the unit_features of clips, (B, T, C, h, w) per tap with T >= 2; "
+                f"got {found} for the first tap"
+            )
+        return self.feature_distance([u[:, 1:] for u in units], [u[:, :-1] for u in units])
+
     def _distance(self, pred: Tensor, target: Tensor, spatial: bool) -> Tensor:
         """Per-frame distances ``(N,)`` (or maps ``(N, 1, H, W)``) for ``(N, 3, H, W)`` frames."""
         if torch.is_grad_enabled() and pred.requires_grad:
@@ -351,17 +457,14 @@ class LPIPS(FramewiseLoss):
             with torch.no_grad():
                 units = [_unit(f) for f in self.features(torch.cat([pred, target]))]
             pred_units, target_units = [u[:n] for u in units], [u[n:] for u in units]
+            if not spatial:
+                return self.feature_distance(pred_units, target_units)
         total = 0
         for p, t, w in zip(pred_units, target_units, self.lins, strict=True):
-            squared = (p - t).square()
-            if spatial:
-                layer_map = (squared * w.float()[:, None, None]).sum(dim=1, keepdim=True)
-                total = total + F.interpolate(
-                    layer_map, size=pred.shape[-2:], mode="bilinear", align_corners=False
-                )
-            else:
-                # mean_hw(Σ_c w_c s_c) = Σ_c w_c mean_hw(s_c): average first, then one matvec.
-                total = total + (squared.mean(dim=(2, 3)) * w.float()).sum(dim=1)
+            layer_map = ((p - t).square() * w.float()[:, None, None]).sum(dim=1, keepdim=True)
+            total = total + F.interpolate(
+                layer_map, size=pred.shape[-2:], mode="bilinear", align_corners=False
+            )
         return total
 
     def forward(

@@ -35,6 +35,7 @@ from ._checks import (
     per_sample_mean,
     reduce_per_sample,
 )
+from .perceptual import LPIPS
 
 __all__ = [
     "FlowWarpingLoss",
@@ -342,11 +343,20 @@ def temporal_lpips_per_step(
 ) -> Tensor:
     """``|LPIPS(p_t, p_{t-1}) - LPIPS(r_t, r_{t-1})|`` for every step: ``(B, T - 1)``.
 
-    All ``2 B (T - 1)`` frame pairs of both clips go through ``model`` in one call.
+    A :class:`genloss.LPIPS` ``model`` takes the feature path: each frame of ``pred`` (with a
+    graph) and of ``target`` (without one) goes through the trunk once, and the step distances
+    come from the unit features. Any other callable gets the generic pair contract: all
+    ``2 B (T - 1)`` frame pairs of both clips in one ``model(x, y, reduction="none")`` call,
+    with whatever gradients ``model`` gives its two inputs.
     """
     check_video("pred", pred, min_frames=2)
     check_video("target", target, min_frames=2)
     check_same_shape("pred", pred, "target", target)
+    if isinstance(model, LPIPS):
+        with torch.no_grad():  # the target is a constant: no graph through its trunk pass
+            target_steps = model.step_distance(model.unit_features(target, name="target"))
+        pred_steps = model.step_distance(model.unit_features(pred, name="pred"))
+        return (pred_steps - target_steps).abs()
     both = torch.cat((pred, target), dim=0)  # (2B, C, T, H, W)
     current = rearrange(both[:, :, 1:], "n c t h w -> (n t) c h w")
     previous = rearrange(both[:, :, :-1], "n c t h w -> (n t) c h w")
@@ -361,13 +371,23 @@ def temporal_lpips_loss(
     """Temporal LPIPS (tLP) as a differentiable loss: match the perceptual change between frames.
 
     Per step ``|LPIPS(p_t, p_{t-1}) - LPIPS(r_t, r_{t-1})|``, ``t = 1 .. T - 1``; each clip's
-    value is the mean over steps. All frame pairs of both clips are scored in one ``model`` call.
-    :func:`genloss.metrics.tlp` is the same quantity without gradients.
+    value is the mean over steps. :func:`genloss.metrics.tlp` is the same quantity without
+    gradients.
+
+    How ``model`` is called:
+      * :class:`genloss.LPIPS` (the feature path): every frame goes through the trunk once
+        (``model.unit_features``), ``pred``'s with a graph and ``target``'s without, and the
+        distances come from the features (``model.step_distance``). Gradients reach every frame
+        of ``pred`` through both pairs it is in, and none reaches ``target``. All ``T`` frames
+        are used: ``model.frames`` applies to ``model(pred, target)`` only.
+      * any other callable (the generic contract): all ``2 B (T - 1)`` frame pairs of both clips
+        in one ``model(x, y, reduction="none")`` call; gradients reach ``pred`` through whichever
+        inputs ``model`` differentiates (``lpips.LPIPS`` differentiates both).
 
     Args:
         pred: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1]; gradients flow into it.
         target: same shape as ``pred``.
-        model: e.g. ``genloss.LPIPS("alex")``; any callable ``model(x, y, reduction="none")``
+        model: ``genloss.LPIPS("alex")``, or any callable ``model(x, y, reduction="none")``
             mapping two ``(N, C, H, W)`` batches to ``(N,)`` distances.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(B,)``).
 

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
+import genloss as gl
 from genloss import metrics
+from lpips_reference import reference, write_trunk
 
 
 def _clips(*shape: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +114,13 @@ class TestSSIM:
             metrics.ssim(torch.zeros(1, 3, 2, 8, 8), torch.zeros(1, 3, 2, 8, 8))
 
 
+@pytest.fixture(scope="module")
+def alex_and_package(tmp_path_factory) -> tuple:
+    """genloss.LPIPS("alex") and the lpips package on one seeded random trunk."""
+    path = write_trunk("alex", tmp_path_factory.mktemp("trunk"))
+    return gl.LPIPS("alex", weights=path), reference("alex", path)
+
+
 class TestLPIPSAndTLP:
     def test_lpips_per_frame(self) -> None:
         pred, target = _clips(2, 3, 3, 8, 8)
@@ -121,8 +130,6 @@ class TestLPIPSAndTLP:
         torch.testing.assert_close(result.mean, expected.mean())
 
     def test_tlp_per_step_and_equals_loss(self) -> None:
-        import genloss as gl
-
         pred, target = _clips(2, 3, 4, 8, 8)
         result = metrics.tlp(pred, target, model=_mean_abs_lpips)
         assert result.per_frame.shape == (2, 3)
@@ -138,18 +145,64 @@ class TestLPIPSAndTLP:
         with pytest.raises(ValueError, match=r"`pred` must have at least 2 frames"):
             metrics.tlp(x, x, model=_mean_abs_lpips)
 
-    def test_with_genloss_lpips(self) -> None:
-        import genloss as gl
+    def test_lpips_and_tlp_with_a_generic_callable(self) -> None:
+        pred, target = _clips(2, 3, 4, 8, 8)
+        both = metrics.lpips_and_tlp(pred, target, model=_mean_abs_lpips)
+        for got, expected in zip(
+            both,
+            (metrics.lpips(pred, target, model=_mean_abs_lpips), metrics.tlp(pred, target, model=_mean_abs_lpips)),
+            strict=True,
+        ):
+            torch.testing.assert_close(got.per_frame, expected.per_frame, atol=0, rtol=0)
+        with pytest.raises(ValueError, match=r"`pred` must have at least 2 frames"):
+            metrics.lpips_and_tlp(pred[:, :, :1], target[:, :, :1], model=_mean_abs_lpips)
 
-        if not hasattr(gl, "LPIPS"):
-            pytest.skip("genloss.LPIPS not available yet")
-        with pytest.warns(UserWarning):
-            model = gl.LPIPS("alex", weights="random")
-        pred, target = _clips(1, 3, 3, 32, 32)
-        result = metrics.lpips(pred, target, model=model)
-        expected = torch.stack([model(pred[:, :, t], target[:, :, t], reduction="none") for t in range(3)], 1)
-        torch.testing.assert_close(result.per_frame, expected, rtol=1e-4, atol=1e-6)
-        assert metrics.lpips(pred, pred, model=model).mean.abs().item() < 1e-6
+    def test_genloss_lpips_equals_package_pair_by_pair(self, alex_and_package) -> None:
+        # genloss.LPIPS goes through its feature path (each frame through the trunk once); the
+        # package is called pair by pair. Float64: they agree to ~1e-17.
+        ours, package = (m.double() for m in alex_and_package)
+        pred, target = (c.double() for c in _clips(2, 3, 4, 32, 32))
+        per_frame = torch.stack(
+            [package(pred[:, :, t], target[:, :, t]).flatten() for t in range(4)], 1
+        )
+        step = lambda v: torch.stack(  # noqa: E731
+            [package(v[:, :, t], v[:, :, t - 1]).flatten() for t in range(1, 4)], 1
+        )
+        per_step = (step(pred) - step(target)).abs()
+        results = {
+            "lpips": metrics.lpips(pred, target, model=ours),
+            "tlp": metrics.tlp(pred, target, model=ours),
+        }
+        results["both_lpips"], results["both_tlp"] = metrics.lpips_and_tlp(pred, target, model=ours)
+        for name, result in results.items():
+            expected = per_step if name.endswith("tlp") else per_frame
+            assert result.per_frame.dtype == torch.float64
+            torch.testing.assert_close(result.per_frame, expected, atol=1e-12, rtol=0, msg=name)
+            torch.testing.assert_close(result.mean, expected.mean(), atol=1e-12, rtol=0, msg=name)
+        assert metrics.lpips(pred, pred, model=ours).mean.item() == 0.0
+        assert metrics.tlp(pred, pred, model=ours).mean.item() == 0.0
+
+    def test_genloss_lpips_one_trunk_pass_per_frame(self, alex_and_package, monkeypatch) -> None:
+        ours = alex_and_package[0].float()
+        frames = []
+        trunk = ours.features
+        monkeypatch.setattr(ours, "features", lambda x: frames.append(x.shape[0]) or trunk(x))
+        pred, target = _clips(2, 3, 5, 32, 32)
+        metrics.lpips_and_tlp(pred, target, model=ours)
+        assert sum(frames) == 2 * 2 * 5  # the B T frames of each clip once, not 6 B T - 4 B
+        frames.clear()
+        metrics.tlp(pred, target, model=ours)
+        assert sum(frames) == 2 * 2 * 5
+
+    @pytest.mark.parametrize("metric", ["lpips", "tlp", "lpips_and_tlp"])
+    def test_genloss_lpips_checks_both_clips(self, alex_and_package, metric) -> None:
+        ours = alex_and_package[0].float()
+        inside, outside = _clips(1, 3, 2, 32, 32)[0], _clips(1, 3, 2, 32, 32)[0]
+        outside[0, 2, 1, 7, 7] = -2.0
+        fn = getattr(metrics, metric)
+        for name, args in (("pred", (outside, inside)), ("target", (inside, outside))):
+            with pytest.raises(ValueError, match=rf"`{name}` must hold pixels in \[-1, 1\]"):
+                fn(*args, model=ours)
 
 
 class TestTOF:

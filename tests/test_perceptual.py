@@ -2,61 +2,40 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 import re
 import warnings
 
 import lpips
 import pytest
 import torch
-import torchvision.models as tvm
 
 import genloss as gl
+import genloss.perceptual as perceptual
 from genloss._backbones import TRUNKS, StemConv
-from genloss.perceptual import AVX512_CHANNELS_LAST_LAYERS, FramesTooSmallError, select_frames
+from genloss.perceptual import FramesTooSmallError, select_frames
+from lpips_reference import ARCH, reference, write_trunk
 
-ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 SIZE = {"alex": 64, "vgg": 32, "squeeze": 64}
-
-
-def random_features_state(net: str, seed: int = 1) -> dict[str, torch.Tensor]:
-    """A seeded random torchvision state dict holding the ``features.*`` entries of ``net``."""
-    with torch.device("meta"):
-        model = getattr(tvm, ARCH[net])(weights=None)
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith("features."):
-            fan_in = value[0].numel() if value.ndim > 1 else 1
-            state[key] = torch.randn(value.shape, generator=generator) * (2.0 / fan_in) ** 0.5
-    return state
+# How many leading trunk layers run channels_last on CPU: every choice must give the same values.
+LAYOUTS = {"nchw": lambda depth: 0, "half": lambda depth: depth // 2, "nhwc": lambda depth: depth}
 
 
 @pytest.fixture(scope="module")
 def trunk_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trunks")
-    files = {}
-    for net in ARCH:
-        files[net] = folder / f"{net}.pth"
-        torch.save(random_features_state(net), files[net])
-    return files
+    return {net: write_trunk(net, folder) for net in ARCH}
 
 
-def reference(net: str, path, **kwargs) -> lpips.LPIPS:
-    """The lpips package with the same trunk: its slices hold torchvision's ``features[i]``."""
-    with warnings.catch_warnings():  # the package still passes torchvision's old `pretrained`
-        warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False, **kwargs)
-    state = torch.load(path)
-    mapped = {}
-    for name in model.net.state_dict():
-        _, index, rest = name.split(".", 2)  # "slice2.3.weight" -> features.3.weight
-        mapped[name] = state[f"features.{index}.{rest}"]
-    model.net.load_state_dict(mapped)
-    return model
+@pytest.fixture(scope="module")
+def references(trunk_files):
+    return {net: reference(net, trunk_files[net]) for net in ARCH}
 
 
-def images(b: int, size: int, seed: int) -> torch.Tensor:
-    return torch.rand(b, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+def images(b: int, size: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(b, 3, size, size, generator=generator, dtype=torch.float64) * 2 - 1).to(dtype)
 
 
 @pytest.fixture(scope="module")
@@ -64,40 +43,121 @@ def alex(trunk_files):
     return gl.LPIPS("alex", weights=trunk_files["alex"])
 
 
+def values_maps_and_gradients(model, x, y):
+    """``model(x, y)`` per sample, its spatial maps and the gradient into ``x``."""
+    x = x.clone().requires_grad_(True)
+    if isinstance(model, lpips.LPIPS):
+        values = model(x, y).flatten()
+        model.spatial = True  # read by lpips.LPIPS.forward; saves building a second model
+        maps = model(x, y)
+        model.spatial = False
+    else:
+        values = model(x, y, reduction="none")
+        maps = model(x, y, reduction="none", spatial=True)
+    values.sum().backward()
+    return values.detach(), maps.detach(), x.grad
+
+
 class TestEqualsPackage:
-    @pytest.mark.parametrize("isa", ["AVX2", "AVX512"])
+    @pytest.mark.parametrize("layout", list(LAYOUTS))
     @pytest.mark.parametrize("net", list(ARCH))
-    def test_values_maps_and_gradients(self, net, isa, trunk_files, monkeypatch):
-        # both CPU layouts (all channels_last; NCHW deep layers on AVX-512), whatever this CPU is
-        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: isa)
-        ours = gl.LPIPS(net, weights=trunk_files[net])
-        expected_nhwc = AVX512_CHANNELS_LAST_LAYERS[net] if isa == "AVX512" else len(ours.trunk)
-        assert ours.cpu_channels_last == min(expected_nhwc, len(ours.trunk))
-        ref = reference(net, trunk_files[net])
-        x, y = images(2, SIZE[net], 0), images(2, SIZE[net], 1)
-        x_ref = x.clone().requires_grad_(True)
-        expected = ref(x_ref, y).flatten()
-        expected.sum().backward()
-        x_ours = x.clone().requires_grad_(True)
-        got = ours(x_ours, y, reduction="none")
-        got.sum().backward()
-        assert got.shape == (2,)
-        torch.testing.assert_close(got, expected.detach(), atol=1e-4, rtol=0)
-        for lin, ref_lin in zip(
-            ours.lins, ref.lins, strict=True
-        ):  # the package's calibration weights
-            assert lin.equal(ref_lin.model[1].weight.flatten())
-        torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-6, rtol=1e-3)
-        ref.spatial = True  # read by lpips.LPIPS.forward; saves building a second VGG
-        maps = ref(x, y)
-        torch.testing.assert_close(
-            ours(x, y, reduction="none", spatial=True), maps, atol=1e-4, rtol=0
+    def test_float32_on_every_cpu_layout(self, net, layout, trunk_files, references, monkeypatch):
+        # whatever layers run channels_last (the choice depends on the CPU), the numbers are the
+        # package's
+        monkeypatch.setattr(
+            perceptual, "cpu_channels_last_layers", lambda name, depth: LAYOUTS[layout](depth)
         )
-        # no-grad path (pred and target in one trunk pass) gives the same numbers
+        ours = gl.LPIPS(net, weights=trunk_files[net])
+        ref = references[net]
+        x, y = images(2, SIZE[net], 0), images(2, SIZE[net], 1)
+        got, got_maps, got_grad = values_maps_and_gradients(ours, x, y)
+        expected, maps, grad = values_maps_and_gradients(ref, x, y)
+        assert got.shape == (2,) and got_maps.shape == (2, 1, SIZE[net], SIZE[net])
+        # float32: the two agree to ~2e-8 (a few ulp of values ~0.05-0.25); convolution kernels
+        # and layouts round differently, so 1e-6 (and 3e-8 on gradients of size ~5e-4)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(got_maps, maps, atol=1e-6, rtol=0)
+        torch.testing.assert_close(got_grad, grad, atol=3e-8, rtol=0)
+        for lin, ref_lin in zip(ours.lins, ref.lins, strict=True):  # the package's calibration
+            assert lin.equal(ref_lin.model[1].weight.flatten())
+        # the no-grad path (pred and target in one trunk pass) gives the same numbers
         with torch.no_grad():
+            torch.testing.assert_close(ours(x, y, reduction="none"), expected, atol=1e-6, rtol=0)
+
+    @pytest.mark.parametrize("net", list(ARCH))
+    def test_float64(self, net, trunk_files, references):
+        # In float64 the two agree to ~1e-17, so a tolerance of 1e-12 catches any change of the
+        # formula, e.g. a normalisation epsilon of 1e-6 instead of 1e-10 (values move by ~5e-9).
+        ours = gl.LPIPS(net, weights=trunk_files[net]).double()
+        ref = copy.deepcopy(references[net]).double()
+        size = 16 if net == "vgg" else SIZE[net]  # vgg's smallest input: float64 VGG is slow
+        x, y = images(2, size, 2, torch.float64), images(2, size, 3, torch.float64)
+        for got, expected in zip(
+            values_maps_and_gradients(ours, x, y), values_maps_and_gradients(ref, x, y), strict=True
+        ):
+            assert got.dtype == torch.float64
+            torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-9)
+
+
+class TestFeaturePath:
+    """``unit_features`` once per frame, distances from features: the path tLP and metrics use."""
+
+    @pytest.mark.parametrize("net", ["alex", "squeeze"])
+    def test_equals_package_in_float64(self, net, trunk_files, references):
+        ours = gl.LPIPS(net, weights=trunk_files[net]).double()
+        ref = copy.deepcopy(references[net]).double()
+        gen = torch.Generator().manual_seed(4)
+        clips = torch.rand(2, 3, 3, 40, 40, generator=gen, dtype=torch.float64) * 2 - 1
+        frames = clips[:, :, 1]
+        # the package's normalised features of the same frames
+        expected = [lpips.normalize_tensor(f) for f in ref.net(ref.scaling_layer(frames))]
+        units = ours.unit_features(frames)
+        assert len(units) == len(expected)
+        for got, want in zip(units, expected, strict=True):
+            torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+        clip_units = ours.unit_features(clips)  # (B, T, C, h, w) per tap
+        assert [tuple(u.shape) for u in clip_units] == [
+            (2, 3, *u.shape[1:]) for u in units
+        ]
+        torch.testing.assert_close(clip_units[0][:, 1], units[0], atol=0, rtol=0)
+        # distances: pred against target per frame, and consecutive frames of one clip
+        other = torch.rand(2, 3, 3, 40, 40, generator=gen, dtype=torch.float64) * 2 - 1
+        per_frame = ours.feature_distance(clip_units, ours.unit_features(other))
+        steps = ours.step_distance(clip_units)
+        for t in range(3):
             torch.testing.assert_close(
-                ours(x, y, reduction="none"), got.detach(), atol=1e-6, rtol=0
+                per_frame[:, t], ref(clips[:, :, t], other[:, :, t]).flatten(), atol=1e-12, rtol=0
             )
+        for t in (1, 2):
+            torch.testing.assert_close(
+                steps[:, t - 1], ref(clips[:, :, t], clips[:, :, t - 1]).flatten(), atol=1e-12, rtol=0
+            )
+
+    def test_normalisation_gradient(self):
+        # the hand-written gradient of f / (||f|| + eps) against autograd's numerical one
+        f = torch.randn(2, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(perceptual._unit, (f,))
+        # at a zero feature vector: finite, g / eps (the radial term vanishes with f)
+        f = torch.randn(1, 4, 2, 2, dtype=torch.float64)
+        f[0, :, 1, 0] = 0.0
+        f.requires_grad_(True)
+        g = torch.randn(1, 4, 2, 2, dtype=torch.float64)
+        (grad,) = torch.autograd.grad(perceptual._unit(f), f, g)
+        assert torch.isfinite(grad).all()
+        torch.testing.assert_close(grad[0, :, 1, 0], g[0, :, 1, 0] / perceptual.NORM_EPS)
+
+    def test_errors(self, alex):
+        units = alex.unit_features(images(2, 32, 0))
+        with pytest.raises(ValueError, match=re.escape("must hold 5 tensors, one per alex tap")):
+            alex.feature_distance(units[:4], units[:4])
+        with pytest.raises(ValueError, match=re.escape("tap 0 of `a` and `b` must have one shape")):
+            alex.feature_distance(units, [u[:1] for u in units])
+        with pytest.raises(ValueError, match=re.escape("`units` must be the unit_features of clips")):
+            alex.step_distance(units)
+        with pytest.raises(ValueError, match=re.escape("`clip` must hold pixels in [-1, 1]")):
+            alex.unit_features(torch.full((1, 3, 2, 32, 32), 2.0), name="clip")
+        with pytest.raises(FramesTooSmallError, match=re.escape("`clip` frames must be at least 31x31")):
+            alex.unit_features(torch.zeros(1, 3, 2, 30, 32), name="clip")
 
 
 class TestReductionsAndVideo:
@@ -136,18 +196,44 @@ class TestReductionsAndVideo:
         torch.testing.assert_close(loss(x, y, reduction="none"), expected, atol=1e-6, rtol=0)
         assert select_frames((x,), 1, random=False)[0].equal(x[:, :, 4:5])
 
-    def test_frames_random_while_parent_trains(self, trunk_files):
-        loss = gl.LPIPS("alex", weights=trunk_files["alex"], frames=3)
+    def test_frames_sampled_by_the_loss_while_parent_trains(self, trunk_files):
+        # With frames=2 a clip's loss is the mean of its per-frame distances d[b, t] over the two
+        # frames it evaluated. Noise doubling from frame to frame makes d grow about 3x per frame,
+        # so all 15 pair means of a clip differ and the loss names the frames it used.
+        steps, k, uniform = 6, 2, (1, 4)  # evenly spaced: the centres of 2 bins of [0, 6)
+        gen = torch.Generator().manual_seed(7)
+        x = torch.rand(4, 3, steps, 32, 32, generator=gen) * 2 - 1
+        noise = 0.03 * 2.0 ** torch.arange(steps).view(1, 1, steps, 1, 1)
+        y = (x + noise * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+        full = gl.LPIPS("alex", weights=trunk_files["alex"])
+        with torch.no_grad():
+            d = torch.stack([full(x[:, :, t], y[:, :, t], reduction="none") for t in range(steps)], 1)
+        subsets = list(itertools.combinations(range(steps), k))
+        means = torch.stack([d[:, list(s)].mean(dim=1) for s in subsets], 1)  # (B, 15)
+        assert means.sort(dim=1).values.diff(dim=1).min() > 1e-4
+
+        def frames_used(values: torch.Tensor) -> list[tuple[int, ...]]:
+            error, index = (means - values[:, None]).abs().min(dim=1)
+            assert (error < 1e-6).all(), "each clip's loss is LPIPS over k of its frames"
+            return [subsets[i] for i in index.tolist()]
+
+        loss = gl.LPIPS("alex", weights=trunk_files["alex"], frames=k)  # frame_sampling="auto"
         parent = torch.nn.Sequential(loss)
-        t = torch.arange(10.0).view(1, 1, 10, 1, 1).expand(4, 3, 10, 2, 2)
         parent.train()
         torch.manual_seed(0)
-        picked = select_frames((t,), 3, random=loss.sampling_training)[0][:, 0, :, 0, 0]
-        assert picked.shape == (4, 3)
-        assert (picked.diff(dim=1) > 0).all()  # distinct, in time order
-        assert len({tuple(row.tolist()) for row in picked}) > 1  # clips draw their own frames
+        first = frames_used(loss(x, y, reduction="none"))
+        torch.manual_seed(0)
+        clock = torch.arange(steps, dtype=torch.float32).view(1, 1, steps, 1, 1).expand(4, 1, -1, 1, 1)
+        drawn = select_frames((clock,), k, random=True)[0][:, 0, :, 0, 0]
+        assert first == [tuple(row) for row in drawn.long().tolist()]  # the seeded RNG's frames
+        assert len(set(first)) > 1 and first != [uniform] * 4  # per clip, not evenly spaced
+        torch.manual_seed(1)
+        assert frames_used(loss(x, y, reduction="none")) != first  # another seed, another draw
         parent.eval()
-        assert loss.sampling_training is False
+        assert frames_used(loss(x, y, reduction="none")) == [uniform] * 4
+        forced = gl.LPIPS("alex", weights=trunk_files["alex"], frames=k, frame_sampling="uniform")
+        torch.nn.Sequential(forced).train()
+        assert frames_used(forced(x, y, reduction="none")) == [uniform] * 4
 
 
 class TestTrainingBehaviour:
@@ -217,6 +303,28 @@ class TestInputErrors:
         assert "got values in [200, 200]" in str(info.value) and "127.5" in str(info.value)
         unchecked = gl.LPIPS("alex", weights=alex.weights_source[5:], check_range=False)
         assert torch.isfinite(unchecked(x, images(1, 32, 0)))
+
+    @pytest.mark.parametrize("side", ["pred", "target"])
+    @pytest.mark.parametrize("loss", ["lpips", "vgg"])
+    def test_either_input_out_of_range(self, loss, side, trunk_files):
+        # both frozen-network losses check both inputs (VGGLoss shares LPIPS's input handling)
+        if loss == "lpips":
+            module = gl.LPIPS("alex", weights=trunk_files["alex"])
+        else:
+            module = gl.VGGLoss("vgg16", layers={"relu1_2": 1.0}, weights=trunk_files["vgg"])
+        inside, outside = images(1, 32, 0), images(1, 32, 0)
+        outside[0, 1, 3, 5] = -1.6  # one pixel past the [-1.5, 1.5] limit
+        args = (outside, inside) if side == "pred" else (inside, outside)
+        with pytest.raises(
+            ValueError,
+            match=re.escape(f"`{side}` must hold pixels in [-1, 1] (values outside [-1.5, 1.5] are "
+                            "rejected); got values in [-1.6, "),
+        ):
+            module(*args)
+        with pytest.raises(ValueError, match=re.escape(f"`{side}` must hold pixels in [-1, 1]")):
+            module(*(a[:, :, None].expand(-1, -1, 2, -1, -1) for a in args))  # as clips
+        module.check_range = False
+        assert torch.isfinite(module(*args))
 
     def test_channels_shape_and_options(self, alex):
         gray = torch.zeros(1, 1, 32, 32)

@@ -7,6 +7,7 @@ import torch
 
 import genloss as gl
 from genloss import temporal as T
+from lpips_reference import pairwise, reference, write_trunk
 
 
 def _video(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -267,6 +268,13 @@ class TestPingPong:
             T.ping_pong_loss(torch.zeros(1, 3, 3, 4, 4), torch.zeros(1, 3, 2, 4, 4))
 
 
+@pytest.fixture(scope="module")
+def alex_and_package(tmp_path_factory) -> tuple[gl.LPIPS, object]:
+    """genloss.LPIPS("alex") and the lpips package on one seeded random trunk."""
+    path = write_trunk("alex", tmp_path_factory.mktemp("trunk"))
+    return gl.LPIPS("alex", weights=path), reference("alex", path)
+
+
 class TestTemporalLPIPS:
     def test_independent_formula(self) -> None:
         pred, target = _video(2, 3, 4, 6, 6), _video(2, 3, 4, 6, 6, seed=1)
@@ -295,26 +303,66 @@ class TestTemporalLPIPS:
         T.temporal_lpips_loss(_video(2, 3, 5, 4, 4), _video(2, 3, 5, 4, 4, seed=1), model=model)
         assert calls == [torch.Size([2 * 2 * 4, 3, 4, 4])]
 
-    def test_with_genloss_lpips_random_weights(self) -> None:
-        lpips_cls = getattr(gl, "LPIPS", None)
-        if lpips_cls is None:
-            pytest.skip("genloss.LPIPS not available yet")
-        with pytest.warns(UserWarning):
-            model = lpips_cls("alex", weights="random")
+    def test_lpips_feature_path_equals_package_pairs_in_float64(self, alex_and_package) -> None:
+        # genloss.LPIPS takes the feature path (each frame through the trunk once); the package,
+        # a generic callable, scores the 2B(T-1) pairs and differentiates both frames of each,
+        # so values AND gradients must agree. Float64: they agree to ~1e-17.
+        ours, package = (m.double() for m in alex_and_package)
+        pred = _video(2, 3, 4, 32, 32, dtype=torch.float64)
+        target = _video(2, 3, 4, 32, 32, seed=1, dtype=torch.float64)
+        values, grads = [], []
+        for model in (ours, pairwise(package)):
+            x = pred.clone().requires_grad_()
+            loss = T.temporal_lpips_loss(x, target, model=model, reduction="none")
+            loss.sum().backward()
+            values.append(loss.detach())
+            grads.append(x.grad)
+        torch.testing.assert_close(values[0], values[1], atol=1e-12, rtol=0)
+        torch.testing.assert_close(grads[0], grads[1], atol=1e-13, rtol=1e-9)
+        assert grads[0][:, :, 0].abs().sum() > 0 and grads[0][:, :, -1].abs().sum() > 0
+        module = T.TemporalLPIPSLoss(ours, reduction="none")
+        torch.testing.assert_close(module(pred, target), values[0], atol=0, rtol=0)
+
+    def test_lpips_feature_path_float32(self, alex_and_package) -> None:
+        ours, package = (m.float() for m in alex_and_package)
+        pred, target = _video(2, 3, 3, 32, 32), _video(2, 3, 3, 32, 32, seed=1)
+        got = T.temporal_lpips_loss(pred, target, model=ours, reduction="none")
+        expected = T.temporal_lpips_loss(pred, target, model=pairwise(package), reduction="none")
+        # float32: ~1e-8 apart (values ~0.01); convolution kernels round differently
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+    def test_lpips_gradients_reach_pred_only_and_stay_finite(self, alex_and_package) -> None:
+        ours = alex_and_package[0].float()
+        target = _video(1, 3, 3, 32, 32, seed=1).requires_grad_()
         pred = _video(1, 3, 3, 32, 32).requires_grad_()
-        target = _video(1, 3, 3, 32, 32, seed=1)
-        loss = T.temporal_lpips_loss(pred, target, model=model)
-        loss.backward()
-        assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
-        frames = lambda v, a, b: (v[:, :, a], v[:, :, b])  # noqa: E731
-        with torch.no_grad():
-            expected = torch.stack(
-                [
-                    (model(*frames(pred, t, t - 1), reduction="none") - model(*frames(target, t, t - 1), reduction="none")).abs()
-                    for t in (1, 2)
-                ]
-            ).mean()
-        torch.testing.assert_close(loss.detach(), expected, rtol=1e-4, atol=1e-6)
+        T.temporal_lpips_loss(pred, target, model=ours).backward()
+        assert target.grad is None and pred.grad.abs().sum() > 0
+        # identical frames (p_t == p_{t-1}), a clip equal to its target, and flat frames whose
+        # features vanish: value 0, gradients finite
+        still = _video(1, 3, 1, 32, 32).expand(1, 3, 3, 32, 32)
+        flat = torch.full((1, 3, 3, 32, 32), -1.0)
+        for clip in (still, flat):
+            x = clip.clone().requires_grad_()
+            loss = T.temporal_lpips_loss(x, clip.clone(), model=ours)
+            loss.backward()
+            assert loss.item() == 0.0 and torch.isfinite(x.grad).all()
+
+    def test_lpips_runs_each_frame_through_the_trunk_once(self, alex_and_package, monkeypatch) -> None:
+        ours = alex_and_package[0].float()
+        frames = []
+        trunk = ours.features
+        monkeypatch.setattr(ours, "features", lambda x: frames.append(x.shape[0]) or trunk(x))
+        pred = _video(2, 3, 5, 32, 32).requires_grad_()
+        T.temporal_lpips_loss(pred, _video(2, 3, 5, 32, 32, seed=1), model=ours).backward()
+        assert sum(frames) == 2 * 2 * 5  # B T frames of each clip, not 2 B (T - 1) pairs
+
+    def test_lpips_range_checked_on_both_clips(self, alex_and_package) -> None:
+        ours = alex_and_package[0].float()
+        inside, outside = _video(1, 3, 2, 32, 32), _video(1, 3, 2, 32, 32)
+        outside[0, 0, 1, 4, 4] = 1.7
+        for name, args in (("pred", (outside, inside)), ("target", (inside, outside))):
+            with pytest.raises(ValueError, match=rf"`{name}` must hold pixels in \[-1, 1\]"):
+                T.temporal_lpips_loss(*args, model=ours)
 
     def test_bad_model(self) -> None:
         video = torch.zeros(1, 3, 2, 4, 4)

@@ -8,7 +8,7 @@ added next to them; see README.md, "Measuring realism".
 """
 
 from .extractors import FeatureExtractor
-from .video import MetricResult, lpips, psnr, ssim, tlp, tof, warping_error
+from .video import MetricResult, lpips, lpips_and_tlp, psnr, ssim, tlp, tof, warping_error
 
 __all__ = [
     "DistributionResult",
@@ -21,6 +21,7 @@ __all__ = [
     "frechet_distance",
     "kernel_distance",
     "lpips",
+    "lpips_and_tlp",
     "psnr",
     "ssim",
     "tlp",

@@ -24,11 +24,13 @@ from torch import Tensor
 
 from .._checks import check_mask, check_same_shape, check_video
 from ..flow import FlowEstimator, video_flow, video_flow_and_mask
+from ..perceptual import LPIPS
 from ..temporal import _check_flow, call_lpips, temporal_lpips_per_step, warp
 
 __all__ = [
     "MetricResult",
     "lpips",
+    "lpips_and_tlp",
     "psnr",
     "ssim",
     "tlp",
@@ -137,14 +139,28 @@ def ssim(pred: Tensor, target: Tensor) -> MetricResult:
     return MetricResult.from_per_frame(rearrange(values, "(b t) -> b t", b=b))
 
 
+def _lpips_features(model: LPIPS, pred: Tensor, target: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """Both clips' unit features, each frame through the trunk once."""
+    return model.unit_features(pred, name="pred"), model.unit_features(target, name="target")
+
+
+def _result(values: Tensor) -> MetricResult:
+    """``MetricResult`` of ``(B, T')`` values in at least float32."""
+    return MetricResult.from_per_frame(values.to(torch.promote_types(values.dtype, torch.float32)))
+
+
 @torch.no_grad()
 def lpips(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> MetricResult:
-    """LPIPS distance per frame and per clip, all frames in one ``model`` call.
+    """LPIPS distance per frame and per clip.
+
+    A :class:`genloss.LPIPS` ``model`` runs every frame through its trunk once and compares the
+    unit features (``model.unit_features``, ``model.feature_distance``); any other callable is
+    called once on all ``B T`` frame pairs as ``model(x, y, reduction="none")``.
 
     Args:
         pred: ``(B, C, T, H, W)`` in [-1, 1].
         target: same shape as ``pred``.
-        model: e.g. ``genloss.LPIPS("alex")``; any callable ``model(x, y, reduction="none")``
+        model: ``genloss.LPIPS("alex")``, or any callable ``model(x, y, reduction="none")``
             mapping two ``(N, C, H, W)`` batches to ``(N,)`` distances.
 
     Returns:
@@ -154,23 +170,26 @@ def lpips(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> Metr
     Metric", CVPR 2018.
     """
     pred, target = _check_pair(pred, target)
-    b = pred.shape[0]
+    if isinstance(model, LPIPS):
+        return _result(model.feature_distance(*_lpips_features(model, pred, target)))
     values = call_lpips(
         model,
         rearrange(pred, "b c t h w -> (b t) c h w"),
         rearrange(target, "b c t h w -> (b t) c h w"),
     )
-    return MetricResult.from_per_frame(rearrange(values.float(), "(b t) -> b t", b=b))
-
+    return _result(rearrange(values, "(b t) -> b t", b=pred.shape[0]))
 
 
 @torch.no_grad()
 def tlp(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> MetricResult:
     """Temporal LPIPS (tLP): how far the perceptual change between frames is from the target's.
 
-    Per step ``|LPIPS(p_t, p_{t-1}) - LPIPS(r_t, r_{t-1})|``, ``t = 1 .. T - 1``, all frame pairs
-    in one ``model`` call; lower is better, 0 when the clips change alike. TecoGAN's tables
-    report ``100 x`` this value. :func:`genloss.temporal_lpips_loss` is the differentiable form.
+    Per step ``|LPIPS(p_t, p_{t-1}) - LPIPS(r_t, r_{t-1})|``, ``t = 1 .. T - 1``; lower is
+    better, 0 when the clips change alike. TecoGAN's tables report ``100 x`` this value.
+    :func:`genloss.temporal_lpips_loss` is the differentiable form and calls ``model`` the same
+    way: a :class:`genloss.LPIPS` runs each frame through its trunk once, any other callable
+    scores all ``2 B (T - 1)`` frame pairs in one call. :func:`lpips_and_tlp` computes this and
+    :func:`lpips` from one feature pass.
 
     Args:
         pred: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1].
@@ -184,7 +203,39 @@ def tlp(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> Metric
     Generation" (TecoGAN), ACM TOG 2020, sec. 5.
     """
     pred, target = _check_pair(pred, target, min_frames=2)
-    return MetricResult.from_per_frame(temporal_lpips_per_step(pred, target, model=model).float())
+    return _result(temporal_lpips_per_step(pred, target, model=model))
+
+
+@torch.no_grad()
+def lpips_and_tlp(
+    pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]
+) -> tuple[MetricResult, MetricResult]:
+    """:func:`lpips` and :func:`tlp` together, from one pass of each frame through the trunk.
+
+    With a :class:`genloss.LPIPS` ``model`` the ``2 B T`` frames of both clips go through the
+    trunk once, and all three sets of distances come from their unit features:
+    ``LPIPS(p_t, r_t)``, ``LPIPS(p_t, p_{t-1})`` and ``LPIPS(r_t, r_{t-1})``. Scoring those pairs
+    with a pair-by-pair LPIPS runs ``2 B T + 4 B (T - 1)`` frames, about 3x as many. Any other
+    callable is called as :func:`lpips` and :func:`tlp` call it (two calls).
+
+    Args:
+        pred: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1].
+        target: same shape as ``pred``.
+        model: ``genloss.LPIPS(...)`` or an LPIPS-like callable, as for :func:`lpips`.
+
+    Returns:
+        ``(lpips, tlp)``: :class:`MetricResult` with ``per_frame`` ``(B, T)`` and ``(B, T - 1)``,
+        equal to ``lpips(pred, target, model=model)`` and ``tlp(pred, target, model=model)``.
+
+    Example:
+        >>> lpips_result, tlp_result = lpips_and_tlp(fake, real, model=gl.LPIPS("alex"))  # doctest: +SKIP
+    """
+    pred, target = _check_pair(pred, target, min_frames=2)
+    if not isinstance(model, LPIPS):
+        return lpips(pred, target, model=model), tlp(pred, target, model=model)
+    pred_units, target_units = _lpips_features(model, pred, target)
+    per_step = (model.step_distance(pred_units) - model.step_distance(target_units)).abs()
+    return _result(model.feature_distance(pred_units, target_units)), _result(per_step)
 
 
 @torch.no_grad()
