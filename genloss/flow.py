@@ -249,18 +249,24 @@ def video_flow_and_mask(
     *,
     alpha: float = 0.01,
     beta: float = 0.5,
+    motion_boundaries: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Backward flows and their non-occlusion mask, for :func:`genloss.flow_warping_loss`.
 
     Estimates both directions in one estimator call and keeps the pixels of frame ``t + 1`` that
-    pass the forward-backward check (:func:`genloss.occlusion_mask` with the backward flow
-    first, so the mask lies on frame ``t + 1``'s grid, where the warping residual is).
+    pass the forward-backward check and lie off the backward flow's motion boundaries
+    (:func:`genloss.occlusion_mask` with the backward flow first, so the mask lies on frame
+    ``t + 1``'s grid, where the warping residual is). This is Lai et al.'s protocol
+    (``detect_occlusion`` in their ``compute_flow_occlusion.py``), with this estimator's flow
+    in place of FlowNet2's.
 
     Args:
         video: ``(B, C, T, H, W)`` with ``T >= 2``.
         estimator: as in :func:`video_flow`; default :func:`estimate_flow`.
         alpha: relative tolerance of the check.
         beta: absolute tolerance of the check, in squared pixels.
+        motion_boundaries: also drop motion boundaries (``|∇u|^2 + |∇v|^2 > 0.01 |w|^2 + 0.002``);
+            ``False`` keeps the forward-backward check alone.
 
     Returns:
         ``(flow, mask)``: ``(B, 2, T - 1, H, W)`` backward flows and a ``(B, 1, T - 1, H, W)``
@@ -276,4 +282,7 @@ def video_flow_and_mask(
     )
     both = rearrange(both, "(two b t) c h w -> two b c t h w", two=2, b=b)
     backward, forward = both[0], both[1]
-    return backward, occlusion_mask(backward, forward, alpha=alpha, beta=beta)
+    mask = occlusion_mask(
+        backward, forward, alpha=alpha, beta=beta, motion_boundaries=motion_boundaries
+    )
+    return backward, mask

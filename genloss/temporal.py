@@ -244,15 +244,50 @@ def flow_warping_loss(
     return reduce_per_sample(_masked_per_sample_mean(e, mask), reduction)
 
 
-def occlusion_mask(
-    flow_forward: Tensor, flow_backward: Tensor, *, alpha: float = 0.01, beta: float = 0.5
-) -> Tensor:
-    """Forward-backward consistency mask: 1 where the flow is trusted, 0 at occlusions.
+# Ruder et al.'s motion-boundary test (also Lai et al.'s ``detect_occlusion``): a flow gradient
+# above 1% of the flow's own magnitude, plus 0.002 px^2 of slack, marks a motion boundary.
+MOTION_BOUNDARY_RELATIVE = 0.01
+MOTION_BOUNDARY_ABSOLUTE = 0.002
 
-    With ``w_f = flow_forward`` and ``ŵ_b = warp(flow_backward, w_f)`` (the backward flow read
-    at ``x + w_f(x)``), a pixel is kept where::
+
+def _motion_boundaries(flow: Tensor) -> Tensor:
+    """``(B, 2, [T,] H, W)`` flow -> bool ``(B, 1, [T,] H, W)``, True on motion boundaries.
+
+    ``|∇u|^2 + |∇v|^2 > 0.01 |w|^2 + 0.002`` with forward differences within each frame,
+    ``∂x u[y, x] = u[y, x + 1] - u[y, x]``, and 0 in the last column (``∂y``: last row), which is
+    Lai et al.'s ``compute_flow_gradients`` (their sign is opposite; it is squared away).
+    """
+    dx = F.pad(flow.diff(dim=-1), (0, 1))
+    dy = F.pad(flow.diff(dim=-2), (0, 0, 0, 1))
+    gradient = (dx.square() + dy.square()).sum(dim=1, keepdim=True)
+    magnitude = flow.square().sum(dim=1, keepdim=True)
+    return gradient > MOTION_BOUNDARY_RELATIVE * magnitude + MOTION_BOUNDARY_ABSOLUTE
+
+
+def occlusion_mask(
+    flow_forward: Tensor,
+    flow_backward: Tensor,
+    *,
+    alpha: float = 0.01,
+    beta: float = 0.5,
+    motion_boundaries: bool = True,
+) -> Tensor:
+    """Non-occlusion mask: 1 where the flow is trusted, 0 at occlusions and motion boundaries.
+
+    With ``w_f = flow_forward = (u, v)`` and ``ŵ_b = warp(flow_backward, w_f)`` (the backward
+    flow read at ``x + w_f(x)``), a pixel is kept where the forward-backward check holds::
 
         |w_f + ŵ_b|^2 < alpha (|w_f|^2 + |ŵ_b|^2) + beta
+
+    and, with ``motion_boundaries=True`` (the default), it is not on a motion boundary::
+
+        |∇u|^2 + |∇v|^2 <= 0.01 |w_f|^2 + 0.002
+
+    with forward differences inside each frame (``∂x u[y, x] = u[y, x + 1] - u[y, x]``, 0 in the
+    last column; ``∂y`` likewise, 0 in the last row), as Lai et al.'s ``detect_occlusion`` computes
+    them. There the flow is unreliable even where the two directions agree (a pixel beside a
+    moving edge may belong to either side). ``motion_boundaries=False`` is the forward-backward
+    check alone.
 
     The mask lives on ``flow_forward``'s grid. To mask :func:`flow_warping_loss` (whose residual
     lives on frame ``t + 1``) pass the backward flows ``t + 1 -> t`` first and the forward flows
@@ -263,14 +298,21 @@ def occlusion_mask(
         flow_backward: same shape; the flow in the opposite direction.
         alpha: relative tolerance (0.01 in the papers).
         beta: absolute tolerance in squared pixels (0.5 in the papers).
+        motion_boundaries: also drop motion boundaries of ``flow_forward`` (Ruder et al., Lai
+            et al.).
 
     Returns:
         ``(B, 1, H, W)`` or ``(B, 1, T, H, W)`` of 0/1 in ``flow_forward``'s dtype; not
         differentiable (a comparison).
 
+    Example:
+        >>> fw = torch.zeros(1, 2, 12, 12); fw[:, 0, :6] = 2.0   # rows 0-5 move 2 px right
+        >>> occlusion_mask(fw, -fw)[0, 0, :, 0]                    # row 5 borders the still rows
+        tensor([1., 1., 1., 1., 1., 0., 1., 1., 1., 1., 1., 1.])
+
     Reference: Sundaram, Brox, Keutzer, "Dense point trajectories by GPU-accelerated large
     displacement optical flow", ECCV 2010; Ruder et al., "Artistic style transfer for videos",
-    GCPR 2016, eq. 5.
+    GCPR 2016, sec. 3.2; Lai et al., "Learning Blind Video Temporal Consistency", ECCV 2018.
     """
     check_image_or_video("flow_forward", flow_forward)
     if flow_forward.shape[1] != 2:
@@ -282,12 +324,19 @@ def occlusion_mask(
     check_same_shape("flow_forward", flow_forward, "flow_backward", flow_backward)
     if not alpha >= 0 or not beta >= 0:
         raise ValueError(f"`alpha` and `beta` must be non-negative; got {alpha!r} and {beta!r}")
+    if not isinstance(motion_boundaries, bool):
+        raise TypeError(
+            f"`motion_boundaries` must be a bool; got {type(motion_boundaries).__name__}"
+        )
     backward_at_target = warp(flow_backward, flow_forward)
     mismatch = (flow_forward + backward_at_target).square().sum(dim=1, keepdim=True)
     magnitude = flow_forward.square().sum(dim=1, keepdim=True) + backward_at_target.square().sum(
         dim=1, keepdim=True
     )
-    return (mismatch < alpha * magnitude + beta).to(flow_forward.dtype)
+    keep = mismatch < alpha * magnitude + beta
+    if motion_boundaries:
+        keep &= ~_motion_boundaries(flow_forward)
+    return keep.to(flow_forward.dtype)
 
 
 def ping_pong_loss(

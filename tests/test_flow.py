@@ -124,6 +124,25 @@ class TestVideoFlow:
         assert _interior(mask).min().item() == 1.0  # consistent motion: nothing occluded inside
         torch.testing.assert_close(flow, fl.video_flow(video), atol=1e-5, rtol=0)
 
+    def test_flow_and_mask_drops_motion_boundaries(self) -> None:
+        # A stub estimator: rows 0-5 move 2 px right, rows 6-11 stand still, and the two
+        # directions agree exactly, so only the motion-boundary test drops pixels (row 5).
+        def estimator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            flow = torch.zeros(a.shape[0], 2, 12, 12)
+            flow[:, 0, :6] = 2.0
+            half = a.shape[0] // 2  # first half: the backward flows, second half: forward
+            flow[half:] *= -1
+            return flow
+
+        video = torch.zeros(2, 3, 3, 12, 12)
+        flow, mask = fl.video_flow_and_mask(video, estimator)
+        expected = torch.ones(2, 1, 2, 12, 12)
+        expected[..., 5, :] = 0.0
+        assert torch.equal(mask, expected)
+        _, plain = fl.video_flow_and_mask(video, estimator, motion_boundaries=False)
+        assert torch.equal(plain, torch.ones(2, 1, 2, 12, 12))
+        assert torch.equal(mask, gl.occlusion_mask(flow, -flow))
+
     def test_errors(self) -> None:
         with pytest.raises(ValueError, match=r"`video` must have at least 2 frames"):
             fl.video_flow(torch.zeros(1, 3, 1, 8, 8))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -261,8 +262,75 @@ class TestWarpingError:
         assert consistent < 1e-3
         assert flickering > 20 * consistent and noisy > 20 * consistent
 
+    def test_lai_evaluation_script_reports_a_quarter(self) -> None:
+        """Lai et al.'s evaluate_WarpError.py, transcribed in numpy: [0, 1] frames, the occlusion
+        mask read as a 3-channel image, err_t = sum((mask * (warp(I_t, F) - I_{t-1}))^2) / sum(mask),
+        averaged over steps, then over videos. Their flow is the forward flow t-1 -> t."""
+        g = torch.Generator().manual_seed(4)
+        b, c, t, h, w = 2, 3, 4, 7, 8
+        video = torch.rand(b, c, t, h, w, generator=g, dtype=torch.float64) * 2 - 1
+        forward = 2.5 * (torch.rand(b, 2, t - 1, h, w, generator=g, dtype=torch.float64) - 0.5)
+        occluded = torch.rand(b, 1, t - 1, h, w, generator=g, dtype=torch.float64) < 0.3
+
+        frames = ((video.numpy() + 1) / 2).transpose(0, 2, 3, 4, 1)  # (B, T, H, W, C) in [0, 1]
+        flows = forward.numpy().transpose(0, 2, 3, 4, 1)  # (B, T-1, H, W, 2)
+        occ = np.repeat(occluded.numpy().transpose(0, 2, 3, 4, 1), 3, axis=-1).astype(np.float64)
+
+        def bilinear(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+            out = np.empty_like(img)
+            for y in range(h):
+                for x in range(w):
+                    sx = min(max(x + flow[y, x, 0], 0.0), w - 1.0)
+                    sy = min(max(y + flow[y, x, 1], 0.0), h - 1.0)
+                    x0, y0 = min(int(sx), w - 2), min(int(sy), h - 2)
+                    ax, ay = sx - x0, sy - y0
+                    out[y, x] = ((1 - ax) * (1 - ay) * img[y0, x0] + ax * (1 - ay) * img[y0, x0 + 1]
+                                 + (1 - ax) * ay * img[y0 + 1, x0] + ax * ay * img[y0 + 1, x0 + 1])
+            return out
+
+        per_video = []
+        for n in range(b):
+            err = 0.0
+            for step in range(1, t):
+                noc = 1 - occ[n, step - 1]
+                diff = (bilinear(frames[n, step], flows[n, step - 1]) - frames[n, step - 1]) * noc
+                err += np.sum(np.square(diff)) / np.sum(noc)
+            per_video.append(err / (t - 1))
+        lai = float(np.mean(per_video))
+
+        # The same steps in genloss's direction: the reversed clip with its backward flows.
+        ours = metrics.warping_error(
+            video.flip(2), flow=forward.flip(2), mask=(~occluded).double().flip(2)
+        )
+        assert math.isclose(ours.mean.item() / 4, lai, rel_tol=1e-12)
+        np.testing.assert_allclose(ours.per_clip.numpy() / 4, per_video, rtol=1e-12)
+
+    @staticmethod
+    def _boundary_estimator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Both directions agree; rows 0-3 move 1 px right, the rest stand still."""
+        flow = torch.zeros(a.shape[0], 2, *a.shape[-2:], dtype=a.dtype)
+        flow[:, 0, :4] = 1.0
+        flow[a.shape[0] // 2 :] *= -1  # video_flow_and_mask: backward flows first, then forward
+        return flow
+
+    def test_estimated_mask_drops_motion_boundaries(self) -> None:
+        video = _clips(2, 3, 3, 8, 8, seed=3)[0].double()
+        flow, mask = gl.video_flow_and_mask(video, self._boundary_estimator)
+        assert mask[..., 3, :].sum() == 0 and mask.sum() == mask.numel() * 7 / 8
+        residual = (video[:, :, 1:] - gl.warp(video[:, :, :-1], flow)) ** 2
+        m = mask.expand_as(residual)
+        expected = (residual * m).sum(dim=(1, 3, 4)) / m.sum(dim=(1, 3, 4))
+        got = metrics.warping_error(video, flow_fn=self._boundary_estimator)
+        torch.testing.assert_close(got.per_frame, expected, rtol=1e-12, atol=0)
+        plain = metrics.warping_error(video, flow_fn=self._boundary_estimator, motion_boundaries=False)
+        torch.testing.assert_close(plain.per_frame, residual.mean(dim=(1, 3, 4)), rtol=1e-12, atol=0)
+
     def test_errors(self) -> None:
         video = torch.zeros(1, 3, 3, 8, 8)
+        with pytest.raises(ValueError, match=r"`motion_boundaries=False` applies to the estimated mask"):
+            metrics.warping_error(video, flow=torch.zeros(1, 2, 2, 8, 8), motion_boundaries=False)
+        with pytest.raises(TypeError, match=r"`motion_boundaries` must be a bool; got int"):
+            metrics.warping_error(video, motion_boundaries=1)
         with pytest.raises(ValueError, match=r"either `flow` or `flow_fn`"):
             metrics.warping_error(video, flow=torch.zeros(1, 2, 2, 8, 8), flow_fn=lambda a, b: a)
         with pytest.raises(ValueError, match=r"`flow` must have shape .* got \(1, 2, 3, 8, 8\)"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -243,18 +244,95 @@ class TestOcclusionMask:
     def test_independent_formula(self) -> None:
         forward = _video(1, 2, 5, 5, dtype=torch.float64) * 2
         backward = -forward + 0.6 * _video(1, 2, 5, 5, seed=1, dtype=torch.float64)
-        got = T.occlusion_mask(forward, backward, alpha=0.05, beta=0.3)
+        got = T.occlusion_mask(forward, backward, alpha=0.05, beta=0.3, motion_boundaries=False)
         b_at = T.warp(backward, forward)
         lhs = ((forward + b_at) ** 2).sum(1, keepdim=True)
         rhs = 0.05 * ((forward**2).sum(1, keepdim=True) + (b_at**2).sum(1, keepdim=True)) + 0.3
         assert torch.equal(got, (lhs < rhs).double())
         assert 0 < got.sum() < got.numel()  # the example exercises both outcomes
 
+    def test_motion_boundary_known_answer(self) -> None:
+        # Rows 0-5 move 2 px right, rows 6-11 stand still: the two directions agree everywhere,
+        # so only the motion-boundary test can drop a pixel. With forward differences
+        # u[y + 1] - u[y], the jump shows in row 5 only (Lai et al.'s detect_occlusion).
+        fw = torch.zeros(1, 2, 12, 12)
+        fw[:, 0, :6] = 2.0
+        expected = torch.ones(1, 1, 12, 12)
+        expected[:, :, 5] = 0.0
+        assert torch.equal(T.occlusion_mask(fw, -fw), expected)
+        assert torch.equal(T.occlusion_mask(fw, -fw, motion_boundaries=False), torch.ones(1, 1, 12, 12))
+        # The same jump across columns: column 5, and the last column has no forward neighbour.
+        fw_t = fw.transpose(-1, -2).flip(1)  # v jumps between columns 5 and 6
+        assert torch.equal(T.occlusion_mask(fw_t, -fw_t), expected.transpose(-1, -2))
+
+    def test_motion_boundary_threshold_scales_with_magnitude(self) -> None:
+        # |∇w|^2 = 1 against 0.01 |w|^2 + 0.002: a boundary on a slow flow, none on a fast one.
+        slow = torch.zeros(1, 2, 4, 4)
+        slow[:, 0, :, 2:] = 1.0  # u jumps 0 -> 1 between columns 1 and 2
+        assert T.occlusion_mask(slow, -slow)[0, 0, :, 1].sum() == 0
+        fast = slow + torch.tensor([12.0, 0.0]).view(1, 2, 1, 1)  # |w|^2 >= 144: 1.44 > 1
+        assert torch.equal(T.occlusion_mask(fast, -fast, beta=10.0), torch.ones(1, 1, 4, 4))
+
+    def test_matches_numpy_transcription_of_lai_detect_occlusion(self) -> None:
+        """Forward-backward check and motion boundaries, pixel by pixel in numpy (float64)."""
+        g = torch.Generator().manual_seed(5)
+        # Piecewise-constant flows (boundaries) plus noise (forward-backward failures).
+        fw = torch.zeros(2, 2, 3, 9, 10, dtype=torch.float64)
+        fw[:, 0, :, :, 5:] = 1.5
+        fw[:, 1, :, 4:] -= 0.8
+        fw += 0.3 * torch.randn(fw.shape, generator=g, dtype=torch.float64)
+        bw = -fw + 0.5 * torch.randn(fw.shape, generator=g, dtype=torch.float64)
+        got = T.occlusion_mask(fw, bw).numpy()
+
+        f, b = fw.numpy(), bw.numpy()
+        h, w = f.shape[-2:]
+        expected = np.ones((2, 1, 3, h, w))
+        boundary_only = fb_only = 0
+        for n in range(2):
+            for t in range(3):
+                u, v = f[n, 0, t], f[n, 1, t]
+                for y in range(h):
+                    for x in range(w):
+                        # Backward flow sampled bilinearly at x + w_f(x), clamped to the frame.
+                        sx = min(max(x + u[y, x], 0.0), w - 1.0)
+                        sy = min(max(y + v[y, x], 0.0), h - 1.0)
+                        x0, y0 = min(int(sx), w - 2), min(int(sy), h - 2)
+                        ax, ay = sx - x0, sy - y0
+                        bs = [
+                            (1 - ax) * (1 - ay) * b[n, c, t, y0, x0] + ax * (1 - ay) * b[n, c, t, y0, x0 + 1]
+                            + (1 - ax) * ay * b[n, c, t, y0 + 1, x0] + ax * ay * b[n, c, t, y0 + 1, x0 + 1]
+                            for c in (0, 1)
+                        ]
+                        fw_sq = u[y, x] ** 2 + v[y, x] ** 2
+                        mismatch = (u[y, x] + bs[0]) ** 2 + (v[y, x] + bs[1]) ** 2
+                        consistent = mismatch < 0.01 * (fw_sq + bs[0] ** 2 + bs[1] ** 2) + 0.5
+                        # Forward differences, zero in the last column / row.
+                        grad = 0.0
+                        for comp in (u, v):
+                            if x + 1 < w:
+                                grad += (comp[y, x + 1] - comp[y, x]) ** 2
+                            if y + 1 < h:
+                                grad += (comp[y + 1, x] - comp[y, x]) ** 2
+                        boundary = grad > 0.01 * fw_sq + 0.002
+                        expected[n, 0, t, y, x] = float(consistent and not boundary)
+                        boundary_only += consistent and boundary
+                        fb_only += (not consistent) and not boundary
+        np.testing.assert_array_equal(got, expected)
+        assert boundary_only > 0 and fb_only > 0 and 0 < expected.sum() < expected.size
+
+    def test_motion_boundaries_stay_within_frames(self) -> None:
+        # A flow that changes only over time has no spatial gradient: no boundary anywhere.
+        fw = torch.zeros(1, 2, 3, 6, 6)
+        fw[:, 0, 1], fw[:, 0, 2] = 3.0, -3.0
+        assert torch.equal(T.occlusion_mask(fw, -fw), torch.ones(1, 1, 3, 6, 6))
+
     def test_errors(self) -> None:
         with pytest.raises(ValueError, match=r"`flow_forward` must have 2 channels"):
             T.occlusion_mask(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))
         with pytest.raises(ValueError, match=r"`flow_forward` and `flow_backward` must have the same shape"):
             T.occlusion_mask(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 5))
+        with pytest.raises(TypeError, match=r"`motion_boundaries` must be a bool; got str"):
+            T.occlusion_mask(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), motion_boundaries="yes")
 
 
 class TestPingPong:

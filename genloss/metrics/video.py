@@ -272,19 +272,26 @@ def warping_error(
     flow: Tensor | None = None,
     flow_fn: FlowEstimator | None = None,
     mask: Tensor | None = None,
+    motion_boundaries: bool = True,
 ) -> MetricResult:
     """Warping error (Lai et al. 2018): masked mean squared residual after flow warping.
 
     Per step ``E_t = sum(M_t * (v_{t+1} - warp(v_t, F_t))^2) / sum(M_t)``, the mask counted
-    over channels too (a per-element mean; Lai et al.'s script sums channels, i.e. ``C x`` this,
-    on [0, 1] pixels, i.e. another ``1/4``), with ``F_t`` the backward flow from frame ``t + 1``
-    to ``t``. A step whose mask is all zero scores 0.
+    over channels too (a per-element mean over the unmasked pixels), with ``F_t`` the backward
+    flow from frame ``t + 1`` to ``t``. A step whose mask is all zero scores 0.
+
+    Lai et al.'s numbers are this value ``/ 4``: their ``evaluate_WarpError.py`` reads the
+    occlusion mask as a 3-channel image, so its normaliser ``N = sum(mask)`` counts channels and
+    the error is the same per-element mean, but on [0, 1] pixels (half the differences of
+    [-1, 1], a quarter of the squares). Their script warps frame ``t`` back onto ``t - 1`` with
+    the forward flow; this function on ``video.flip(2)`` does exactly that.
 
     Flow and mask:
       * ``flow=None``: the flows are estimated with ``flow_fn`` (default
         :func:`genloss.flow.estimate_flow`); if ``mask`` is also ``None``, the non-occlusion mask
-        comes from the forward-backward check (:func:`genloss.flow.video_flow_and_mask`), which
-        is Lai et al.'s protocol.
+        comes from the forward-backward check and, with ``motion_boundaries=True``, the
+        motion-boundary test (:func:`genloss.flow.video_flow_and_mask`), which is Lai et al.'s
+        protocol.
       * ``flow`` given: used as is; ``mask=None`` then means every pixel counts.
     To score a generated clip against the motion of its reference, estimate
     ``flow, mask = video_flow_and_mask(reference)`` and pass both.
@@ -294,6 +301,9 @@ def warping_error(
         flow: optional ``(B, 2, T - 1, H, W)`` backward flows in pixels (channel 0 = x).
         flow_fn: estimator used when ``flow`` is ``None``; passing both is an error.
         mask: optional weights in [0, 1] broadcastable to ``(B, C, T - 1, H, W)``.
+        motion_boundaries: whether the estimated mask also drops motion boundaries (see
+            :func:`genloss.occlusion_mask`); ``False`` with a given ``flow`` or ``mask`` (no
+            estimated mask) is an error.
 
     Returns:
         :class:`MetricResult` with ``per_frame`` ``(B, T - 1)``; lower is more consistent.
@@ -304,9 +314,20 @@ def warping_error(
     following = video[:, :, 1:]
     if flow is not None and flow_fn is not None:
         raise ValueError("pass either `flow` or `flow_fn` to warping_error, not both")
+    if not isinstance(motion_boundaries, bool):
+        raise TypeError(
+            f"`motion_boundaries` must be a bool; got {type(motion_boundaries).__name__}"
+        )
+    if not motion_boundaries and (flow is not None or mask is not None):
+        raise ValueError(
+            "`motion_boundaries=False` applies to the estimated mask only; with `flow` or "
+            "`mask` given warping_error estimates no mask"
+        )
     if flow is None:
         if mask is None:
-            flow, mask = video_flow_and_mask(video, flow_fn)
+            flow, mask = video_flow_and_mask(
+                video, flow_fn, motion_boundaries=motion_boundaries
+            )
         else:
             flow = video_flow(video, flow_fn)
     flow = _check_flow(flow, following, "video[:, :, 1:]")
