@@ -34,33 +34,44 @@ sys.path.insert(0, str(ROOT))  # the repository's `models` and `train`
 
 import genloss as gl  # noqa: E402
 from models import sample_frames  # noqa: E402
+from train.build import build_datasets, build_models, build_perceptual  # noqa: E402
 from train.evaluate import stack_clips  # noqa: E402
-from train.objective import Batch, Objective  # noqa: E402
+from train.gan import GAN, judge_for_generator  # noqa: E402
+from train.losses import build_losses, frame_indices, temporal_difference_from_context  # noqa: E402
 from train.options import parse_args  # noqa: E402
-from train.setup import build_datasets, build_models, build_perceptual  # noqa: E402
 
 
 def loss_share(trials: int) -> None:
-    args = parse_args([])
+    args = parse_args([]).config
     torch.set_num_threads(args.cpu_threads or os.cpu_count())
     perceptual, used, _ = build_perceptual(args.perceptual, args.perceptual_weights, args.size)
-    cfg = {**vars(args), "perceptual": used}
-    train_set, _ = build_datasets(cfg, 64, log=lambda *a: None)
-    generator, d_image, d_video = build_models(cfg)
+    train_set, _ = build_datasets(args, 64, log=lambda *a: None)
+    generator, d_image, d_video = build_models(args)
     d_image.requires_grad_(False)
     d_video.requires_grad_(False)
-    objective = Objective(cfg, perceptual)
+    losses = build_losses(args, perceptual, used)
+    gan = GAN(generator, d_image, d_video, None, None, d_image, d_video, generator.last_layer)
     opt = torch.optim.Adam(generator.parameters(), lr=args.lr_g)
     real = stack_clips(train_set, range(args.batch_size))
     k, step = args.context_frames, args.max_steps  # after the warm-up: every term is on
-    factors = objective.g_loss.factors(step)
+    factors = losses.generator.factors(step)
 
     def full_step() -> None:
+        # The generator's half of train_step (step 4 and its backward), with every term on.
         opt.zero_grad(set_to_none=True)
         z = torch.randn(real.shape[0], args.z_dim)
-        batch = Batch(real=real, context=real[:, :, :k], future=real[:, :, k:],
-                      generated=generator(real[:, :, :k], z))
-        total, _ = objective.generator(step, batch, d_image, d_video, generator.last_layer)
+        context, future = real[:, :, :k], real[:, :, k:]
+        generated = generator(context, z)
+        fake = torch.cat([context, generated], dim=2)
+        d = judge_for_generator(gan, real, fake, k, adversarial=True, relativistic=False,
+                                feature_matching=losses.lpips is None)
+        adv = gl.generator_loss(d.video_fake, kind=losses.kind) + gl.generator_loss(d.image_fake, kind=losses.kind)
+        total, _ = losses.generator(
+            step, rec=lambda: losses.reconstruction(generated, future),
+            gdl=lambda: gl.gradient_difference_loss(generated, future),
+            tdl=lambda: temporal_difference_from_context(context, generated, future),
+            perceptual=lambda: losses.perceptual(generated, future, d.features_real, d.features_fake),
+            smooth=lambda: gl.temporal_smoothness_loss(fake, order=2), adv=lambda: adv)
         total.backward()
         opt.step()
 
@@ -68,7 +79,7 @@ def loss_share(trials: int) -> None:
     with torch.no_grad():
         generated = generator(real[:, :, :k], torch.randn(real.shape[0], args.z_dim))
         fake = torch.cat([real[:, :, :k], generated], dim=2)
-        idx = objective.frame_indices(real.shape[2], real.device)
+        idx = frame_indices(real.shape[2], k, real.device)
         v_logits, v_features = d_video(fake)
         i_logits, _ = d_image(sample_frames(fake, idx))
         _, real_features = d_video(real)
@@ -87,7 +98,7 @@ def loss_share(trials: int) -> None:
             "perceptual": (lambda: perceptual(gen, future)) if perceptual is not None
             else (lambda: gl.feature_matching_loss(real_features, feats)),
         }
-        total = sum(factors[name] * terms[name]() for name in objective.g_loss.terms)
+        total = sum(factors[name] * terms[name]() for name in losses.generator.terms)
         total.backward()
 
     for fn in (full_step, losses_only):  # warm-up
@@ -122,9 +133,9 @@ def throughput(steps: int) -> None:
                    "--output-dir", f"{tmp}/runs", "--samples-dir", f"{tmp}/samples", "--run-name", "bench", *flags]
             subprocess.run(cmd, check=True, capture_output=True, text=True)
             records = [json.loads(line) for line in open(f"{tmp}/runs/bench/metrics.jsonl")]
-            config = json.loads(open(f"{tmp}/runs/bench/config.json").read())
+            record = json.loads(open(f"{tmp}/runs/bench/config.json").read())["run"]
         rate = [r["steps_per_s"] for r in records if "steps_per_s" in r][-1]
-        print(f"  {name:<34}{rate:>9.2f}{rate * config['global_batch_size']:>9.1f}")
+        print(f"  {name:<34}{rate:>9.2f}{rate * record['global_batch_size']:>9.1f}")
 
 
 def main() -> None:

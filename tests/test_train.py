@@ -1,16 +1,14 @@
-"""End-to-end tests of ``train/gan.py``: launch the real script with ``accelerate launch``.
+"""Tests of ``train/gan.py``: end to end (the real script under ``accelerate launch``), and
+``train_step`` in-process with a stand-in accelerator.
 
-Tiny settings (16x16, 4 frames, batch 2, a few steps) keep each launch to seconds; launches are
-shared between assertions through module-scoped fixtures.
+Tiny settings (16x16, 4 frames, batch 2, a few steps) keep each launch to seconds; the 3-step
+reference launch is shared with ``test_config.py`` (``conftest.tiny_run``).
 """
 
 from __future__ import annotations
 
-import json
-import os
+import copy
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,59 +17,51 @@ import numpy as np
 import pytest
 import torch
 
+import genloss as gl
+from train.build import build_datasets
 from train.options import parse_args
-from train.setup import build_datasets
-
-ROOT = Path(__file__).resolve().parents[1]
-ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
-TINY = ["--size", "16", "--frames", "4", "--batch-size", "2", "--eval-clips", "4", "--sample-clips", "2",
-        "--g-channels", "8", "--d-channels", "8", "--log-every", "1", "--eval-every", "2"]
-
-
-def launch(tmp: Path, *flags: str, processes: int = 1, check: bool = True) -> subprocess.CompletedProcess:
-    """``accelerate launch [--multi_gpu --num_processes N] train/gan.py`` from the repo root."""
-    launcher = ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
-                "--dynamo_backend", "no"]
-    if processes > 1:
-        launcher = ["--multi_gpu", *launcher]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    cmd = [*ACCELERATE, *launcher, "train/gan.py", *TINY, "--output-dir", str(tmp / "runs"),
-           "--samples-dir", str(tmp / "samples"), *flags]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)}\nexit {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}")
-    return result
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+from trainer_utils import TINY_SETTINGS, StubAccelerator, launch, read_config, read_metrics
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A 3-step run with checkpoints at 2 and 3 and every loss term on from step 0."""
-    tmp = tmp_path_factory.mktemp("train")
-    result = launch(tmp, "--run-name", "tiny", "--max-steps", "3", "--checkpoint-every", "2",
-                    "--sample-every", "2", "--adv-start", "0", "--r1-interval", "2", "--keep-checkpoints", "2")
+def run(tiny_run):
+    """The shared 3-step run (conftest ``tiny_run``): ``(tmp, result)``."""
+    tmp, result, _ = tiny_run
     return tmp, result
 
 
 class TestReferenceRunOutputs:
     def test_config(self, run):
         tmp, _ = run
-        config = json.loads((tmp / "runs" / "tiny" / "config.json").read_text())
-        assert config["world_size"] == 1
-        assert config["perceptual"] == "feature-matching"  # no ImageNet weights offline
-        assert config["perceptual_requested"] == "auto"
-        for key in ("max_steps", "batch_size", "frames", "context_frames", "size", "adv_loss", "r1_gamma",
-                    "adv_start", "adv_ramp", "seed", "mixed_precision", "grad_accum", "run_name"):
-            assert key in config
-        assert config["frames"] == 4 and config["context_frames"] == 2 and config["run_name"] == "tiny"
+        settings, record = read_config(tmp / "runs" / "tiny")
+        assert record["world_size"] == 1 and record["global_batch_size"] == 2
+        assert record["perceptual"] == "feature-matching"  # no ImageNet weights offline
+        assert settings["perceptual"] == "auto"  # what was asked
+        assert record["run_name"] == "tiny" and record["resumed_from"] is None
+        assert settings["frames"] == 4 and settings["context_frames"] == 2 and settings["max_steps"] == 3
+        assert settings["adv_start"] == 0 and settings["adv_ramp"] is None  # as given: ramp left to its default
+        assert (record["adv_start"], record["adv_ramp"]) == (0, 0)  # resolved: 3 // 6 == 0
 
     def test_says_what_perceptual_term_it_uses_once(self, run):
         _, result = run
-        out = result.stdout + result.stderr
-        assert out.count("using discriminator feature matching instead") == 1
+        lines = (result.stdout + result.stderr).splitlines()
+        notices = [i for i, line in enumerate(lines) if "discriminator feature matching instead of LPIPS" in line]
+        assert len(notices) == 1
+        # One sentence, then one hint line.
+        assert lines[notices[0]].startswith("perceptual term:") and lines[notices[0]].count(". ") == 0
+        assert lines[notices[0] + 1].strip().startswith("hint: pass --perceptual-weights FILE")
+
+    def test_log_lines_are_not_glued_to_the_progress_bar(self, run):
+        _, result = run
+        lines = result.stdout.splitlines()
+        # Eval results, sample writes and checkpoint saves each start their own line (stdout),
+        # while the bar goes to stderr.
+        for text in ("step 2: eval/psnr=", "step 3: eval/psnr="):
+            assert [line for line in lines if text in line] == [line for line in lines if line.startswith(text)] != []
+        assert any(line.strip() == "step 2: saved checkpoint-2" for line in lines), lines
+        assert any(line.strip().startswith("step 3: wrote ") and line.strip().endswith("step-000003.gif")
+                   for line in lines), lines
+        assert "train:" not in result.stdout
 
     def test_metrics(self, run):
         tmp, _ = run
@@ -147,8 +137,100 @@ class TestReferenceRunOutputs:
         gif = iio.imread(paths["gif"], index=None)
         assert gif.shape[0] == 4
         # The sampled clips use the EMA weights of the checkpoint: same as the training-time samples.
-        config = json.loads((tmp / "runs" / "tiny" / "config.json").read_text())
-        assert config["context_frames"] == 2
+        settings, _ = read_config(tmp / "runs" / "tiny")
+        assert settings["context_frames"] == 2
+
+
+def _step_parts(**settings):
+    """A tiny GAN, its losses and a batch, built in-process for ``train_step``."""
+    from train.build import build_models
+    from train.config import TrainConfig
+    from train.gan import GAN
+    from train.losses import build_losses
+
+    cfg = TrainConfig(**{**TINY_SETTINGS, "adv_start": 0, "adv_ramp": 0, "r1_interval": 1, **settings})
+    cfg.validate(environment=False)
+    torch.manual_seed(0)
+    generator, d_image, d_video = build_models(cfg)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(0.5, 0.99))
+    opt_d = torch.optim.Adam([*d_image.parameters(), *d_video.parameters()], lr=cfg.lr_d, betas=(0.5, 0.99))
+    gan = GAN(generator, d_image, d_video, opt_g, opt_d, d_image, d_video, generator.last_layer)
+    train_set, _ = build_datasets(cfg, 4)
+    real = torch.stack([train_set[i] for i in range(cfg.batch_size)])
+    return cfg, gan, build_losses(cfg, None, "feature-matching"), real
+
+
+def _state(gan) -> dict:
+    """Copies of every weight and optimiser state of ``gan``."""
+    return copy.deepcopy({"g": gan.generator.state_dict(), "di": gan.d_image.state_dict(),
+                          "dv": gan.d_video.state_dict(), "opt_g": gan.opt_g.state_dict(),
+                          "opt_d": gan.opt_d.state_dict()})
+
+
+def _assert_same(a, b, path="") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, (list, tuple)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}/{i}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+class TestTrainStep:
+    @pytest.mark.parametrize("half", ["discriminator", "generator"])
+    def test_a_nonfinite_half_changes_nothing(self, half):
+        # A finite step first (so Adam has state to restore), then a step whose discriminator or
+        # generator loss is NaN: neither optimiser may step, nor may the discriminators keep the
+        # update they took before the generator's half turned out non-finite.
+        from train.gan import train_step
+
+        cfg, gan, losses, real = _step_parts()
+        accelerator = StubAccelerator()
+        before = _state(gan)
+        ok, _ = train_step(0, real, gan, losses, cfg, accelerator)
+        assert ok
+        after_first = _state(gan)
+        for key in ("g", "di", "dv"):  # the control: a finite step changes every model
+            assert any(not torch.equal(before[key][n], after_first[key][n]) for n in before[key]), key
+        nan_term = "adv_video" if half == "discriminator" else "rec"
+        composite = getattr(losses, half)
+        setattr(losses, half, gl.CompositeLoss({**composite.terms, nan_term: float("nan")}))
+        ok, logs = train_step(1, real, gan, losses, cfg, accelerator)
+        assert not ok
+        assert not torch.isfinite(logs["d/total" if half == "discriminator" else "g/total"])
+        _assert_same(_state(gan), after_first)
+
+    def test_adaptive_weight_scales_the_adversarial_term(self, monkeypatch):
+        # The same step with and without --adaptive-weight: the adversarial term's logged value is
+        # multiplied by genloss.adaptive_weight(rec, adv, last layer), computed on that step's
+        # tensors (before this refactor it was silently dropped in some configurations).
+        import train.gan as gan_module
+        from train.gan import train_step
+
+        seen, adaptive_weight = [], gl.adaptive_weight
+
+        def spy(rec, adv, last_layer):
+            weight = adaptive_weight(rec, adv, last_layer)
+            seen.append((rec.detach(), last_layer, weight))
+            return weight
+
+        logs = {}
+        for adaptive in (False, True):
+            cfg, gan, losses, real = _step_parts(adaptive_weight=adaptive)
+            torch.manual_seed(1)
+            monkeypatch.setattr(gan_module.gl, "adaptive_weight", spy)
+            _, logs[adaptive] = train_step(0, real, gan, losses, cfg, StubAccelerator())
+        assert len(seen) == 1
+        rec, last_layer, weight = seen[0]
+        assert last_layer is gan.last_layer
+        assert torch.equal(rec, logs[True]["g/rec"])
+        assert weight.item() != 1.0
+        torch.testing.assert_close(logs[True]["g/adv"], weight * logs[False]["g/adv"], rtol=1e-6, atol=0)
 
 
 class _LinkParser(HTMLParser):
@@ -171,9 +253,9 @@ def _links(html: str) -> list[str]:
 def test_two_process_cpu_run_is_one_ddp_job(tmp_path):
     launch(tmp_path, "--run-name", "ddp", "--max-steps", "2", "--adv-start", "0", "--r1-interval", "1",
            processes=2)
-    config = json.loads((tmp_path / "runs" / "ddp" / "config.json").read_text())
-    assert config["world_size"] == 2
-    assert config["global_batch_size"] == 4
+    _, record = read_config(tmp_path / "runs" / "ddp")
+    assert record["world_size"] == 2
+    assert record["global_batch_size"] == 4
     records = read_metrics(tmp_path / "runs" / "ddp")
     sync = [r for r in records if "ranks_in_sync" in r]
     # Different seeds and data shards per rank: identical weights at the end prove DDP averaged the gradients.
@@ -227,8 +309,8 @@ def test_dataset_folder_run_with_lpips(tmp_path):
     assert "skipped unreadable file corrupt.webm" in out
     assert "skipped short.gif (2 frames)" in out
     assert "3 usable videos, 1 unreadable skipped, 1 shorter than the clip length skipped" in out
-    config = json.loads((tmp_path / "runs" / "folder" / "config.json").read_text())
-    assert config["perceptual"] == "lpips-squeeze"
+    settings, record = read_config(tmp_path / "runs" / "folder")
+    assert settings["perceptual"] == record["perceptual"] == "lpips-squeeze"
     records = read_metrics(tmp_path / "runs" / "folder")
     evals = [r for r in records if "eval/psnr" in r][-1]
     assert evals["eval/lpips"] >= 0 and evals["eval/tlp"] >= 0
@@ -238,9 +320,9 @@ def test_dataset_folder_run_with_lpips(tmp_path):
 def test_dataset_with_nothing_usable_stops_before_training(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"nope")
     iio.imwrite(tmp_path / "short.gif", np.zeros((2, 16, 16, 3), np.uint8), duration=100)
-    args = parse_args(["--dataset", str(tmp_path), "--frames", "4"])
+    options = parse_args(["--dataset", str(tmp_path), "--frames", "4"])
     with pytest.raises(SystemExit, match="no usable video with at least 4 frames"):
-        build_datasets(vars(args), 10, log=lambda *_: None)
+        build_datasets(options.config, 10, log=lambda *_: None)
 
 
 @pytest.mark.parametrize(
@@ -284,8 +366,8 @@ def test_every_flag_has_help():
 
 def test_unconditional_run(tmp_path):
     launch(tmp_path, "--run-name", "uncond", "--max-steps", "2", "--context-frames", "0")
-    config = json.loads((tmp_path / "runs" / "uncond" / "config.json").read_text())
-    assert config["context_frames"] == 0 and config["adv_start"] == 0  # no warm-up without a target
+    settings, record = read_config(tmp_path / "runs" / "uncond")
+    assert settings["context_frames"] == 0 and record["adv_start"] == 0  # no warm-up without a target
     records = read_metrics(tmp_path / "runs" / "uncond")
     train = [r for r in records if "g/total" in r][-1]
     assert {"g/adv", "g/smooth"} <= set(train) and not {"g/rec", "g/gdl", "g/tdl", "g/perceptual"} & set(train)
@@ -311,7 +393,7 @@ def test_nonfinite_losses_are_skipped_then_stop_with_checkpoint(tmp_path):
 def test_lpips_on_frames_too_small_is_a_clear_error(tmp_path):
     import torchvision
 
-    from train.setup import build_perceptual
+    from train.build import build_perceptual
 
     weights = tmp_path / "alexnet.pth"
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)

@@ -2,10 +2,15 @@
 
     accelerate launch train/gan.py                      # the CPU reference run (10-15 min on 2 cores)
     accelerate launch --multi_gpu --num_processes 2 train/gan.py   # one 2-rank DDP job (GPUs or CPU)
+    accelerate launch train/gan.py --config runs/<run>/config.json --max-steps 6000   # a run's settings again
     python train/gan.py --help
 
 Writes ``<output-dir>/<run-name>/{config.json, metrics.jsonl, checkpoints/checkpoint-<step>/}``
 and sample clips under ``<samples-dir>/<run-name>/`` with the gallery ``<samples-dir>/index.html``.
+
+Read it top to bottom: ``train_step`` is one optimisation step (generator forward, discriminator
+update with lazy R1, generator update, the non-finite skip); ``main`` sets the run up and loops,
+evaluating, sampling and checkpointing on schedule.
 """
 
 from __future__ import annotations
@@ -17,287 +22,314 @@ from pathlib import Path
 # repository root on the path so `accelerate launch train/gan.py` finds them from any directory.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import json  # noqa: E402
 import math  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 
 import torch  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, set_seed  # noqa: E402
+from accelerate.utils import set_seed  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+import genloss as gl  # noqa: E402
+from models import sample_frames  # noqa: E402
 from train import state as st  # noqa: E402
+from train.build import build_datasets, build_models, build_perceptual  # noqa: E402
+from train.config import TrainConfig, flat_config, write_config  # noqa: E402
 from train.evaluate import evaluate, fixed_noise, stack_clips, write_samples  # noqa: E402
-from train.objective import Batch, Objective  # noqa: E402
-from train.options import parse_args  # noqa: E402
-from train.setup import build_datasets, build_models, build_perceptual, run_dir_of_checkpoint  # noqa: E402
+from train.losses import Losses, build_losses, frame_indices, temporal_difference_from_context  # noqa: E402
+from train.options import Options, parse_args  # noqa: E402
+from train.run import (  # noqa: E402
+    LogWindow,
+    MetricsLog,
+    check_one_job,  # noqa: F401  (re-exported: tests and users import it from here)
+    check_ranks_in_sync,
+    make_accelerator,
+    new_record,
+    resolve_run,
+    start_trackers,
+)
 
 
-def has_accelerator_device() -> bool:
-    """Whether a GPU-like device exists (torch.accelerator on recent torch, else CUDA)."""
-    if hasattr(torch, "accelerator"):
-        return torch.accelerator.is_available()
-    return torch.cuda.is_available()
+@dataclass
+class GAN:
+    """The models and optimisers one step trains.
+
+    ``generator``, ``d_image`` and ``d_video`` are as ``accelerator.prepare`` returned them (DDP-wrapped
+    in a multi-process job); the ``*_raw`` discriminators are the same modules unwrapped, which
+    the generator's half calls frozen and outside DDP (no hooks, no gradient sync for them).
+    """
+
+    generator: nn.Module
+    d_image: nn.Module
+    d_video: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    d_image_raw: nn.Module
+    d_video_raw: nn.Module
+    last_layer: Tensor  # the generator's output weight, for the adaptive weight
+
+    def d_parameters(self) -> list[nn.Parameter]:
+        return [*self.d_image.parameters(), *self.d_video.parameters()]
 
 
-def check_one_job(num_processes: int, env=os.environ) -> None:
-    """Refuse to train when the launcher started more processes than the job the Accelerator joined."""
-    world = int(env.get("WORLD_SIZE", "1"))
-    if num_processes != world:
-        raise SystemExit(
-            f"error: launched as {world} processes (WORLD_SIZE) but this process sees a job of "
-            f"{num_processes}: the processes would train separately. Launch with "
-            "`accelerate launch --multi_gpu --num_processes N train/gan.py`."
-        )
+@dataclass
+class Verdicts:
+    """The discriminators' outputs in one half of a step; a field is ``None`` when nothing reads it."""
+
+    video_real: Tensor | None = None  # (B, 1, T', h, w) logits on the real clips
+    video_fake: Tensor | None = None  # the same on the generated clips (context + generated frames)
+    image_real: Tensor | None = None  # (B * n, 1, h, w) logits on n frames per clip, generated positions only
+    image_fake: Tensor | None = None
+    features_real: list[Tensor] | None = None  # the video discriminator's features, for feature matching
+    features_fake: list[Tensor] | None = None
+    real_clips: Tensor | None = None  # the real inputs the logits are differentiable in (R1 steps only)
+    real_frames: Tensor | None = None
 
 
-def make_accelerator(args) -> Accelerator:
-    """One Accelerator for the whole job; on a machine without GPUs, a multi-process launch is
-    made one CPU DDP job over gloo (Accelerate would otherwise start independent processes)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cpu = world > 1 and not has_accelerator_device()
-    kwargs = [InitProcessGroupKwargs(backend="gloo")] if cpu else []
-    accelerator = Accelerator(
-        cpu=cpu, mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum,
-        kwargs_handlers=kwargs,
+def judge_for_discriminators(gan: GAN, real: Tensor, fake: Tensor, context_frames: int, r1: bool) -> Verdicts:
+    """Both discriminators on real and generated clips, batched: one forward each (DDP allows one
+    forward per backward). ``fake`` comes detached; with ``r1`` the real inputs require gradients."""
+    idx = frame_indices(real.shape[2], context_frames, real.device)
+    real_clips = real.detach().requires_grad_(r1)
+    real_frames = sample_frames(real.detach(), idx).requires_grad_(r1)  # (B * n, C, H, W)
+    video_logits, _ = gan.d_video(torch.cat([real_clips, fake]))  # (2B, 1, T', h, w)
+    image_logits, _ = gan.d_image(torch.cat([real_frames, sample_frames(fake, idx)]))  # (2Bn, 1, h, w)
+    i_real, i_fake = image_logits.chunk(2)
+    return Verdicts(video_real=video_logits[: len(real)], video_fake=video_logits[len(real):], image_real=i_real,
+                    image_fake=i_fake, real_clips=real_clips if r1 else None, real_frames=real_frames if r1 else None)
+
+
+def judge_for_generator(gan: GAN, real: Tensor, fake: Tensor, context_frames: int, *, adversarial: bool,
+                        feature_matching: bool, relativistic: bool) -> Verdicts:
+    """The discriminators on the generated clip ``fake`` (and, without graph, on ``real``) for the
+    generator's terms: each output computed once, and only those the terms asked for read. Call
+    it with the discriminators ``frozen``."""
+    out = Verdicts()
+    if adversarial or feature_matching:
+        out.video_fake, out.features_fake = gan.d_video_raw(fake)
+    if feature_matching or (adversarial and relativistic):
+        with torch.no_grad():
+            video_real, out.features_real = gan.d_video_raw(real)
+        out.video_real = video_real if adversarial and relativistic else None
+    if adversarial:
+        idx = frame_indices(real.shape[2], context_frames, fake.device)
+        out.image_fake, _ = gan.d_image_raw(sample_frames(fake, idx))
+        if relativistic:
+            with torch.no_grad():
+                out.image_real, _ = gan.d_image_raw(sample_frames(real, idx))
+    return out
+
+
+@contextmanager
+def frozen(*modules: nn.Module):
+    """No parameter gradients for ``modules`` inside the block: the graph built there reaches
+    their inputs, not their weights."""
+    for module in modules:
+        module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.requires_grad_(True)
+
+
+def all_finite(accelerator, *tensors: Tensor) -> bool:
+    """True on every rank iff every value is finite on every rank (ranks must agree to skip)."""
+    flags = torch.stack([torch.isfinite(t).all() for t in tensors]).float().min().reshape(1)
+    return bool(accelerator.gather(flags).min().item() > 0)
+
+
+def backward_checked(accelerator, loss: Tensor, params, max_norm: float, ok: bool) -> bool:
+    """Backpropagate ``loss`` unless it is non-finite on some rank; at the end of the accumulation
+    window, clip the gradients of ``params``. Returns whether the step is still finite: ``ok``, the
+    loss, and (at the window's end) the gradient norm."""
+    finite = all_finite(accelerator, loss)
+    if finite:
+        accelerator.backward(loss)
+    ok = ok and finite
+    if accelerator.sync_gradients:
+        norm = accelerator.clip_grad_norm_(params, max_norm)
+        ok = ok and all_finite(accelerator, norm)
+    return ok
+
+
+def train_step(step: int, real: Tensor, gan: GAN, losses: Losses, cfg: TrainConfig, accelerator,
+               window_ok: bool = True) -> tuple[bool, dict[str, Tensor]]:
+    """One optimisation step on real clips ``(B, C, T, H, W)`` (with ``--grad-accum N``, one of N
+    micro-batches; ``window_ok``: the earlier ones were finite). Returns whether the step was applied
+    and the logs ``{"g/<term>", "d/<term>"}``. A non-finite loss or gradient in either half skips the
+    whole step: neither optimiser steps, and the caller leaves the EMA alone."""
+    k, kind, max_norm = cfg.context_frames, losses.kind, cfg.max_grad_norm or math.inf
+    # 1. Generator forward.
+    z = torch.randn(real.shape[0], cfg.z_dim, device=real.device)
+    context, future = real[:, :, :k], real[:, :, k:]
+    generated = gan.generator(context, z)  # (B, C, T-K, H, W)
+    fake = torch.cat([context, generated], dim=2)  # what the video discriminator judges
+
+    # 2. Discriminator forwards on real and generated (detached) clips; on R1 steps the real
+    #    inputs need gradients.
+    do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_interval == 0
+    d = judge_for_discriminators(gan, real, fake.detach(), k, r1=do_r1)
+
+    # 3. Discriminator loss, plus lazy R1 on due steps: gamma/2 (R1_video + R1_image), times the
+    #    interval (Karras et al. 2020). Backward, and the update (taken back in 5 if need be).
+    d_total, d_logs = losses.discriminator(
+        step, adv_video=lambda: gl.discriminator_loss(d.video_real, d.video_fake, kind=kind),
+        adv_image=lambda: gl.discriminator_loss(d.image_real, d.image_fake, kind=kind))
+    if do_r1:
+        scale = accelerator.scaler.get_scale() if accelerator.scaler else None
+        r1 = cfg.r1_gamma / 2 * (gl.r1_penalty(d.video_real, d.real_clips, grad_scale=scale)
+                                 + gl.r1_penalty(d.image_real, d.real_frames, grad_scale=scale))
+        d_total = d_total + r1 * cfg.r1_interval
+        d_logs["r1"] = r1.detach()
+    d_ok = backward_checked(accelerator, d_total, gan.d_parameters(), max_norm, window_ok)
+    d_before = st.OptimizerSnapshot(gan.opt_d) if accelerator.sync_gradients and d_ok else None
+    if d_before is not None:
+        gan.opt_d.step()
+    gan.opt_d.zero_grad(set_to_none=True)
+
+    # 4. Generator terms, over the generated clip and the updated discriminators' verdicts on it.
+    active = losses.active(step)  # the terms with a non-zero weight at this step
+    with frozen(gan.d_image_raw, gan.d_video_raw):
+        d = judge_for_generator(gan, real, fake, k, adversarial="adv" in active, relativistic=kind == "relativistic",
+                                feature_matching="perceptual" in active and losses.lpips is None)
+    rec = losses.reconstruction(generated, future) if "rec" in active else None
+    adv = None
+    if "adv" in active:
+        adv = (gl.generator_loss(d.video_fake, kind=kind, real_logits=d.video_real)
+               + gl.generator_loss(d.image_fake, kind=kind, real_logits=d.image_real))
+        if cfg.adaptive_weight:  # VQGAN: the adversarial gradient at the output scaled to the reconstruction's
+            adv = gl.adaptive_weight(rec, adv, gan.last_layer) * adv
+    g_total, g_logs = losses.generator(
+        step,
+        rec=lambda: rec,
+        gdl=lambda: gl.gradient_difference_loss(generated, future),
+        tdl=lambda: temporal_difference_from_context(context, generated, future),
+        perceptual=lambda: losses.perceptual(generated, future, d.features_real, d.features_fake),
+        smooth=lambda: gl.temporal_smoothness_loss(fake, order=2),
+        adv=lambda: adv,
     )
-    check_one_job(accelerator.num_processes)
-    if accelerator.device.type == "cpu":
-        # Never more threads than this process's share of the cores: oversubscribed OpenMP threads
-        # spin-wait on each other (measured 8x slower per step on 2 shared cores).
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        share = max(1, (os.cpu_count() or 1) // local)
-        torch.set_num_threads(share if args.cpu_threads == 0 else min(args.cpu_threads, share))
-    return accelerator
+
+    # 5. Generator backward, and the non-finite skip of the whole step.
+    ok = backward_checked(accelerator, g_total, gan.generator.parameters(), max_norm, d_ok)
+    if accelerator.sync_gradients and ok:
+        gan.opt_g.step()
+    elif d_before is not None:
+        d_before.restore()
+    gan.opt_g.zero_grad(set_to_none=True)
+    return ok, {**{f"g/{n}": v for n, v in g_logs.items()}, **{f"d/{n}": v for n, v in d_logs.items()}}
 
 
-def resolve_run(args, accelerator) -> tuple[str, Path | None]:
-    """The run name and the checkpoint to resume from (``None`` for a fresh start)."""
-    checkpoint = None
-    run_name = args.run_name
-    if args.resume == "latest":
-        roots = [Path(args.output_dir) / run_name / "checkpoints"] if run_name else \
-            list(Path(args.output_dir).glob("*/checkpoints"))
-        found = [c for c in (st.latest_checkpoint(r) for r in roots) if c is not None]
-        checkpoint = max(found, key=lambda c: c.stat().st_mtime) if found else None
-    elif args.resume is not None:
-        checkpoint = Path(args.resume)
-    if checkpoint is not None and run_name is None:
-        run_name = run_dir_of_checkpoint(checkpoint).name
-    if run_name is None:
-        task = f"continue{args.context_frames}" if args.context_frames else "uncond"
-        run_name = f"{datetime.now():%Y%m%d-%H%M%S}-{task}-{args.frames}x{args.size}"
-    # Every process must agree on the name (clocks may tick between processes).
-    run_name = broadcast_object_list([run_name])[0]
-    return run_name, checkpoint
+def main(options: Options) -> None:
+    cfg = options.config
+    accelerator = make_accelerator(cfg)
+    say = tqdm.write if accelerator.is_main_process else (lambda *_: None)  # above the progress bar
+    run_name, resume_from = resolve_run(cfg, options.run_name, options.resume)
+    run_dir = Path(cfg.output_dir) / run_name
+    set_seed(cfg.seed, device_specific=True)  # different noise per rank; DDP syncs the weights
 
-
-def save_checkpoint(accelerator, ckpt_root: Path, step: int, ema: st.EMA, keep: int) -> Path:
-    """``save_state`` into a hidden folder, then rename it: never a half-written checkpoint."""
-    staging = st.staging_dir(ckpt_root, step)
-    if accelerator.is_main_process and staging.exists():
-        shutil.rmtree(staging)  # left by a process killed mid-save
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))  # every rank writes its RNG state here
-    if accelerator.is_main_process:
-        torch.save(ema.model.state_dict(), staging / st.EMA_FILE)
-    accelerator.wait_for_everyone()
-    final = ckpt_root / f"checkpoint-{step}"
-    if accelerator.is_main_process:
-        final = st.publish_checkpoint(staging, step)
-        st.prune_checkpoints(ckpt_root, keep)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def check_ranks_in_sync(accelerator, model: torch.nn.Module, record) -> None:
-    """Fail loudly if the processes' generator weights differ (they would if DDP did not sync)."""
-    if accelerator.num_processes == 1:
-        return
-    with torch.no_grad():
-        checksum = torch.stack([p.double().sum() for p in model.parameters()]).sum().reshape(1)
-    sums = accelerator.gather(checksum.to(accelerator.device))
-    spread = (sums.max() - sums.min()).item()
-    record({"ranks_in_sync": spread == 0.0, "rank_weight_checksums": sums.tolist()})
-    if spread != 0.0:
-        raise SystemExit(f"error: the {accelerator.num_processes} processes ended with different weights "
-                         f"(checksums {sums.tolist()}): gradients were not synchronised")
-
-
-def main(args) -> None:
-    accelerator = make_accelerator(args)
-    log = accelerator.print  # main process only
-    run_name, resume_from = resolve_run(args, accelerator)
-    run_dir = Path(args.output_dir) / run_name
-    ckpt_root = run_dir / "checkpoints"
-    samples_dir = Path(args.samples_dir)
-    metrics_path = run_dir / "metrics.jsonl"
-    set_seed(args.seed, device_specific=True)  # different noise per rank; DDP syncs the weights
-
-    perceptual, used, message = build_perceptual(args.perceptual, args.perceptual_weights, args.size)
-    log(message)
-    config = {**vars(args), "run_name": run_name, "perceptual": used, "perceptual_requested": args.perceptual,
-              "world_size": accelerator.num_processes, "device": str(accelerator.device),
-              "global_batch_size": args.batch_size * args.grad_accum * accelerator.num_processes}
-    config["resume"] = str(resume_from) if resume_from else args.resume
-    steps_total = args.max_steps * args.grad_accum * accelerator.num_processes * args.batch_size
-    train_set, heldout = build_datasets(config, steps_total, log=log)
-
-    generator, d_image, d_video = build_models(config)
+    perceptual, perceptual_used, notice = build_perceptual(cfg.perceptual, cfg.perceptual_weights, cfg.size)
+    say(notice)
+    record = new_record(cfg, accelerator, run_name, resume_from, perceptual_used, notice)
+    train_set, heldout = build_datasets(cfg, cfg.max_steps * record.global_batch_size, log=say,
+                                        progress=accelerator.is_main_process)
+    generator, d_image, d_video = build_models(cfg)
     if perceptual is not None:
         perceptual = perceptual.to(accelerator.device)
-    objective = Objective(config, perceptual)
+    losses = build_losses(cfg, perceptual, perceptual_used)
     betas = (0.5, 0.99)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=args.lr_g, betas=betas)
-    opt_d = torch.optim.Adam([*d_image.parameters(), *d_video.parameters()], lr=args.lr_d, betas=betas)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=betas)
+    opt_d = torch.optim.Adam([*d_image.parameters(), *d_video.parameters()], lr=cfg.lr_d, betas=betas)
     # Clips are a function of their index, so no shuffling. The loader's own generator keeps the
     # iterator's seed draw off the global RNG: a resumed run then draws the same noise as an
     # uninterrupted one.
-    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=False, drop_last=True,
-                        generator=torch.Generator().manual_seed(args.seed))
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=False, drop_last=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
     generator, d_image, d_video, opt_g, opt_d, loader = accelerator.prepare(
-        generator, d_image, d_video, opt_g, opt_d, loader
-    )
-    g_raw, di_raw, dv_raw = (accelerator.unwrap_model(m) for m in (generator, d_image, d_video))
-    ema = st.EMA(g_raw, decay=args.ema_decay)  # after prepare: DDP has synced the weights
+        generator, d_image, d_video, opt_g, opt_d, loader)
+    g_raw = accelerator.unwrap_model(generator)
+    gan = GAN(generator, d_image, d_video, opt_g, opt_d, accelerator.unwrap_model(d_image),
+              accelerator.unwrap_model(d_video), g_raw.last_layer)
+    ema = st.EMA(g_raw, decay=cfg.ema_decay)  # after prepare: DDP has synced the weights
     progress = st.TrainState()
     accelerator.register_for_checkpointing(ema, progress)
 
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
-        log(f"resumed from {resume_from} at step {progress.step}")
-    elif args.resume == "latest":
-        log("--resume latest: no checkpoint found, starting a new run")
+        say(f"resumed from {resume_from} at step {progress.step}")
+    elif options.resume == "latest":
+        say("--resume latest: no checkpoint found, starting a new run")
+    log = MetricsLog(run_dir / "metrics.jsonl", accelerator)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if metrics_path.exists():  # drop records an interrupted run logged after its checkpoint
-            kept = [line for line in metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= progress.step]
-            metrics_path.write_text("".join(line + "\n" for line in kept))
-    log(f"run {run_name}: {accelerator.num_processes} process(es) on {accelerator.device}, "
-        f"global batch {config['global_batch_size']}, steps {progress.step} -> {args.max_steps}")
+        write_config(run_dir / "config.json", cfg, record)
+        log.trim(progress.step)
+    start_trackers(accelerator, run_dir, run_name, cfg.to_dict())
+    say(f"run {run_name}: {accelerator.num_processes} process(es) on {accelerator.device}, "
+        f"global batch {record.global_batch_size}, steps {progress.step} -> {cfg.max_steps}")
 
-    eval_clips = stack_clips(heldout, range(args.eval_clips))
-    eval_noise = fixed_noise(args.eval_clips, args.z_dim, args.seed)
-    sample_count = min(args.sample_clips, args.eval_clips)
-    k = args.context_frames
-    guard = st.NonFiniteGuard(args.nonfinite_patience)
-    max_norm = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
-
-    def record(values: dict) -> None:
-        if accelerator.is_main_process:
-            # Non-finite values become null: NaN is not JSON, and browsers reject it.
-            values = {n: v if not isinstance(v, float) or math.isfinite(v) else None for n, v in values.items()}
-            with metrics_path.open("a") as f:
-                f.write(json.dumps({"step": progress.step, **values}) + "\n")
-
-    def eval_and_samples(do_eval: bool, do_samples: bool) -> None:
-        ema.model.to(accelerator.device)
-        if do_eval:
-            values = evaluate(accelerator, ema.model, eval_clips, eval_noise, k, perceptual)
-            record(values)
-            log(f"step {progress.step}: " + "  ".join(f"{n}={v:.4g}" for n, v in values.items()))
-        if do_samples and accelerator.is_main_process:
-            write_samples(samples_dir, run_name, progress.step, ema.model, eval_clips[:sample_count],
-                          eval_noise[:sample_count].to(accelerator.device), k, config, metrics_path)
-        accelerator.wait_for_everyone()
-
-    def all_finite(*tensors: torch.Tensor) -> bool:
-        """True on every rank iff every value is finite on every rank (ranks must agree to skip)."""
-        flags = torch.stack([torch.isfinite(t).all() for t in tensors]).float().min().reshape(1)
-        return bool(accelerator.gather(flags).min().item() > 0)
-
-    skipped_in_window = False
-    batches = accelerator.skip_first_batches(loader, progress.step * args.grad_accum) if progress.step else loader
-    bar = tqdm(total=args.max_steps, initial=progress.step, disable=not accelerator.is_main_process,
+    eval_clips = stack_clips(heldout, range(cfg.eval_clips))
+    eval_noise = fixed_noise(cfg.eval_clips, cfg.z_dim, cfg.seed)
+    sample_count = min(cfg.sample_clips, cfg.eval_clips)
+    guard = st.NonFiniteGuard(cfg.nonfinite_patience)
+    batches = accelerator.skip_first_batches(loader, progress.step * cfg.grad_accum) if progress.step else loader
+    bar = tqdm(total=cfg.max_steps, initial=progress.step, disable=not accelerator.is_main_process,
                desc="train", dynamic_ncols=True)
     start_time, start_step = time.time(), progress.step
-    logs: dict[str, torch.Tensor] = {}
+    window_ok, bar_window = True, LogWindow()
     for real in batches:
-        if progress.step >= args.max_steps:
+        if progress.step >= cfg.max_steps:
             break
-        step = progress.step
         with accelerator.accumulate(generator, d_image, d_video):
-            z = torch.randn(real.shape[0], args.z_dim, device=real.device)
-            context = real[:, :, :k]
-            batch = Batch(real=real, context=context, future=real[:, :, k:], generated=generator(context, z))
-
-            # Discriminators (generated frames detached).
-            d_total, d_logs = objective.discriminator(
-                step, batch, d_image, d_video, accelerator.scaler.get_scale() if accelerator.scaler else None)
-            if all_finite(d_total):
-                accelerator.backward(d_total)
-            else:
-                skipped_in_window = True
-            if accelerator.sync_gradients:
-                norm = accelerator.clip_grad_norm_([*d_image.parameters(), *d_video.parameters()], max_norm)
-                if not skipped_in_window and all_finite(norm):
-                    opt_d.step()
-                else:
-                    skipped_in_window = True
-            opt_d.zero_grad(set_to_none=True)
-
-            # Generator, against the unwrapped frozen discriminators (no DDP hooks on them).
-            di_raw.requires_grad_(False)
-            dv_raw.requires_grad_(False)
-            g_total, g_logs = objective.generator(step, batch, di_raw, dv_raw, g_raw.last_layer)
-            di_raw.requires_grad_(True)
-            dv_raw.requires_grad_(True)
-            if all_finite(g_total):
-                accelerator.backward(g_total)
-            else:
-                skipped_in_window = True
-            if accelerator.sync_gradients:
-                norm = accelerator.clip_grad_norm_(generator.parameters(), max_norm)
-                g_ok = all_finite(norm) and not skipped_in_window
-                if g_ok:
-                    opt_g.step()
-            opt_g.zero_grad(set_to_none=True)
-
+            ok, logs = train_step(progress.step, real, gan, losses, cfg, accelerator, window_ok)
         if not accelerator.sync_gradients:
+            window_ok = ok
             continue
-        skipped = guard.update(not skipped_in_window)
-        skipped_in_window = False
+        window_ok = True
+        skipped = guard.update(ok)
         progress.skipped += int(skipped)
         if not skipped:
             ema.update(g_raw)
         progress.step += 1
         bar.update(1)
-        logs = {**{f"g/{n}": v for n, v in g_logs.items()}, **{f"d/{n}": v for n, v in d_logs.items()}}
-        done = progress.step >= args.max_steps
-        if progress.step % args.log_every == 0 or done or skipped:
-            names = sorted(logs)
-            values = accelerator.reduce(torch.stack([logs[n].float() for n in names]), reduction="mean")
-            row = dict(zip(names, values.tolist()))
-            row["skipped_steps"] = progress.skipped
-            row["steps_per_s"] = (progress.step - start_step) / (time.time() - start_time)
-            record(row)
-            bar.set_postfix(g=f"{row['g/total']:.3f}", d=f"{row['d/total']:.3f}")
+        bar_window.add(logs)
+        done = progress.step >= cfg.max_steps
+        if progress.step % cfg.log_every == 0 or done or skipped:
+            log.write_losses(progress.step, logs, skipped_steps=progress.skipped,
+                             steps_per_s=(progress.step - start_step) / (time.time() - start_time))
+            bar.set_postfix(bar_window.means())
         if guard.exhausted:
-            path = save_checkpoint(accelerator, ckpt_root, progress.step, ema, args.keep_checkpoints)
+            path = st.save_checkpoint(accelerator, run_dir / "checkpoints", progress.step, ema, cfg.keep_checkpoints)
             try:
                 guard.check(progress.step)
             except st.NonFiniteLossError as error:
                 raise SystemExit(f"error: {error} Saved {path}.") from error
-        do_eval = progress.step % args.eval_every == 0 or done
-        do_samples = progress.step % args.sample_every == 0 or done
-        if do_eval or do_samples:
-            eval_and_samples(do_eval, do_samples)
-        if progress.step % args.checkpoint_every == 0 or done:
-            save_checkpoint(accelerator, ckpt_root, progress.step, ema, args.keep_checkpoints)
+        if progress.step % cfg.eval_every == 0 or done:
+            values = evaluate(accelerator, ema.model.to(accelerator.device), eval_clips, eval_noise,
+                              cfg.context_frames, perceptual)
+            log.write(progress.step, values)
+            say(f"step {progress.step}: " + "  ".join(f"{n}={v:.4g}" for n, v in values.items()))
+        if progress.step % cfg.sample_every == 0 or done:
+            if accelerator.is_main_process:
+                paths = write_samples(Path(cfg.samples_dir), run_name, progress.step, ema.model,
+                                      eval_clips[:sample_count], eval_noise[:sample_count].to(accelerator.device),
+                                      cfg.context_frames, flat_config(cfg, record), log.path)
+                say(f"step {progress.step}: wrote {paths['gif']}")
+            accelerator.wait_for_everyone()
+        if progress.step % cfg.checkpoint_every == 0 or done:
+            path = st.save_checkpoint(accelerator, run_dir / "checkpoints", progress.step, ema, cfg.keep_checkpoints)
+            say(f"step {progress.step}: saved {path.name}")
     bar.close()
-    check_ranks_in_sync(accelerator, g_raw, record)
-    if progress.step < args.max_steps:
-        raise SystemExit(f"error: the data ran out at step {progress.step} < --max-steps {args.max_steps}")
-    if start_step >= args.max_steps:
-        log(f"already at step {progress.step} >= --max-steps {args.max_steps}; nothing to train")
-    log(f"done: {progress.step} steps in {time.time() - start_time:.0f} s; "
-        f"metrics {metrics_path}, gallery {samples_dir / 'index.html'}")
+    check_ranks_in_sync(accelerator, g_raw, log, progress.step)
+    if progress.step < cfg.max_steps:
+        raise SystemExit(f"error: the data ran out at step {progress.step} < --max-steps {cfg.max_steps}")
+    if start_step >= cfg.max_steps:
+        say(f"already at step {progress.step} >= --max-steps {cfg.max_steps}; nothing to train")
+    say(f"done: {progress.step} steps in {time.time() - start_time:.0f} s; "
+        f"metrics {log.path}, gallery {Path(cfg.samples_dir) / 'index.html'}")
     accelerator.end_training()
 
 

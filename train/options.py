@@ -1,143 +1,153 @@
-"""Command-line flags of ``train/gan.py`` and their validation (all before any work is done)."""
+"""Command-line flags of ``train/gan.py``: they build a :class:`TrainConfig` and name the run.
+
+Merge rule: the settings start from :class:`TrainConfig`'s defaults, or from ``--config FILE``
+(a run's ``config.json`` or a hand-written JSON file) when it is given; every flag typed on the
+command line then overrides its setting. The parser has no defaults of its own
+(``argparse.SUPPRESS``), so a parse returns exactly the flags that were typed: a flag given with
+its default value still overrides the file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 from genloss import KINDS
+from train.config import (
+    PERCEPTUAL_CHOICES,
+    PRECISIONS,
+    REC_LOSSES,
+    REPORT_TO_CHOICES,
+    ConfigError,
+    TrainConfig,
+    load_config,
+)
 
-__all__ = ["PERCEPTUAL_CHOICES", "build_parser", "parse_args", "validate"]
+__all__ = ["Options", "build_parser", "parse_args"]
 
-PERCEPTUAL_CHOICES = ("auto", "lpips-alex", "lpips-vgg", "lpips-squeeze", "none")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SETTINGS = {f.name for f in dataclasses.fields(TrainConfig)}
+MERGE_RULE = (
+    "Settings start from the defaults shown, or from --config FILE when given; every flag typed on the "
+    "command line overrides its setting. Example: --config runs/<run>/config.json --max-steps 6000 "
+    "repeats that run's settings with 6000 steps."
+)
+
+
+@dataclass
+class Options:
+    """What one command asks for: the settings, and which run folder to write."""
+
+    config: TrainConfig
+    run_name: str | None = None  # the run folder's name; None = <date>-<time>-<task>
+    resume: str | None = None  # "latest", a checkpoint folder, or None for a fresh run
+    config_file: str | None = None  # the --config file the settings started from
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train the reference video GAN (video continuation by default) with genloss "
         "and Accelerate. With no flags: the CPU reference run on procedural moving shapes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=MERGE_RULE,
+        argument_default=argparse.SUPPRESS,
     )
-    g = p.add_argument_group("run")
-    g.add_argument("--max-steps", type=int, default=3000, help="optimisation steps to train for (in total, across resumes)")
-    g.add_argument("--batch-size", type=int, default=8, help="clips per process per micro-batch")
-    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches accumulated per optimisation step")
-    g.add_argument("--frames", type=int, default=6, help="clip length T (context + generated frames)")
-    g.add_argument("--context-frames", type=int, default=2, help="K context frames given to the generator; 0 = unconditional generation")
-    g.add_argument("--size", type=int, default=32, help="frame height and width in pixels (a multiple of 8, at least 16)")
-    g.add_argument("--dataset", type=str, default=None, help="folder of videos (.mp4 .webm .avi .gif) or of frame folders (.png/.jpg); default: procedural moving shapes")
-    g.add_argument("--num-shapes", type=int, default=2, help="shapes per clip in the procedural moving-shapes dataset")
-    g.add_argument("--output-dir", type=str, default="runs", help="where run folders (config, metrics, checkpoints) go")
-    g.add_argument("--run-name", type=str, default=None, help="run folder name; default: <date>-<time>-<task>")
-    g.add_argument("--samples-dir", type=str, default="samples", help="where sample clips and the gallery index.html go")
-    g.add_argument("--sample-every", type=int, default=500, help="write sample clips every N steps (and at the end)")
-    g.add_argument("--eval-every", type=int, default=250, help="evaluate on the held-out clips every N steps (and at the end)")
-    g.add_argument("--checkpoint-every", type=int, default=500, help="save a checkpoint every N steps (and at the end)")
-    g.add_argument("--keep-checkpoints", type=int, default=3, help="keep only the newest N checkpoints")
-    g.add_argument("--log-every", type=int, default=25, help="append training losses to metrics.jsonl every N steps")
-    g.add_argument("--eval-clips", type=int, default=64, help="held-out clips per evaluation (split across processes)")
-    g.add_argument("--sample-clips", type=int, default=8, help="held-out clips shown in each sample grid")
-    g.add_argument("--resume", type=str, default=None, help="'latest' (newest checkpoint of --run-name, or of any run in --output-dir) or a checkpoint folder")
-    g.add_argument("--seed", type=int, default=0, help="seed for data, initialisation, noise and the held-out split")
-    g.add_argument("--cpu-threads", type=int, default=1, help="torch threads per process when training on CPU; 0 = the machine's cores divided among its processes (1 is the safe choice for this small model on 2 cores: 2 threads are ~25%% faster on an idle machine but OpenMP threads stall whenever another process competes for a core)")
-    g.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no", help="autocast precision (fp16 needs a CUDA GPU)")
+    defaults, hints = TrainConfig(), typing.get_type_hints(TrainConfig)
+
+    def add(group, flag: str, help: str, default_text: str | None = None, **kwargs) -> None:
+        """A flag for the setting of the same name, typed and documented from TrainConfig."""
+        name = flag[2:].replace("-", "_")
+        kind = next(t for t in typing.get_args(hints[name]) or (hints[name],) if t is not type(None))
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction  # --x / --no-x, to override a --config file
+        elif kind is not str:
+            kwargs["type"] = kind
+        shown = default_text if default_text is not None else getattr(defaults, name)
+        group.add_argument(flag, help=f"{help} (default: {shown})".replace("%", "%%"), **kwargs)
+
+    r = p.add_argument_group("run")
+    r.add_argument("--config", metavar="FILE", help="start from this JSON file's settings (a run's config.json "
+                   "or a hand-written {\"setting\": value} file); flags given on the command line override it")
+    r.add_argument("--run-name", help="run folder name (default: <date>-<time>-<task>)")
+    r.add_argument("--resume", help="'latest' (newest checkpoint of --run-name, or of any run in --output-dir) "
+                   "or a checkpoint folder")
+    add(r, "--max-steps", "optimisation steps to train for (in total, across resumes)")
+    add(r, "--batch-size", "clips per process per micro-batch")
+    add(r, "--grad-accum", "micro-batches accumulated per optimisation step")
+    add(r, "--frames", "clip length T (context + generated frames)")
+    add(r, "--context-frames", "K context frames given to the generator; 0 = unconditional generation")
+    add(r, "--size", "frame height and width in pixels (a multiple of 8, at least 16)")
+    add(r, "--dataset", "folder of videos (.mp4 .webm .avi .gif) or of frame folders (.png/.jpg)",
+        "procedural moving shapes")
+    add(r, "--num-shapes", "shapes per clip in the procedural moving-shapes dataset")
+    add(r, "--output-dir", "where run folders (config, metrics, checkpoints) go")
+    add(r, "--samples-dir", "where sample clips and the gallery index.html go")
+    add(r, "--sample-every", "write sample clips every N steps (and at the end)")
+    add(r, "--eval-every", "evaluate on the held-out clips every N steps (and at the end)")
+    add(r, "--checkpoint-every", "save a checkpoint every N steps (and at the end)")
+    add(r, "--keep-checkpoints", "keep only the newest N checkpoints")
+    add(r, "--log-every", "append training losses to metrics.jsonl every N steps")
+    add(r, "--eval-clips", "held-out clips per evaluation (split across processes)")
+    add(r, "--sample-clips", "held-out clips shown in each sample grid")
+    add(r, "--report-to", "also send metrics.jsonl's values to TensorBoard (<run>/tensorboard), Weights & "
+        "Biases, or all of those installed", choices=REPORT_TO_CHOICES)
+    add(r, "--seed", "seed for data, initialisation, noise and the held-out split")
+    add(r, "--cpu-threads", "torch threads per process when training on CPU; 0 = the machine's cores divided "
+        "among its processes (1 is the safe choice for this small model on 2 cores: 2 threads are ~25% faster "
+        "on an idle machine but OpenMP threads stall whenever another process competes for a core)")
+    add(r, "--mixed-precision", "autocast precision (fp16 needs a CUDA GPU)", choices=PRECISIONS)
 
     m = p.add_argument_group("model and optimiser")
-    m.add_argument("--g-channels", type=int, default=16, help="generator width at full resolution (a multiple of 8)")
-    m.add_argument("--g-output-scale", type=int, choices=(1, 2), default=2, help="generator heads (flow, mask, colour) at size / this, bilinearly upsampled; 1 = full resolution (sharper, ~40%% slower)")
-    m.add_argument("--d-channels", type=int, default=16, help="discriminators' first-layer width (a multiple of 8)")
-    m.add_argument("--z-dim", type=int, default=32, help="noise vector size")
-    m.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in both discriminators")
-    m.add_argument("--lr-g", type=float, default=1e-3, help="generator Adam learning rate")
-    m.add_argument("--lr-d", type=float, default=4e-4, help="discriminators' Adam learning rate")
-    m.add_argument("--ema-decay", type=float, default=0.995, help="decay of the generator's EMA used for samples and eval")
-    m.add_argument("--max-grad-norm", type=float, default=0.0, help="clip gradient norms to this value (0 = no clipping; non-finite norms are always skipped)")
-    m.add_argument("--nonfinite-patience", type=int, default=5, help="stop after this many consecutive non-finite steps")
+    add(m, "--g-channels", "generator width at full resolution (a multiple of 8)")
+    add(m, "--g-output-scale", "generator heads (flow, mask, colour) at size / this, bilinearly upsampled; "
+        "1 = full resolution (sharper, ~40% slower)", choices=(1, 2))
+    add(m, "--d-channels", "discriminators' first-layer width (a multiple of 8)")
+    add(m, "--z-dim", "noise vector size")
+    add(m, "--spectral-norm", "spectral normalisation in both discriminators")
+    add(m, "--lr-g", "generator Adam learning rate")
+    add(m, "--lr-d", "discriminators' Adam learning rate")
+    add(m, "--ema-decay", "decay of the generator's EMA used for samples and eval")
+    add(m, "--max-grad-norm", "clip gradient norms to this value (0 = no clipping; non-finite norms are always "
+        "skipped)")
+    add(m, "--nonfinite-patience", "stop after this many consecutive non-finite steps")
 
     l = p.add_argument_group("losses")
-    l.add_argument("--adv-loss", choices=KINDS, default="hinge", help="adversarial loss kind for both discriminators")
-    l.add_argument("--adv-weight", type=float, default=0.05, help="weight of the generator's adversarial term")
-    l.add_argument("--adv-start", type=int, default=None, help="warm-up: steps before the adversarial term starts (default: max-steps/3 with context, 0 without)")
-    l.add_argument("--adv-ramp", type=int, default=None, help="steps over which the adversarial weight ramps up (default: max-steps/6 with context, 0 without)")
-    l.add_argument("--adaptive-weight", action="store_true", help="scale the adversarial term by VQGAN's adaptive weight")
-    l.add_argument("--r1-gamma", type=float, default=1.0, help="R1 penalty strength gamma (0 = off)")
-    l.add_argument("--r1-interval", type=int, default=16, help="apply R1 lazily every N steps")
-    l.add_argument("--rec-loss", choices=("l1", "charbonnier"), default="l1", help="reconstruction loss on the generated frames")
-    l.add_argument("--rec-weight", type=float, default=1.0, help="weight of the reconstruction term")
-    l.add_argument("--gdl-weight", type=float, default=1.0, help="weight of the gradient-difference term")
-    l.add_argument("--tdl-weight", type=float, default=1.0, help="weight of the temporal-difference term")
-    l.add_argument("--smooth-weight", type=float, default=0.02, help="weight of the second-order temporal-smoothness term")
-    l.add_argument("--perceptual", choices=PERCEPTUAL_CHOICES, default="auto", help="perceptual term: LPIPS net, or auto (LPIPS alex if ImageNet weights load, else discriminator feature matching)")
-    l.add_argument("--perceptual-weights", type=str, default=None, help="torchvision state dict file of the LPIPS backbone (instead of the hub cache)")
-    l.add_argument("--perceptual-weight", type=float, default=0.1, help="weight of the perceptual (or feature-matching) term")
+    add(l, "--adv-loss", "adversarial loss kind for both discriminators", choices=KINDS)
+    add(l, "--adv-weight", "weight of the generator's adversarial term")
+    add(l, "--adv-start", "warm-up: steps before the adversarial term starts", "max-steps/3 with context, 0 without")
+    add(l, "--adv-ramp", "steps over which the adversarial weight ramps up", "max-steps/6 with context, 0 without")
+    add(l, "--adaptive-weight", "scale the adversarial term by VQGAN's adaptive weight (needs the reconstruction "
+        "and adversarial terms)")
+    add(l, "--r1-gamma", "R1 penalty strength gamma (0 = off)")
+    add(l, "--r1-interval", "apply R1 lazily every N steps")
+    add(l, "--rec-loss", "reconstruction loss on the generated frames", choices=REC_LOSSES)
+    add(l, "--rec-weight", "weight of the reconstruction term")
+    add(l, "--gdl-weight", "weight of the gradient-difference term")
+    add(l, "--tdl-weight", "weight of the temporal-difference term")
+    add(l, "--smooth-weight", "weight of the second-order temporal-smoothness term")
+    add(l, "--perceptual", "perceptual term: LPIPS net, or auto (LPIPS alex if ImageNet weights load, else "
+        "discriminator feature matching)", choices=PERCEPTUAL_CHOICES)
+    add(l, "--perceptual-weights", "torchvision state dict file of the LPIPS backbone", "the torch hub cache")
+    add(l, "--perceptual-weight", "weight of the perceptual (or feature-matching) term")
     return p
 
 
-def validate(args: argparse.Namespace) -> argparse.Namespace:
-    """Raise ``SystemExit`` via ``argparse`` errors for any bad value or combination."""
-
-    def fail(message: str) -> None:
-        build_parser().error(message)
-
-    positive = ("max_steps", "batch_size", "grad_accum", "frames", "size", "num_shapes", "sample_every",
-                "eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "eval_clips",
-                "sample_clips", "g_channels", "d_channels", "z_dim", "r1_interval", "nonfinite_patience")
-    for name in positive:
-        if getattr(args, name) < 1:
-            fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
-    non_negative = ("adv_weight", "r1_gamma", "rec_weight", "gdl_weight", "tdl_weight", "smooth_weight",
-                    "perceptual_weight", "max_grad_norm")
-    for name in non_negative:
-        if not getattr(args, name) >= 0:  # also rejects NaN
-            fail(f"--{name.replace('_', '-')} must be >= 0; got {getattr(args, name)}")
-    for name in ("lr_g", "lr_d"):
-        if not getattr(args, name) > 0:
-            fail(f"--{name.replace('_', '-')} must be > 0; got {getattr(args, name)}")
-    if not 0 <= args.ema_decay < 1:
-        fail(f"--ema-decay must be in [0, 1); got {args.ema_decay}")
-    if args.frames < 3:
-        fail(f"--frames must be >= 3 (the temporal terms compare consecutive frame pairs); got {args.frames}")
-    if not 0 <= args.context_frames < args.frames:
-        fail(f"--context-frames must be in [0, --frames); got {args.context_frames} with --frames {args.frames}")
-    if args.size < 16 or args.size % 8:
-        fail(f"--size must be a multiple of 8 and at least 16 (the models halve it 3 times); got {args.size}")
-    for name in ("g_channels", "d_channels"):
-        if getattr(args, name) % 8:
-            fail(f"--{name.replace('_', '-')} must be a multiple of 8 (group norm); got {getattr(args, name)}")
-    if args.cpu_threads < 0:
-        fail(f"--cpu-threads must be >= 0; got {args.cpu_threads}")
-    for name in ("adv_start", "adv_ramp"):
-        value = getattr(args, name)
-        if value is not None and value < 0:
-            fail(f"--{name.replace('_', '-')} must be >= 0; got {value}")
-    if args.dataset is not None and not Path(args.dataset).is_dir():
-        fail(f"--dataset {args.dataset!r} is not an existing folder")
-    if args.perceptual_weights is not None:
-        if args.perceptual == "none":
-            fail("--perceptual-weights was given but --perceptual is 'none'")
-        if not Path(args.perceptual_weights).is_file():
-            fail(f"--perceptual-weights {args.perceptual_weights!r} is not an existing file")
-    if args.run_name is not None and not _RUN_NAME.match(args.run_name):
-        fail(f"--run-name must be letters, digits, '.', '_' or '-' (a folder name); got {args.run_name!r}")
-    if args.resume not in (None, "latest"):
-        path = Path(args.resume)
-        if not path.is_dir():
-            fail(f"--resume {args.resume!r} is neither 'latest' nor an existing checkpoint folder")
-    if args.mixed_precision == "fp16":
-        import torch
-
-        if not torch.cuda.is_available():
-            fail("--mixed-precision fp16 needs a CUDA GPU; use bf16 on CPU")
-    # Resolved defaults, recorded in config.json.
-    conditional = args.context_frames > 0
-    if args.adv_start is None:
-        args.adv_start = args.max_steps // 3 if conditional else 0
-    if args.adv_ramp is None:
-        args.adv_ramp = args.max_steps // 6 if conditional else 0
-    return args
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return validate(build_parser().parse_args(argv))
+def parse_args(argv: list[str] | None = None) -> Options:
+    """Parse and validate; any bad value or combination exits through ``argparse`` with a message."""
+    parser = build_parser()
+    given = vars(parser.parse_args(argv))  # only the flags typed (SUPPRESS defaults)
+    config_file = given.pop("config", None)
+    try:
+        base = TrainConfig() if config_file is None else load_config(config_file)[0]
+        config = dataclasses.replace(base, **{k: v for k, v in given.items() if k in _SETTINGS}).validate()
+    except ConfigError as error:
+        parser.error(str(error))
+    run_name, resume = given.get("run_name"), given.get("resume")
+    if run_name is not None and not _RUN_NAME.match(run_name):
+        parser.error(f"--run-name must be letters, digits, '.', '_' or '-' (a folder name); got {run_name!r}")
+    if resume not in (None, "latest") and not Path(resume).is_dir():
+        parser.error(f"--resume {resume!r} is neither 'latest' nor an existing checkpoint folder")
+    return Options(config=config, run_name=run_name, resume=resume, config_file=config_file)

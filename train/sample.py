@@ -3,7 +3,8 @@
     python train/sample.py --checkpoint runs/<run>/checkpoints/checkpoint-3000 --num 16
     python train/sample.py --checkpoint runs/<run> --num 16          # the run's newest checkpoint
 
-Rebuilds the EMA generator from the run's ``config.json`` and the checkpoint's EMA weights, and
+Rebuilds the EMA generator from the run's ``config.json`` (read as a ``TrainConfig``) and the
+checkpoint's EMA weights, and
 writes a GIF/MP4 grid and a strip (context + generated | ground truth) of ``--num`` held-out
 clips under ``<out>/`` (default: ``<samples-dir of the run>/<run-name>/from-checkpoint-<step>/``).
 """
@@ -17,13 +18,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
+import dataclasses  # noqa: E402
 
 import torch  # noqa: E402
 
 from train import state as st  # noqa: E402
+from train.build import build_datasets, build_generator  # noqa: E402
+from train.config import ConfigError, load_config  # noqa: E402
 from train.evaluate import fixed_noise, generate, stack_clips  # noqa: E402
-from train.setup import build_datasets, build_generator, run_dir_of_checkpoint  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,19 +55,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> dict[str, Path]:
     from train.clips import write_clips
 
-    run_dir = run_dir_of_checkpoint(args.checkpoint)
-    config = json.loads((run_dir / "config.json").read_text())
+    run_dir = st.run_dir_of_checkpoint(args.checkpoint)
+    try:
+        config, run = load_config(run_dir / "config.json")
+        config.validate(environment=False)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from error
     step = st.checkpoint_step(args.checkpoint)
     generator = build_generator(config)
     generator.load_state_dict(torch.load(args.checkpoint / st.EMA_FILE, map_location="cpu", weights_only=True))
     generator.to(args.device).eval()
-    _, heldout = build_datasets({**config, "eval_clips": max(args.num, config["eval_clips"])}, 1)
+    _, heldout = build_datasets(dataclasses.replace(config, eval_clips=max(args.num, config.eval_clips)), 1)
     clips = stack_clips(heldout, range(args.num))
-    seed = config["seed"] if args.seed is None else args.seed
-    noise = fixed_noise(args.num, config["z_dim"], seed).to(args.device)
-    k = config["context_frames"]
+    seed = config.seed if args.seed is None else args.seed
+    noise = fixed_noise(args.num, config.z_dim, seed).to(args.device)
+    k = config.context_frames
     generated = generate(generator, clips.to(args.device), noise, k).cpu().clamp(-1, 1)
-    out = Path(args.out) if args.out else Path(config["samples_dir"]) / config["run_name"] / f"from-checkpoint-{step}"
+    run_name = run.get("run_name", run_dir.name)
+    out = Path(args.out) if args.out else Path(config.samples_dir) / run_name / f"from-checkpoint-{step}"
     paths = write_clips(out, step, clips[:, :, :k], generated, clips)
     for kind, path in paths.items():
         print(f"{kind}: {path}")

@@ -22,11 +22,14 @@ __all__ = [
     "EMA",
     "NonFiniteGuard",
     "NonFiniteLossError",
+    "OptimizerSnapshot",
     "TrainState",
     "checkpoint_step",
     "latest_checkpoint",
     "prune_checkpoints",
     "publish_checkpoint",
+    "run_dir_of_checkpoint",
+    "save_checkpoint",
     "staging_dir",
 ]
 
@@ -78,6 +81,28 @@ class TrainState:
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.skipped = int(state["step"]), int(state["skipped"])
+
+
+class OptimizerSnapshot:
+    """A copy of an optimiser's parameters and state, to take back one step.
+
+    The trainer updates the discriminators before the generator's half of a step (which is judged
+    by the updated discriminators); when that half turns out non-finite, the whole step is
+    skipped, so the discriminators' update is undone with this. Costs one copy of the
+    discriminators' weights and Adam moments per step.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.params = [p.detach().clone() for group in optimizer.param_groups for p in group["params"]]
+        self.state = copy.deepcopy(optimizer.state_dict())
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for param, saved in zip(params, self.params, strict=True):
+            param.copy_(saved)
+        self.optimizer.load_state_dict(self.state)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -145,6 +170,29 @@ def publish_checkpoint(staging: Path, step: int) -> Path:
     if final.exists():  # re-saving a step (e.g. the final save right after a periodic one)
         shutil.rmtree(final)
     os.replace(staging, final)
+    return final
+
+
+def run_dir_of_checkpoint(checkpoint: str | Path) -> Path:
+    """``<output-dir>/<run-name>/checkpoints/checkpoint-<step>`` -> ``<output-dir>/<run-name>``."""
+    return Path(checkpoint).resolve().parent.parent
+
+
+def save_checkpoint(accelerator, ckpt_root: Path, step: int, ema: EMA, keep: int) -> Path:
+    """``save_state`` into a hidden folder, then rename it: never a half-written checkpoint."""
+    staging = staging_dir(ckpt_root, step)
+    if accelerator.is_main_process and staging.exists():
+        shutil.rmtree(staging)  # left by a process killed mid-save
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))  # every rank writes its RNG state here
+    if accelerator.is_main_process:
+        torch.save(ema.model.state_dict(), staging / EMA_FILE)
+    accelerator.wait_for_everyone()
+    final = ckpt_root / f"checkpoint-{step}"
+    if accelerator.is_main_process:
+        final = publish_checkpoint(staging, step)
+        prune_checkpoints(ckpt_root, keep)
+    accelerator.wait_for_everyone()
     return final
 
 

@@ -1,0 +1,84 @@
+"""The reference GAN's loss terms and their weights, composed from genloss.
+
+Discriminators (image and video): ``--adv-loss`` on real against generated clips, plus lazy R1.
+Generator, in the order the total is summed: reconstruction (L1 or Charbonnier), gradient
+difference, temporal difference, perceptual (LPIPS, or discriminator feature matching), second-order
+temporal smoothness, and the adversarial term, switched on after a warm-up by a ``Schedule``.
+Unconditional runs (no context, so no target) weigh the four target-based terms 0, and
+``CompositeLoss`` never calls a term whose weight is 0.
+
+The tensors these terms read (the generated clip, the discriminators' outputs) are computed once
+per step by ``train_step`` in ``train/gan.py``; this module only says what to compute from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+import genloss as gl
+from train.config import TrainConfig
+
+__all__ = ["IMAGE_D_FRAMES", "Losses", "build_losses", "frame_indices", "temporal_difference_from_context"]
+
+IMAGE_D_FRAMES = 2  # generated frames per clip shown to the image discriminator
+
+
+@dataclass
+class Losses:
+    """The two composite losses of the GAN and what their terms need."""
+
+    generator: gl.CompositeLoss  # rec, gdl, tdl, perceptual, smooth, adv
+    discriminator: gl.CompositeLoss  # adv_video, adv_image (R1 is added on due steps)
+    kind: str  # the adversarial loss kind (genloss.KINDS)
+    reconstruction: Callable[[Tensor, Tensor], Tensor]  # l1_loss or charbonnier_loss
+    lpips: nn.Module | None  # the perceptual network, or None: feature matching (or no perceptual term)
+
+    def perceptual(self, generated: Tensor, future: Tensor, features_real: list[Tensor] | None,
+                   features_fake: list[Tensor] | None) -> Tensor:
+        """LPIPS between generated and true frames, or (without LPIPS) feature matching on the video
+        discriminator's features of the real and the generated clip."""
+        if self.lpips is not None:
+            return self.lpips(generated, future)
+        return gl.feature_matching_loss(features_real, features_fake)
+
+    def active(self, step: int) -> set[str]:
+        """The generator terms computed at ``step`` (those with a non-zero weight)."""
+        return {name for name, factor in self.generator.factors(step).items() if factor != 0}
+
+
+def build_losses(cfg: TrainConfig, lpips: nn.Module | None, perceptual: str) -> Losses:
+    """The losses of a run; ``perceptual`` is the term actually used (see ``build_perceptual``)."""
+    conditional = cfg.context_frames > 0
+    target_weight = 1.0 if conditional else 0.0  # no context, no target to compare with
+    start, ramp = cfg.adversarial_warmup()
+    generator = gl.CompositeLoss({
+        "rec": target_weight * cfg.rec_weight,
+        "gdl": target_weight * cfg.gdl_weight,
+        "tdl": target_weight * cfg.tdl_weight,
+        "perceptual": target_weight * cfg.perceptual_weight if perceptual != "none" else 0.0,
+        "smooth": cfg.smooth_weight,
+        "adv": gl.Schedule(cfg.adv_weight, start=start, ramp=ramp),
+    })
+    discriminator = gl.CompositeLoss({"adv_video": 1.0, "adv_image": 1.0})
+    reconstruction = gl.l1_loss if cfg.rec_loss == "l1" else gl.charbonnier_loss
+    return Losses(generator, discriminator, cfg.adv_loss, reconstruction, lpips)
+
+
+def frame_indices(frames: int, context_frames: int, device: torch.device | str) -> Tensor:
+    """``IMAGE_D_FRAMES`` random generated-frame indices into a clip of ``frames`` frames: never a
+    context frame (context frames are real, so showing them as "generated" would teach the image
+    discriminator nonsense)."""
+    generated = frames - context_frames
+    count = min(IMAGE_D_FRAMES, generated)
+    return context_frames + torch.randperm(generated, device=device)[:count]
+
+
+def temporal_difference_from_context(context: Tensor, generated: Tensor, future: Tensor) -> Tensor:
+    """``temporal_difference_loss`` of the continuation, including the step from the last context
+    frame into the first generated one (the jump a copy-last-frame generator would get wrong)."""
+    last = context[:, :, -1:]
+    return gl.temporal_difference_loss(torch.cat([last, generated], 2), torch.cat([last, future], 2))
