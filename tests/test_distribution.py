@@ -219,6 +219,20 @@ class TestFrechetDistance:
         b = frechet_distance(y.mean(0), torch.cov(y.T), x.mean(0), torch.cov(x.T))
         assert a == pytest.approx(b, rel=1e-10)
 
+    @pytest.mark.parametrize("n", [64, 40])
+    def test_near_singular_matches_the_samples_formula(self, n: int) -> None:
+        # As many or fewer samples than features (64). From centred samples X, Y the trace term
+        # is the sum of the singular values of X Yᵀ / N, no covariance product involved. Square
+        # roots of eigenvalues (of Σ₁^½Σ₂Σ₁^½) land 1e-10 to 1e-8 off here.
+        x, y = _features(n, 64, 22).numpy(), _features(n, 64, 23, 0.1).numpy()
+        xc, yc = x - x.mean(0), y - y.mean(0)
+        cross = np.linalg.svd(xc @ yc.T / n, compute_uv=False).sum()
+        expected = ((x.mean(0) - y.mean(0)) ** 2).sum() + ((xc**2).sum() + (yc**2).sum()) / n
+        expected -= 2 * cross
+        s_x, s_y = np.cov(x, rowvar=False, ddof=0), np.cov(y, rowvar=False, ddof=0)
+        value = frechet_distance(x.mean(0), s_x, y.mean(0), s_y)
+        assert value == pytest.approx(expected, rel=1e-12)
+
     def test_errors(self) -> None:
         mu, sigma = torch.zeros(3), torch.eye(3)
         with pytest.raises(ValueError, match=r"`mu2` must have shape \(3,\)"):

@@ -113,15 +113,18 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
 
     ``d = ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½)``
 
-    The trace of the matrix square root is computed as ``Σᵢ √λᵢ`` over the eigenvalues of the
-    symmetric positive semi-definite ``Σ₁^½ Σ₂ Σ₁^½`` (similar to ``Σ₁Σ₂``, so it has the same
-    eigenvalues), with two symmetric eigendecompositions. That is exact for singular covariances
-    (fewer samples than features) and never produces the complex or NaN values a general matrix
-    square root of the non-symmetric ``Σ₁Σ₂`` (``scipy.linalg.sqrtm`` in the TTUR and StyleGAN
-    code) can. Eigenvalues within rounding of 0 (below ``D·ε`` times the matrix's largest, ε the
-    float64 epsilon) count as 0: the square roots of that noise, about 1e−8 relative each, would
-    otherwise add up to a positive bias for singular covariances. A result below 0 from rounding
-    (identical inputs) is returned as 0.
+    The trace of the matrix square root is the nuclear norm (sum of singular values) of
+    ``L₁ᵀL₂``, with ``Σᵢ = LᵢLᵢᵀ`` and ``Lᵢ = Vᵢ diag(√λᵢ)`` from symmetric eigendecompositions:
+    ``Σ₁Σ₂ = L₁(L₁ᵀL₂)L₂ᵀ`` has the eigenvalues of ``(L₁ᵀL₂)(L₁ᵀL₂)ᵀ``, the squared singular
+    values. An SVD finds small singular values to the accuracy of the largest, where square roots
+    of computed eigenvalues (of ``Σ₁Σ₂`` or of ``Σ₁^½Σ₂Σ₁^½``) inflate the rounding of the
+    smallest ones; near-singular covariances (as many samples as features) have many of those.
+    The method is exact for singular covariances (fewer samples than features) and never gives
+    the complex or NaN values that a general square root of the non-symmetric ``Σ₁Σ₂``
+    (``scipy.linalg.sqrtm`` in the TTUR and StyleGAN code) can. benchmarks/bench_distribution.py
+    compares both with the same quantity computed from the samples themselves. Eigenvalues below 0
+    from rounding count as 0, and a result below 0 from rounding (identical inputs) is returned as
+    0.
 
     Args:
         mu1, mu2: ``(D,)`` means (tensors or numpy arrays, any float dtype).
@@ -156,20 +159,10 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
         )
 
     sigma1, eig1, vec1 = _check_covariance("sigma1", sigma1)
-    sigma2, eig2, _ = _check_covariance("sigma2", sigma2)
-    # Eigenvalues at the level of float64 rounding are zeros in disguise: counted as they come,
-    # their square roots (~1e-8 relative each) add up to a positive bias when covariances are
-    # singular (fewer samples than features). `d · eps` times the matrix's scale separates them.
-    eps = d * torch.finfo(torch.float64).eps
-    norm1, norm2 = float(eig1.abs().max()), float(eig2.abs().max())
-    eig1 = torch.where(eig1 > eps * norm1, eig1, torch.zeros_like(eig1))
-    root1 = (vec1 * eig1.sqrt()) @ vec1.T  # Σ₁^½, symmetric
-    middle = root1 @ sigma2 @ root1
-    eig_middle = torch.linalg.eigvalsh((middle + middle.T) / 2)
-    eig_middle = torch.where(
-        eig_middle > eps * norm1 * norm2, eig_middle, torch.zeros_like(eig_middle)
-    )
-    trace_sqrt = eig_middle.sqrt().sum()
+    sigma2, eig2, vec2 = _check_covariance("sigma2", sigma2)
+    factor1 = vec1 * eig1.clamp_min(0).sqrt()  # Σ₁ = L₁L₁ᵀ
+    factor2 = vec2 * eig2.clamp_min(0).sqrt()
+    trace_sqrt = torch.linalg.svdvals(factor1.T @ factor2).sum()  # tr((Σ₁Σ₂)^½)
     value = (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt
     return max(float(value), 0.0)
 

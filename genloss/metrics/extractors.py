@@ -272,7 +272,7 @@ class FeatureExtractor(nn.Module):
     uint8 on disk, and unrounded generated pixels would be a difference between the sets that the
     features may pick up. ``quantize=False`` skips the rounding (recorded in the protocol).
 
-    The two reference files are loaded on the CPU, put in eval mode and frozen; ``.to(device)``
+    A file given by its path is loaded on the CPU, put in eval mode and frozen; ``.to(device)``
     (or moving the metric that holds this extractor) moves them, and ``.train()`` leaves them in
     eval mode. A user callable is used as it is: it is not frozen or switched to eval mode (a
     module with dropout or batch-norm layers in training mode gets a warning, since they make its
