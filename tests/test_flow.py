@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import genloss as gl
 from genloss import flow as fl
 
-SIZE, MARGIN, PAD = 64, 12, 8
+SIZE, MARGIN, PAD = 64, 12, 12
 
 
 def _texture(n: int, size: int, *, cell: int = 4, seed: int = 0) -> torch.Tensor:
@@ -20,9 +20,9 @@ def _texture(n: int, size: int, *, cell: int = 4, seed: int = 0) -> torch.Tensor
     return (x / x.abs().amax()).clamp(-1, 1)
 
 
-def _shifted_pair(dx: int, dy: int, *, cell: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+def _shifted_pair(dx: int, dy: int, *, cell: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Two crops of one texture with a(x) = b(x + d): the flow from a to b is d everywhere."""
-    big = _texture(2, SIZE + 2 * PAD, cell=cell)
+    big = _texture(2, SIZE + 2 * PAD, cell=cell, seed=seed)
     a = big[:, :, PAD : PAD + SIZE, PAD : PAD + SIZE]
     b = big[:, :, PAD - dy : PAD - dy + SIZE, PAD - dx : PAD - dx + SIZE]
     return a, b
@@ -41,6 +41,27 @@ class TestEstimateFlow:
         error = (_interior(flow) - torch.tensor([dx, dy]).view(1, 2, 1, 1)).abs()
         assert error.max().item() < 0.5
         assert error.mean().item() < 0.05
+
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    @pytest.mark.parametrize("cell", [4, 8])
+    def test_largest_claimed_translations(self, cell: int, seed: int) -> None:
+        """The docstring's bounds at 64x64: 9 px per axis within 0.3 px in the interior, 10 px
+        within 1 px.
+
+        Fine textures (cell 4) are where plain coarse-to-fine LK fails: their coarse levels are
+        nearly blank (before the coarse search and propagation, shift (9, 6) at seed 0 missed by
+        6 px), and a pyramid one level shallower misses some 10-px shifts by many pixels. One
+        call estimates 10 shifts x 2 textures."""
+        at_9 = [(9, 6), (-9, 9), (6, -9), (-9, -4), (9, -9)]
+        at_10 = [(10, 5), (-10, 10), (5, -10), (-10, -5), (10, -10)]
+        pairs = [_shifted_pair(dx, dy, cell=cell, seed=seed) for dx, dy in at_9 + at_10]
+        a, b = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+        flow = fl.estimate_flow(a, b)
+        truth = torch.tensor(at_9 + at_10, dtype=torch.float32).repeat_interleave(2, dim=0)
+        error = (_interior(flow) - truth.view(-1, 2, 1, 1)).norm(dim=1).flatten(1).amax(dim=1)
+        shifts = [s for s in at_9 + at_10 for _ in (0, 1)]
+        assert error[:10].max().item() < 0.3, dict(zip(shifts[:10], error[:10].tolist()))
+        assert error[10:].max().item() < 1.0, dict(zip(shifts[10:], error[10:].tolist()))
 
     def test_recovers_subpixel_translation(self) -> None:
         a = _texture(2, SIZE, cell=8, seed=1)
