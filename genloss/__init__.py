@@ -10,7 +10,7 @@ from .adversarial import KINDS, AdversarialLoss, discriminator_loss, generator_l
 from .augment import DiffAugment, diff_augment
 from .composite import CompositeLoss, Schedule
 from .diagnostics import discriminator_stats, gradient_norms
-from .feature_matching import VGGLoss, feature_matching_loss, gram_matrix, vgg_layer_names
+from .feature_matching import feature_matching_loss
 from .flow import estimate_flow, video_flow, video_flow_and_mask
 from .perceptual import LPIPS, FramesTooSmallError, WeightsNotFoundError
 from .reconstruction import (
@@ -49,6 +49,7 @@ from .temporal import (
     temporal_smoothness_loss,
     warp,
 )
+from .vgg import VGGLoss, gram_matrix, vgg_layer_names
 
 __version__ = "0.1.0"
 

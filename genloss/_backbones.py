@@ -31,7 +31,6 @@ from torch import Tensor, nn
 
 __all__ = [
     "TRUNKS",
-    "FrozenModule",
     "StemConv",
     "TrunkSpec",
     "WeightsNotFoundError",
@@ -276,28 +275,6 @@ def min_input_size(layers: nn.Sequential, limit: int = 1024) -> int:
         else:
             return size
     raise ValueError(f"no input up to {limit} pixels fits these layers")
-
-
-class FrozenModule(nn.Module):
-    """A module that stays in eval mode and never requires gradients.
-
-    ``.train(mode)`` from a parent is recorded in ``sampling_training`` (used to choose random
-    vs evenly spaced frames) but never switches the module itself out of eval mode, so no
-    dropout or batch-norm statistics come back to life.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sampling_training = False
-
-    def train(self, mode: bool = True) -> FrozenModule:
-        self.sampling_training = bool(mode)
-        return super().train(False)
-
-    def freeze(self) -> None:
-        """Call at the end of ``__init__``: no parameter requires a gradient; eval mode."""
-        self.requires_grad_(False)
-        super().train(False)
 
 
 # From this stride on, the stem conv's input gradient runs faster as one sub-pixel conv with C·s²

@@ -1,4 +1,4 @@
-"""Shared input validation and reductions.
+"""Shared input validation, reductions and the half-precision upcast.
 
 Every check raises ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong shape, value or
 option) with a message that names the argument, what was expected and what was found. None of
@@ -15,21 +15,25 @@ from torch import Tensor, nn
 __all__ = [
     "REDUCTIONS",
     "ReductionModule",
+    "at_least_float32",
     "check_broadcastable",
     "check_choice",
     "check_float_tensor",
+    "check_flow",
     "check_grad_tensors",
     "check_image_or_video",
     "check_logits",
     "check_mask",
     "check_ndim",
     "check_reduction",
+    "check_returned_shape",
     "check_same_shape",
     "check_video",
+    "masked_mean",
+    "per_sample_mean",
     "reduce_masked",
     "reduce_per_sample",
     "reduce_real_fake",
-    "per_sample_mean",
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -139,6 +143,35 @@ def check_broadcastable(name: str, x: Tensor, to_name: str, shape: torch.Size) -
         )
 
 
+def check_flow(flow: object, frames: Tensor, frames_name: str, flow_name: str = "flow") -> Tensor:
+    """A float flow ``(B, 2, *frames.shape[2:])``: 2 channels (x, y), same steps and size."""
+    flow = check_float_tensor(flow_name, flow)
+    expected = (frames.shape[0], 2, *frames.shape[2:])
+    if tuple(flow.shape) != expected:
+        layout = "(B, 2, T, H, W)" if frames.ndim == 5 else "(B, 2, H, W)"
+        raise ValueError(
+            f"`{flow_name}` must have shape {layout} = {expected} to match `{frames_name}` of "
+            f"shape {tuple(frames.shape)} (2 channels: x then y displacement in pixels); "
+            f"got {tuple(flow.shape)}"
+        )
+    return flow
+
+
+def check_returned_shape(call: str, out: object, expected: tuple[int, ...], what: str) -> None:
+    """Raise ``ValueError`` unless a user callable's result ``out`` is a tensor of ``expected``."""
+    if not isinstance(out, Tensor) or tuple(out.shape) != expected:
+        found = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"`{call}` must return {what} {expected}; got {found}")
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is float16 or bfloat16; float32 and float64 are returned as they are.
+
+    For the sums, squares, logs and coordinates whose range or precision half precision lacks.
+    """
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def per_sample_mean(values: Tensor) -> Tensor:
     """Mean over every non-batch dimension: ``(B, ...) -> (B,)``."""
     if values.ndim == 1:
@@ -171,23 +204,37 @@ def reduce_real_fake(real_term: Tensor, fake_term: Tensor, reduction: str) -> Te
     return reduce_per_sample(real_term, reduction) + reduce_per_sample(fake_term, reduction)
 
 
+def masked_mean(
+    values: Tensor, mask: Tensor | None, dim: int | tuple[int, ...] | None = None
+) -> Tensor:
+    """``sum(mask * values) / sum(mask)`` over ``dim`` (every dim if ``None``).
+
+    The mask is counted at ``values``' shape (broadcast first), in ``mask * values``' dtype, and
+    the count is clamped to the dtype's smallest normal number, so where the mask is all zero the
+    mean is 0, not NaN. ``mask=None`` is the plain mean.
+    """
+    if mask is None:
+        return values.mean() if dim is None else values.mean(dim=dim)
+    weighted = values * mask
+    weights = mask.expand_as(values)
+    if dim is None:
+        total, count = weighted.sum(), weights.sum(dtype=weighted.dtype)
+    else:
+        total, count = weighted.sum(dim=dim), weights.sum(dim=dim, dtype=weighted.dtype)
+    return total / count.clamp_min(torch.finfo(weighted.dtype).tiny)
+
+
 def reduce_masked(elementwise: Tensor, reduction: str, mask: Tensor | None = None) -> Tensor:
     """Reduce an elementwise loss, optionally weighted by ``mask``.
 
-    With a mask, ``"mean"`` is ``sum(mask * e) / sum(mask broadcast to e)``; the denominator is
-    clamped to a tiny positive number so an all-zero mask gives 0 instead of NaN.
+    ``"mean"`` is :func:`masked_mean` over everything; ``"sum"`` and ``"none"`` weight each
+    element by the mask first.
     """
-    if mask is not None:
-        weighted = elementwise * mask
-        if reduction == "mean":
-            denominator = mask.expand_as(elementwise).sum(dtype=weighted.dtype)
-            return weighted.sum() / denominator.clamp_min(torch.finfo(weighted.dtype).tiny)
-        elementwise = weighted
     if reduction == "mean":
-        return elementwise.mean()
-    if reduction == "sum":
-        return elementwise.sum()
-    return elementwise
+        return masked_mean(elementwise, mask)
+    if mask is not None:
+        elementwise = elementwise * mask
+    return elementwise.sum() if reduction == "sum" else elementwise
 
 
 def check_mask(mask: object, like: Tensor, like_name: str = "pred") -> Tensor:

@@ -23,8 +23,7 @@ from torch import Tensor, nn
 
 from ._checks import (
     check_choice,
-    check_float_tensor,
-    check_ndim,
+    check_logits,
     check_reduction,
     check_same_shape,
     per_sample_mean,
@@ -35,12 +34,6 @@ from ._checks import (
 __all__ = ["KINDS", "AdversarialLoss", "discriminator_loss", "generator_loss"]
 
 KINDS = ("hinge", "non_saturating", "lsgan", "wgan", "relativistic")
-
-
-def _check_logits(name: str, logits: object) -> Tensor:
-    logits = check_float_tensor(name, logits)
-    check_ndim(name, logits, range(1, 9), "(B, ...) of logits")
-    return logits
 
 
 def _check_pair(real_logits: Tensor, fake_logits: Tensor, kind: str) -> None:
@@ -69,8 +62,8 @@ def discriminator_loss(
     """
     check_choice("kind", kind, KINDS)
     check_reduction(reduction)
-    r = _check_logits("real_logits", real_logits)
-    f = _check_logits("fake_logits", fake_logits)
+    r = check_logits("real_logits", real_logits)
+    f = check_logits("fake_logits", fake_logits)
     _check_pair(r, f, kind)
     if kind == "relativistic":
         return reduce_per_sample(per_sample_mean(F.softplus(f - r)), reduction)
@@ -106,14 +99,14 @@ def generator_loss(
     """
     check_choice("kind", kind, KINDS)
     check_reduction(reduction)
-    f = _check_logits("fake_logits", fake_logits)
+    f = check_logits("fake_logits", fake_logits)
     if kind == "relativistic":
         if real_logits is None:
             raise ValueError(
                 "kind='relativistic' compares each fake with a real sample: pass `real_logits` "
                 f"with the same shape as `fake_logits` {tuple(f.shape)}"
             )
-        r = _check_logits("real_logits", real_logits)
+        r = check_logits("real_logits", real_logits)
         _check_pair(r, f, kind)
         elementwise = F.softplus(r - f)
     elif kind == "hinge" or kind == "wgan":

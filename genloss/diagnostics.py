@@ -20,7 +20,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ._checks import check_float_tensor, check_grad_tensors, check_logits
+from ._checks import (
+    at_least_float32,
+    check_float_tensor,
+    check_grad_tensors,
+    check_logits,
+)
 
 __all__ = ["discriminator_stats", "gradient_norms"]
 
@@ -39,7 +44,7 @@ def _norm(x: Tensor) -> Tensor:
     3e38), and ``torch.linalg.vector_norm`` does not rescale, so divide by ``max|x|`` first.
     Non-finite entries give a non-finite norm.
     """
-    x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    x = at_least_float32(x)
     scale = x.abs().amax()
     return scale * torch.linalg.vector_norm(x / scale.clamp_min(torch.finfo(x.dtype).tiny))
 

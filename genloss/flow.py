@@ -25,8 +25,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from ._checks import check_choice, check_float_tensor, check_ndim, check_same_shape, check_video
-from .temporal import check_returned_shape, occlusion_mask, warp
+from ._checks import (
+    check_choice,
+    check_float_tensor,
+    check_ndim,
+    check_returned_shape,
+    check_same_shape,
+    check_video,
+)
+from .temporal import occlusion_mask, warp
 
 __all__ = [
     "FlowEstimator",

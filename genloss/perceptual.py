@@ -11,6 +11,7 @@ with optional frame subsampling, input checks, and a faster forward/backward on 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,6 @@ from torch import Tensor, nn
 
 from ._backbones import (
     TRUNKS,
-    FrozenModule,
     StemConv,
     WeightsNotFoundError,
     build_trunk,
@@ -27,25 +27,29 @@ from ._backbones import (
     min_input_size,
 )
 from ._checks import (
+    at_least_float32,
     check_choice,
-    check_image_or_video,
     check_reduction,
-    check_same_shape,
+    check_returned_shape,
     reduce_per_sample,
+)
+from ._frozen import (
+    FramesTooSmallError,
+    FramewiseLoss,
+    check_pixel_range,
+    select_frames,
 )
 
 __all__ = [
     "LPIPS",
     "FramesTooSmallError",
     "WeightsNotFoundError",
+    "call_lpips",
     "check_pixel_range",
     "select_frames",
 ]
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
-FRAME_SAMPLING = ("auto", "uniform", "random")
-# Inputs are documented in [-1, 1]; only values clearly outside (e.g. [0, 255] images) are errors.
-RANGE_LIMIT = 1.5
 # lpips.normalize_tensor: f / (||f|| + eps); computed in float32, where 1e-10 is representable.
 NORM_EPS = 1e-10
 # How many leading trunk layers run channels_last on CPU depends on the kernels oneDNN dispatches
@@ -64,63 +68,23 @@ def cpu_channels_last_layers(net: str, depth: int) -> int:
     return depth
 
 
-class FramesTooSmallError(ValueError):
-    """Frames smaller than the network's convolutions and pools accept (see ``LPIPS.min_size``)."""
+def call_lpips(model: Callable[..., Tensor], x: Tensor, y: Tensor) -> Tensor:
+    """The pair contract of LPIPS-like callables: ``model(x, y, reduction="none")`` on
+    ``(N, C, H, W)`` frames, checked to return one distance per pair, ``(N,)``.
 
-
-def check_pixel_range(
-    name: str, x: Tensor, low: float = -RANGE_LIMIT, high: float = RANGE_LIMIT
-) -> None:
-    """Raise ``ValueError`` if ``x`` has values outside ``[low, high]`` (one device sync)."""
-    lo, hi = torch.stack(torch.aminmax(x.detach())).float().tolist()
-    if lo < low or hi > high:
-        hint = " (looks like [0, 255] pixels: use x / 127.5 - 1)" if hi > 2 else ""
-        raise ValueError(
-            f"`{name}` must hold pixels in [-1, 1] (values outside [{low}, {high}] are rejected); "
-            f"got values in [{lo:.4g}, {hi:.4g}]{hint}. Pass check_range=False to skip this check."
-        )
-
-
-def _check_pixels(name: str, x: object) -> Tensor:
-    """A float RGB image or video; integer tensors get a hint about the expected range."""
-    if isinstance(x, Tensor) and not x.is_floating_point():
-        raise TypeError(
-            f"`{name}` must be a floating-point tensor with pixels in [-1, 1]; got dtype {x.dtype} "
-            "(for uint8 images use x.float() / 127.5 - 1)"
-        )
-    x = check_image_or_video(name, x)
-    if x.shape[1] != 3:
-        raise ValueError(
-            f"`{name}` must have 3 (RGB) channels in dim 1; got shape {tuple(x.shape)} "
-            f"with {x.shape[1]} channels"
-        )
-    return x
-
-
-def select_frames(
-    videos: tuple[Tensor, ...], frames: int | None, random: bool
-) -> tuple[Tensor, ...]:
-    """The same ``frames`` frames of every video in ``videos`` (all ``(B, C, T, H, W)``).
-
-    ``random=False`` takes evenly spaced frames, the centres of ``frames`` equal bins of
-    ``[0, T)`` (``frames=1`` is the middle frame); ``random=True`` draws ``frames`` distinct
-    frames per clip (from torch's global RNG), kept in time order. ``None`` or ``frames >= T``
-    keeps all ``T`` frames.
+    How tLP and the metrics call a ``model`` that is not a :class:`LPIPS` (the ``lpips`` package
+    wrapped in a function, another perceptual distance).
     """
-    b, _, t = videos[0].shape[:3]
-    if frames is None or frames >= t:
-        return videos
-    device = videos[0].device
-    if random:
-        index = torch.rand(b, t, device=device).argsort(dim=1)[:, :frames].sort(dim=1).values
-        rows = torch.arange(b, device=device)[:, None]
-        # (B, C, T, H, W) -> (B, k, C, H, W) by gathering per clip, then back.
-        return tuple(
-            rearrange(rearrange(v, "b c t h w -> b t c h w")[rows, index], "b t c h w -> b c t h w")
-            for v in videos
+    if not callable(model):
+        raise TypeError(
+            f"`model` must be an LPIPS-like callable `model(x, y, reduction='none') -> (N,)`; "
+            f"got {type(model).__name__}"
         )
-    index = ((torch.arange(frames, device=device) + 0.5) * (t / frames)).long()
-    return tuple(v.index_select(2, index) for v in videos)
+    out = model(x, y, reduction="none")
+    check_returned_shape(
+        "model(x, y, reduction='none')", out, (x.shape[0],), "one value per frame pair, shape"
+    )
+    return out
 
 
 def _channel_norm(features: Tensor) -> Tensor:
@@ -169,8 +133,7 @@ class _UnitNormalize(torch.autograd.Function):
 
 def _unit(features: Tensor) -> Tensor:
     """``f / (‖f‖₂ over channels + eps)`` in at least float32 (channels in dim 1)."""
-    if features.dtype in (torch.float16, torch.bfloat16):
-        features = features.float()
+    features = at_least_float32(features)
     if torch.is_grad_enabled() and features.requires_grad:
         return _UnitNormalize.apply(features)
     return features / (_channel_norm(features) + NORM_EPS)
@@ -189,7 +152,7 @@ class _LayerDistance(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features: Tensor, target_unit: Tensor, weight: Tensor) -> Tensor:  # type: ignore[override]
-        f = features.float() if features.dtype in (torch.float16, torch.bfloat16) else features
+        f = at_least_float32(features)
         norm = _channel_norm(f)  # (N, 1, h, w); the gradient is written out below
         radius = norm + NORM_EPS
         # t̂ - f/r = -d in one pass; only its square enters the value
@@ -215,55 +178,6 @@ class _LayerDistance(torch.autograd.Function):
         )
         grad_f = _normalisation_grad(neg_diff * coeff, f, norm, radius)
         return grad_f.to(ctx.in_dtype), None, None
-
-
-class FramewiseLoss(FrozenModule):
-    """Shared input handling of the frozen-network losses: checks, frame selection, folding.
-
-    Subclasses call ``configure`` in ``__init__`` and ``frames_of`` in ``forward``.
-    """
-
-    def configure(
-        self, frames: int | None, frame_sampling: str, reduction: str, check_range: bool
-    ) -> None:
-        check_choice("frame_sampling", frame_sampling, FRAME_SAMPLING)
-        check_reduction(reduction)
-        if frames is not None and (not isinstance(frames, int) or frames < 1):
-            raise ValueError(f"`frames` must be a positive int or None; got {frames!r}")
-        self.frames, self.frame_sampling = frames, frame_sampling
-        self.reduction, self.check_range = reduction, check_range
-
-    def check_frames(self, name: str, x: object) -> Tensor:
-        """``x`` as validated float RGB images or videos in range, frames large enough."""
-        x = _check_pixels(name, x)
-        if min(x.shape[-2:]) < self.min_size:
-            raise FramesTooSmallError(
-                f"`{name}` frames must be at least {self.min_size}x{self.min_size} pixels for this "
-                f"{type(self).__name__}'s network; got shape {tuple(x.shape)}"
-            )
-        if self.check_range:
-            check_pixel_range(name, x)
-        return x
-
-    def frames_of(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, int | None]:
-        """Validated ``(N, 3, H, W)`` frames of both inputs and the frames per clip (None: images).
-
-        Videos keep ``frames`` of their frames — random ones if ``frame_sampling="random"``, or
-        ``"auto"`` while a parent is in training mode; evenly spaced otherwise.
-        """
-        _check_pixels("pred", pred)
-        _check_pixels("target", target)
-        check_same_shape("pred", pred, "target", target)
-        self.check_frames("pred", pred)
-        self.check_frames("target", target)
-        if pred.ndim == 4:
-            return pred, target, None
-        random = self.frame_sampling == "random" or (
-            self.frame_sampling == "auto" and self.sampling_training
-        )
-        pred, target = select_frames((pred, target), self.frames, random)
-        fold = "b c t h w -> (b t) c h w"
-        return rearrange(pred, fold), rearrange(target, fold), pred.shape[2]
 
 
 class LPIPS(FramewiseLoss):

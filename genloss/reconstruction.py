@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import (
     ReductionModule,
+    at_least_float32,
     check_float_tensor,
     check_image_or_video,
     check_mask,
@@ -166,10 +166,7 @@ def charbonnier_loss(
         raise ValueError(f"`eps` must be positive; got {eps!r}")
 
     def distance(p: Tensor, t: Tensor) -> Tensor:
-        d = p - t
-        if d.dtype in (torch.float16, torch.bfloat16):
-            d = d.float()
-        return (d.square() + eps * eps).sqrt()
+        return (at_least_float32(p - t).square() + eps * eps).sqrt()
 
     return _elementwise(pred, target, mask, reduction, distance)
 

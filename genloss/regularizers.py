@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import (
+    at_least_float32,
     check_float_tensor,
     check_ndim,
     check_reduction,
@@ -49,11 +50,6 @@ __all__ = [
 ]
 
 
-def _at_least_float32(x: Tensor) -> Tensor:
-    """Upcast float16/bfloat16 to float32; leave float32 and float64 alone."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
 def _squared_grad_norm(
     logits: Tensor, inputs: Tensor, logits_name: str, inputs_name: str, grad_scale: float | None
 ) -> Tensor:
@@ -72,12 +68,12 @@ def _squared_grad_norm(
             f"got shapes {tuple(logits.shape)} and {tuple(inputs.shape)}"
         )
     # Summing in float32 keeps an fp16 sum of many patch logits from overflowing.
-    total = _at_least_float32(logits).sum()
+    total = at_least_float32(logits).sum()
     if grad_scale is not None:
         total = total * grad_scale
     (grad,) = torch.autograd.grad(total, inputs, create_graph=True)
     with torch.autocast(device_type=inputs.device.type, enabled=False):
-        grad = _at_least_float32(grad)
+        grad = at_least_float32(grad)
         if grad_scale is not None:
             grad = grad / grad_scale
         return grad.square().flatten(1).sum(dim=1)
@@ -293,7 +289,7 @@ def adaptive_weight(
         raise ValueError("`last_layer_weight` must require grad (a parameter both losses depend on)")
     (rec_grad,) = torch.autograd.grad(reconstruction_loss, last_layer_weight, retain_graph=True)
     (gen_grad,) = torch.autograd.grad(generator_loss, last_layer_weight, retain_graph=True)
-    weight = _at_least_float32(rec_grad).norm() / (_at_least_float32(gen_grad).norm() + eps)
+    weight = at_least_float32(rec_grad).norm() / (at_least_float32(gen_grad).norm() + eps)
     return weight.clamp(0.0, max_weight).detach()
 
 

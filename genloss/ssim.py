@@ -18,9 +18,16 @@ import pytorch_msssim
 from einops import rearrange
 from torch import Tensor
 
-from ._checks import ReductionModule, check_image_or_video, check_reduction, check_same_shape, reduce_per_sample
+from ._checks import (
+    ReductionModule,
+    at_least_float32,
+    check_image_or_video,
+    check_reduction,
+    check_same_shape,
+    reduce_per_sample,
+)
 
-__all__ = ["MSSSIMLoss", "SSIMLoss", "ms_ssim_loss", "ssim_loss"]
+__all__ = ["MSSSIMLoss", "SSIMLoss", "frame_ssim", "ms_ssim_loss", "ssim_loss"]
 
 MS_SSIM_LEVELS = 5
 
@@ -51,14 +58,32 @@ def _frames(
     low, high = (float(v) for v in value_range)
     if not high > low:
         raise ValueError(f"`value_range` must be (low, high) with high > low; got {value_range!r}")
-    if pred.dtype != target.dtype or pred.element_size() < 4:
+    if pred.dtype != target.dtype:  # pytorch_msssim needs one dtype
         pred, target = pred.float(), target.float()
+    pred, target = at_least_float32(pred), at_least_float32(target)
     return pred - low, target - low, t, high - low
 
 
-def _per_clip(values: Tensor, t: int) -> Tensor:
-    """``(B·T,)`` per-frame values -> ``(B,)`` clip means."""
-    return rearrange(values, "(b t) -> b t", t=t).mean(dim=1)
+def frame_ssim(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    win_size: int = 11,
+    win_sigma: float = 1.5,
+) -> Tensor:
+    """SSIM of every frame, the mean of its channels' SSIM maps: ``(B, 1)`` or ``(B, T)``.
+
+    The similarity behind :func:`ssim_loss` and :func:`genloss.metrics.ssim` (arguments as for
+    :func:`ssim_loss`); images count as clips of one frame. In float32 for half inputs.
+    """
+    p, t_, frames, data_range = _frames(
+        "ssim_loss", pred, target, value_range, win_size, f"the {win_size}-pixel window"
+    )
+    similarity = pytorch_msssim.ssim(
+        p, t_, data_range=data_range, size_average=False, win_size=win_size, win_sigma=win_sigma
+    )
+    return rearrange(similarity, "(b t) -> b t", t=frames)
 
 
 def ssim_loss(
@@ -90,13 +115,10 @@ def ssim_loss(
     Similarity", IEEE TIP 2004.
     """
     check_reduction(reduction)
-    p, t_, frames, data_range = _frames(
-        "ssim_loss", pred, target, value_range, win_size, f"the {win_size}-pixel window"
+    similarity = frame_ssim(
+        pred, target, value_range=value_range, win_size=win_size, win_sigma=win_sigma
     )
-    similarity = pytorch_msssim.ssim(
-        p, t_, data_range=data_range, size_average=False, win_size=win_size, win_sigma=win_sigma
-    )
-    return reduce_per_sample(1 - _per_clip(similarity, frames), reduction)
+    return reduce_per_sample(1 - similarity.mean(dim=1), reduction)
 
 
 def ms_ssim_loss(
@@ -144,7 +166,8 @@ def ms_ssim_loss(
         win_sigma=win_sigma,
         weights=None if weights is None else list(weights),
     )
-    return reduce_per_sample(1 - _per_clip(similarity, frames), reduction)
+    per_frame = rearrange(similarity, "(b t) -> b t", t=frames)
+    return reduce_per_sample(1 - per_frame.mean(dim=1), reduction)
 
 
 class SSIMLoss(ReductionModule):

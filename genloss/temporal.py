@@ -25,17 +25,20 @@ from torch import Tensor
 
 from ._checks import (
     ReductionModule,
+    at_least_float32,
     check_choice,
     check_float_tensor,
+    check_flow,
     check_image_or_video,
     check_mask,
     check_reduction,
     check_same_shape,
     check_video,
+    masked_mean,
     per_sample_mean,
     reduce_per_sample,
 )
-from .perceptual import LPIPS
+from .perceptual import LPIPS, call_lpips
 
 __all__ = [
     "FlowWarpingLoss",
@@ -59,20 +62,6 @@ PADDING_MODES = ("border", "zeros", "reflection")
 def _time_diff(video: Tensor) -> Tensor:
     """``v[:, :, 1:] - v[:, :, :-1]``: ``(B, C, T, H, W) -> (B, C, T - 1, H, W)``."""
     return video[:, :, 1:] - video[:, :, :-1]
-
-
-def _check_flow(flow: object, frames: Tensor, frames_name: str, flow_name: str = "flow") -> Tensor:
-    """``flow`` must be ``(B, 2, *frames.shape[2:])``: 2 channels, same steps and size."""
-    flow = check_float_tensor(flow_name, flow)
-    expected = (frames.shape[0], 2, *frames.shape[2:])
-    if tuple(flow.shape) != expected:
-        layout = "(B, 2, T, H, W)" if frames.ndim == 5 else "(B, 2, H, W)"
-        raise ValueError(
-            f"`{flow_name}` must have shape {layout} = {expected} to match `{frames_name}` of "
-            f"shape {tuple(frames.shape)} (2 channels: x then y displacement in pixels); "
-            f"got {tuple(flow.shape)}"
-        )
-    return flow
 
 
 def _sampling_grid(flow: Tensor) -> Tensor:
@@ -115,11 +104,9 @@ def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "border") -> Tenso
         tensor([1., 2., 3., 3.])
     """
     frames = check_image_or_video("frames", frames)
-    flow = _check_flow(flow, frames, "frames")
+    flow = check_flow(flow, frames, "frames")
     check_choice("padding_mode", padding_mode, PADDING_MODES)
-    dtype = torch.promote_types(frames.dtype, flow.dtype)
-    if dtype in (torch.float16, torch.bfloat16):
-        dtype = torch.float32
+    dtype = torch.promote_types(frames.dtype, flow.dtype)  # grid_sample takes one dtype
     is_video = frames.ndim == 5
     if is_video:
         frames_2d = rearrange(frames, "b c t h w -> (b t) c h w")
@@ -127,8 +114,8 @@ def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "border") -> Tenso
     else:
         frames_2d, flow_2d = frames, flow
     out = F.grid_sample(
-        frames_2d.to(dtype),
-        _sampling_grid(flow_2d.to(dtype)),
+        at_least_float32(frames_2d.to(dtype)),
+        _sampling_grid(at_least_float32(flow_2d.to(dtype))),
         mode="bilinear",
         padding_mode=padding_mode,
         align_corners=True,
@@ -193,19 +180,6 @@ def temporal_smoothness_loss(video: Tensor, *, order: int = 1, reduction: str = 
     return reduce_per_sample(per_sample_mean(e.abs()), reduction)
 
 
-def _masked_per_sample_mean(e: Tensor, mask: Tensor | None) -> Tensor:
-    """Per clip ``sum(mask * e) / sum(mask)`` (mask counted at ``e``'s shape): ``(B,)``.
-
-    An all-zero mask gives 0 for that clip instead of NaN.
-    """
-    if mask is None:
-        return per_sample_mean(e)
-    weights = mask.expand_as(e)
-    total = (weights * e).flatten(1).sum(dim=1)
-    count = weights.flatten(1).sum(dim=1)
-    return total / count.clamp_min(torch.finfo(count.dtype).tiny)
-
-
 def flow_warping_loss(
     video: Tensor, flow: Tensor, *, mask: Tensor | None = None, reduction: str = "mean"
 ) -> Tensor:
@@ -236,12 +210,12 @@ def flow_warping_loss(
     """
     check_video("video", video, min_frames=2)
     following = video[:, :, 1:]
-    flow = _check_flow(flow, following, "video[:, :, 1:]")
+    flow = check_flow(flow, following, "video[:, :, 1:]")
     check_reduction(reduction)
     if mask is not None:
         mask = check_mask(mask, following, "video[:, :, 1:]")
     e = (following - warp(video[:, :, :-1], flow)).abs()
-    return reduce_per_sample(_masked_per_sample_mean(e, mask), reduction)
+    return reduce_per_sample(masked_mean(e, mask, dim=tuple(range(1, e.ndim))), reduction)
 
 
 # Ruder et al.'s motion-boundary test (also Lai et al.'s ``detect_occlusion``): a flow gradient
@@ -364,27 +338,6 @@ def ping_pong_loss(
     check_same_shape("forward_video", forward_video, "backward_video", backward_video)
     check_reduction(reduction)
     return reduce_per_sample(per_sample_mean((forward_video - backward_video).abs()), reduction)
-
-
-def call_lpips(model: Callable[..., Tensor], x: Tensor, y: Tensor) -> Tensor:
-    """``model(x, y, reduction="none")`` on ``(N, C, H, W)`` frames, checked to return ``(N,)``."""
-    if not callable(model):
-        raise TypeError(
-            f"`model` must be an LPIPS-like callable `model(x, y, reduction='none') -> (N,)`; "
-            f"got {type(model).__name__}"
-        )
-    out = model(x, y, reduction="none")
-    check_returned_shape(
-        "model(x, y, reduction='none')", out, (x.shape[0],), "one value per frame pair, shape"
-    )
-    return out
-
-
-def check_returned_shape(call: str, out: object, expected: tuple[int, ...], what: str) -> None:
-    """Raise ``ValueError`` unless a user callable's result ``out`` is a tensor of ``expected``."""
-    if not isinstance(out, Tensor) or tuple(out.shape) != expected:
-        found = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"`{call}` must return {what} {expected}; got {found}")
 
 
 def temporal_lpips_per_step(

@@ -163,3 +163,10 @@ class TestErrors:
             gl.discriminator_loss(torch.tensor(1.0), torch.zeros(2))
         with pytest.raises(ValueError, match="`reduction` must be one of"):
             gl.generator_loss(torch.zeros(2), reduction="mean ")
+
+    def test_empty_logits(self):
+        # the shared check_logits: an empty batch would average to NaN
+        with pytest.raises(ValueError, match=r"`fake_logits` must hold at least one logit; got shape \(0, 1\)"):
+            gl.discriminator_loss(torch.zeros(2, 1), torch.zeros(0, 1))
+        with pytest.raises(ValueError, match=r"`fake_logits` must hold at least one logit; got shape \(2, 0\)"):
+            gl.generator_loss(torch.zeros(2, 0))

@@ -9,6 +9,7 @@ import pytorch_msssim
 import torch
 
 import genloss as gl
+from genloss.ssim import frame_ssim
 
 
 def pair(shape, seed=0):
@@ -49,15 +50,26 @@ class TestSSIM:
         torch.testing.assert_close(value, gl.ssim_loss(x, y), atol=2e-3, rtol=0)
 
     def test_errors(self):
-        with pytest.raises(
-            ValueError,
-            match=re.escape(
-                "ssim_loss needs H and W of at least 11 (the 11-pixel window); got shape (1, 3, 8, 8)"
-            ),
-        ):
-            gl.ssim_loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
         with pytest.raises(ValueError, match="must have the same shape"):
             gl.ssim_loss(torch.zeros(1, 3, 16, 16), torch.zeros(2, 3, 16, 16))
+
+
+    def test_frame_ssim_is_the_metric(self):
+        # On [0, 2] with data_range 2, as on [0, 1] with data_range 1, to the bit: doubling the
+        # pixels doubles every mean and quadruples every (co)variance and C_i, all exactly.
+        v, w = pair((2, 3, 3, 16, 16), 5)
+        expected = torch.stack(
+            [
+                pytorch_msssim.ssim(
+                    (v[:, :, t] + 1) / 2, (w[:, :, t] + 1) / 2, data_range=1.0, size_average=False
+                )
+                for t in range(3)
+            ],
+            dim=1,
+        )
+        assert torch.equal(frame_ssim(v, w), expected)
+        assert torch.equal(gl.metrics.ssim(v, w).per_frame, expected)
+        assert frame_ssim(v[:, :, 0], w[:, :, 0]).shape == (2, 1)
 
 
 class TestMSSSIM:
@@ -74,11 +86,19 @@ class TestMSSSIM:
         )
         torch.testing.assert_close(gl.ms_ssim_loss(v, w, win_size=3), frames.mean())
 
-    def test_too_small_for_five_scales(self):
-        with pytest.raises(
-            ValueError,
-            match=re.escape(
-                "ms_ssim_loss needs H and W of at least 161 (5 scales of a 11-pixel window)"
-            ),
-        ):
-            gl.ms_ssim_loss(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))
+
+@pytest.mark.parametrize(
+    ("loss", "side", "message"),
+    [
+        (gl.ssim_loss, 8, "ssim_loss needs H and W of at least 11 (the 11-pixel window)"),
+        (
+            gl.ms_ssim_loss,
+            64,
+            "ms_ssim_loss needs H and W of at least 161 (5 scales of a 11-pixel window)",
+        ),
+    ],
+)
+def test_too_small(loss, side, message):
+    x = torch.zeros(1, 3, side, side)
+    with pytest.raises(ValueError, match=re.escape(f"{message}; got shape {tuple(x.shape)}")):
+        loss(x, x)

@@ -22,10 +22,18 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from .._checks import check_mask, check_same_shape, check_video
+from .._checks import (
+    at_least_float32,
+    check_flow,
+    check_mask,
+    check_same_shape,
+    check_video,
+    masked_mean,
+)
 from ..flow import FlowEstimator, video_flow, video_flow_and_mask
-from ..perceptual import LPIPS
-from ..temporal import _check_flow, call_lpips, temporal_lpips_per_step, warp
+from ..perceptual import LPIPS, call_lpips
+from ..ssim import frame_ssim
+from ..temporal import temporal_lpips_per_step, warp
 
 __all__ = [
     "MetricResult",
@@ -63,16 +71,12 @@ class MetricResult:
         return cls(per_frame=per_frame, per_clip=per_clip, mean=per_clip.mean())
 
 
-def _as_float(x: Tensor) -> Tensor:
-    """Half precision is upcast: squared errors and log10 need float32's range."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
 def _check_pair(pred: object, target: object, min_frames: int = 1) -> tuple[Tensor, Tensor]:
+    """Two clips of one shape; half precision upcast (squared errors and log10 need float32)."""
     pred = check_video("pred", pred, min_frames=min_frames)
     target = check_video("target", target, min_frames=min_frames)
     check_same_shape("pred", pred, "target", target)
-    return _as_float(pred), _as_float(target)
+    return at_least_float32(pred), at_least_float32(target)
 
 
 @torch.no_grad()
@@ -108,11 +112,13 @@ def psnr(pred: Tensor, target: Tensor, *, data_range: float = 2.0) -> MetricResu
 
 @torch.no_grad()
 def ssim(pred: Tensor, target: Tensor) -> MetricResult:
-    """Structural similarity (SSIM), per frame and per clip, via ``pytorch_msssim``.
+    """Structural similarity (SSIM), per frame and per clip: the similarity of ``ssim_loss``.
 
-    Frames are mapped from [-1, 1] to [0, 1] and compared with ``data_range=1``: SSIM's luminance
-    term is not shift-invariant, so this is the [0, 1] convention papers report. Gaussian window
-    11 px, sigma 1.5, ``K = (0.01, 0.03)``; the per-frame value averages the channels' SSIM maps.
+    :func:`genloss.ssim.frame_ssim` (via ``pytorch_msssim``) compares the frames shifted to [0, 2]
+    with ``data_range=2``, which gives, to the bit, the number on [0, 1] with ``data_range=1`` that
+    papers report: SSIM's luminance term is not shift-invariant, but it is scale-invariant once
+    ``C_i = (K_i · data_range)²`` scale with the range. Gaussian window 11 px, sigma 1.5,
+    ``K = (0.01, 0.03)``; the per-frame value averages the channels' SSIM maps.
 
     Args:
         pred: ``(B, C, T, H, W)`` in [-1, 1], ``H, W >= 11``.
@@ -124,19 +130,13 @@ def ssim(pred: Tensor, target: Tensor) -> MetricResult:
     Reference: Wang et al., "Image quality assessment: from error visibility to structural
     similarity", IEEE TIP 2004.
     """
-    from pytorch_msssim import ssim as _ssim
-
     pred, target = _check_pair(pred, target)
     if min(pred.shape[-2:]) < 11:
         raise ValueError(
             f"`pred` frames must be at least 11x11 for SSIM's 11-px window; "
             f"got shape {tuple(pred.shape)}"
         )
-    b = pred.shape[0]
-    frames_p = rearrange((pred + 1) / 2, "b c t h w -> (b t) c h w")
-    frames_t = rearrange((target + 1) / 2, "b c t h w -> (b t) c h w")
-    values = _ssim(frames_p, frames_t, data_range=1.0, size_average=False)  # (B * T,)
-    return MetricResult.from_per_frame(rearrange(values, "(b t) -> b t", b=b))
+    return MetricResult.from_per_frame(frame_ssim(pred, target))
 
 
 def _lpips_features(model: LPIPS, pred: Tensor, target: Tensor) -> tuple[list[Tensor], list[Tensor]]:
@@ -146,7 +146,7 @@ def _lpips_features(model: LPIPS, pred: Tensor, target: Tensor) -> tuple[list[Te
 
 def _result(values: Tensor) -> MetricResult:
     """``MetricResult`` of ``(B, T')`` values in at least float32."""
-    return MetricResult.from_per_frame(values.to(torch.promote_types(values.dtype, torch.float32)))
+    return MetricResult.from_per_frame(at_least_float32(values))
 
 
 @torch.no_grad()
@@ -310,7 +310,7 @@ def warping_error(
 
     Reference: Lai et al., "Learning Blind Video Temporal Consistency", ECCV 2018, sec. 5.
     """
-    video = _as_float(check_video("video", video, min_frames=2))
+    video = at_least_float32(check_video("video", video, min_frames=2))
     following = video[:, :, 1:]
     if flow is not None and flow_fn is not None:
         raise ValueError("pass either `flow` or `flow_fn` to warping_error, not both")
@@ -330,14 +330,8 @@ def warping_error(
             )
         else:
             flow = video_flow(video, flow_fn)
-    flow = _check_flow(flow, following, "video[:, :, 1:]")
+    flow = check_flow(flow, following, "video[:, :, 1:]")
     if mask is not None:
         mask = check_mask(mask, following, "video[:, :, 1:]")
     residual = (following - warp(video[:, :, :-1], flow)).square()
-    if mask is None:
-        per_step = residual.mean(dim=(1, 3, 4))
-    else:
-        weights = mask.expand_as(residual)
-        count = weights.sum(dim=(1, 3, 4))
-        per_step = (weights * residual).sum(dim=(1, 3, 4)) / count.clamp_min(1e-12)
-    return MetricResult.from_per_frame(per_step)
+    return MetricResult.from_per_frame(masked_mean(residual, mask, dim=(1, 3, 4)))
