@@ -28,6 +28,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -36,14 +37,15 @@ from pathlib import Path
 
 import lpips
 import torch
-import torchvision.models as tvm
 from einops import rearrange
 from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
 import genloss as gl
 
-ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
+# The lpips package on genloss's seeded random trunk, shared with the equality tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from lpips_reference import ARCH, reference, write_trunk  # noqa: E402
 
 
 @dataclass
@@ -94,35 +96,6 @@ def cases(net: str, quick: bool) -> list[Case]:
         Case(f"clips {clip}", clip, True),
         Case(f"clips {clip} frames=2", clip, True, frames=2),
     ]
-
-
-def random_trunk_file(net: str, folder: Path) -> Path:
-    """A seeded random torchvision state dict holding ``net``'s ``features.*`` entries."""
-    with torch.device("meta"):
-        model = getattr(tvm, ARCH[net])(weights=None)
-    generator = torch.Generator().manual_seed(0)
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith("features."):
-            fan_in = value[0].numel() if value.ndim > 1 else 1
-            state[key] = torch.randn(value.shape, generator=generator) * (2.0 / fan_in) ** 0.5
-    path = folder / f"{net}.pth"
-    torch.save(state, path)
-    return path
-
-
-def package_model(net: str, path: Path) -> lpips.LPIPS:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
-    state = torch.load(path)
-    model.net.load_state_dict(
-        {
-            name: state[f"features.{name.split('.')[1]}.{name.split('.', 2)[2]}"]
-            for name in model.net.state_dict()
-        }
-    )
-    return model
 
 
 def package_loss(model: lpips.LPIPS, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -199,8 +172,8 @@ def main(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         for net in args.nets:
-            path = random_trunk_file(net, Path(folder))
-            package = package_model(net, path)
+            path = write_trunk(net, Path(folder), seed=0)
+            package = reference(net, path)
             for case in cases(net, args.quick):
                 ours_module = gl.LPIPS(
                     net, weights=path, frames=case.frames, frame_sampling="uniform"

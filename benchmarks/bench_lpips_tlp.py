@@ -14,7 +14,7 @@ The quantities of a video evaluation (issue #10, section 5), forward only, on ``
 * ``genloss``: ``genloss.metrics.lpips_and_tlp(pred, target, model=genloss.LPIPS(...))``: each frame
   through the trunk once, all distances from its unit features.
 
-All three get the same seeded random trunk (``bench_lpips.random_trunk_file``: no download) and
+All three get the same seeded random trunk (``tests/lpips_reference.write_trunk``: no download) and
 the package's v0.1 calibration weights; the max abs difference to the package covers both outputs.
 Timing as in ``bench_lpips.py``: the implementations run alternately inside one loop, their order
 rotating every repeat; ``ratio`` is the median of the per-repeat ratios to the package's time
@@ -34,7 +34,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from bench_lpips import ARCH, package_model, random_trunk_file
+from bench_lpips import ARCH, reference, write_trunk
 from einops import rearrange
 
 import genloss as gl
@@ -94,8 +94,8 @@ def main(args: argparse.Namespace) -> None:
     pred = torch.rand(shape, generator=generator) * 2 - 1
     target = torch.rand(shape, generator=generator) * 2 - 1
     with tempfile.TemporaryDirectory() as folder:
-        path = random_trunk_file(args.net, Path(folder))
-        package = package_model(args.net, path)
+        path = write_trunk(args.net, Path(folder), seed=0)
+        package = reference(args.net, path)
         ours = gl.LPIPS(args.net, weights=path)
 
     def pair_callable(x, y, reduction="mean"):  # not a genloss.LPIPS: the generic pair contract

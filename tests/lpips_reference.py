@@ -1,6 +1,7 @@
 """The `lpips` package with the same seeded random trunk as a genloss.LPIPS, for equality tests.
 
-Imported by test_perceptual.py, test_temporal.py and test_metrics.py (not a test module itself).
+Imported by test_perceptual.py, test_temporal.py, test_metrics.py and test_vgg.py, and by
+benchmarks/bench_lpips.py and bench_lpips_tlp.py (not a test module itself).
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 
 
 def random_features_state(net: str, seed: int = 1) -> dict[str, torch.Tensor]:
-    """A seeded random torchvision state dict holding the ``features.*`` entries of ``net``."""
+    """A seeded random torchvision state dict holding the ``features.*`` entries of ``net``.
+
+    ``N(0, 2 / fan_in)`` for every weight and bias (biases count a fan-in of 1), drawn in
+    state-dict order from a generator seeded with ``seed``.
+    """
     with torch.device("meta"):
         model = getattr(tvm, ARCH[net])(weights=None)
     generator = torch.Generator().manual_seed(seed)
@@ -28,10 +33,10 @@ def random_features_state(net: str, seed: int = 1) -> dict[str, torch.Tensor]:
     return state
 
 
-def write_trunk(net: str, folder: Path) -> Path:
-    """``random_features_state(net)`` saved as ``folder/<net>.pth``."""
+def write_trunk(net: str, folder: Path, seed: int = 1) -> Path:
+    """``random_features_state(net, seed)`` saved as ``folder/<net>.pth``."""
     path = folder / f"{net}.pth"
-    torch.save(random_features_state(net), path)
+    torch.save(random_features_state(net, seed), path)
     return path
 
 
