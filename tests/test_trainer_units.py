@@ -1,0 +1,631 @@
+"""Unit tests of the trainer's pieces: ``evaluate``, ``frame_indices``, one ``train_step`` (what each
+discriminator is shown, R1, where the generator's gradient comes from) and the EMA in ``main``'s loop.
+
+Everything runs in-process on tiny models with ``trainer_utils.StubAccelerator`` (the loop test runs
+the real ``main`` with a real Accelerator). The step tests run in float64, so that gradients
+recomputed here from the formulas, with plain torch, agree with the trainer's to rounding (1e-10
+relative): a wrong weight, sign, factor of 2 or input fails by orders of magnitude more.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from train.build import build_generator, build_models
+from train.config import TrainConfig
+from train.data import MovingShapes
+from train.evaluate import evaluate, fixed_noise
+from train.gan import GAN, train_step
+from train.losses import build_losses, frame_indices
+from trainer_utils import TINY_SETTINGS, StubAccelerator, read_metrics
+
+# float64 gradients from two summation orders agree to ~1e-15 relative; 1e-10 leaves room for
+# the sums over a few thousand parameters and still fails any real bug by many orders.
+RTOL, ATOL = 1e-10, 1e-13
+
+
+@pytest.fixture
+def float64():
+    """Default dtype float64 while the test builds its models and draws its noise."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate()
+
+
+def _mse_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-clip PSNR (dB, [-1, 1] pixels): each frame's 10 log10(4 / MSE), averaged over frames."""
+    mse = (pred.double() - target.double()).square().mean(dim=(1, 3, 4))  # (B, T)
+    return (10 * torch.log10(4 / mse)).mean(dim=1)
+
+
+def _motion(video: torch.Tensor) -> torch.Tensor:
+    """Mean |frame[t+1] - frame[t]| over everything."""
+    return (video[:, :, 1:].double() - video[:, :, :-1].double()).abs().mean()
+
+
+class _Lookup(nn.Module):
+    """A generator that returns ``make(clip)`` for the clip whose first K frames it is given."""
+
+    def __init__(self, clips: torch.Tensor, context_frames: int, make) -> None:
+        super().__init__()
+        self.clips, self.k, self.make = clips, context_frames, make
+        self.calls = 0
+
+    def forward(self, context: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        rows = []
+        for c in context:
+            (match,) = [i for i in range(len(self.clips)) if torch.equal(self.clips[i, :, : self.k], c)]
+            rows.append(self.make(self.clips[match]))
+        return torch.stack(rows)
+
+
+def _eval_clips(n: int = 5, frames: int = 6, seed: int = 0) -> torch.Tensor:
+    """Random clips whose frames all differ (so the first and the last context frame do too)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, frames, 8, 8, generator=g) * 2 - 1
+
+
+class _ShardedAccelerator(StubAccelerator):
+    """One rank of ``world`` whose ``reduce`` returns the sum (or mean) of every rank's tensor,
+    those of the other ranks recorded beforehand by :func:`_evaluate_on_ranks`."""
+
+    def __init__(self, rank: int, world: int, others: list[torch.Tensor]) -> None:
+        super().__init__(rank, world)
+        self.others = others
+        self.seen: torch.Tensor | None = None
+
+    def reduce(self, tensor: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        self.seen = tensor
+        total = tensor + sum(self.others) if self.others else tensor
+        return total if reduction == "sum" else total / self.num_processes
+
+
+def _evaluate_on_ranks(world: int, *args, **kwargs) -> list[dict]:
+    """``evaluate`` as each of ``world`` processes sees it, the reduce summing across them."""
+    shares = []
+    for rank in range(world):
+        stub = _ShardedAccelerator(rank, world, [])
+        evaluate(stub, *args, **kwargs)
+        shares.append(stub.seen)
+    return [evaluate(_ShardedAccelerator(r, world, [s for i, s in enumerate(shares) if i != r]), *args, **kwargs)
+            for r in range(world)]
+
+
+class TestEvaluate:
+    K = 3
+
+    def test_baseline_is_the_last_context_frame_repeated(self):
+        import genloss.metrics as gm
+
+        clips = _eval_clips()
+        k = self.K
+        frozen = _Lookup(clips, k, lambda clip: clip[:, k - 1 : k].expand(-1, clips.shape[2] - k, -1, -1))
+        out = evaluate(StubAccelerator(), frozen, clips, torch.zeros(len(clips), 4), k)
+        truth = clips[:, :, k:].double()
+        last = clips[:, :, k - 1 : k].double().expand_as(truth)
+        expected = gm.psnr(last, truth).mean.item()
+        assert expected == pytest.approx(_mse_psnr(last, truth).mean().item(), rel=1e-12)
+        # evaluate sums in float32 over the clips: 1e-6 relative.
+        assert out["eval/psnr_baseline"] == pytest.approx(expected, rel=1e-6)
+        # The frozen generator *is* the baseline, and has no motion at all.
+        assert out["eval/psnr"] == pytest.approx(expected, rel=1e-6)
+        assert out["eval/motion"] == 0.0
+        first = clips[:, :, :1].double().expand_as(truth)
+        assert abs(_mse_psnr(first, truth).mean().item() - expected) > 0.1  # the test can tell them apart
+
+    def test_the_truth_scores_100_db_and_motion_1(self):
+        clips, k = _eval_clips(), self.K
+        perfect = _Lookup(clips, k, lambda clip: clip[:, k:])
+        out = evaluate(StubAccelerator(), perfect, clips, torch.zeros(len(clips), 4), k)
+        assert out["eval/psnr"] == pytest.approx(100.0, abs=1e-4)
+        assert out["eval/motion"] == pytest.approx(1.0, rel=1e-6)
+        assert set(out) == {"eval/psnr", "eval/psnr_baseline", "eval/motion"}
+
+    def test_values_of_an_imperfect_generator(self):
+        # Doubles every change after the last context frame: motion exactly 2 (each continuation
+        # step included, the jump from the last context frame too); PSNR by the formula.
+        clips, k = _eval_clips(), self.K
+        double_motion = _Lookup(clips, k, lambda clip: clip[:, k - 1 : k] + 2 * (clip[:, k:] - clip[:, k - 1 : k]))
+        out = evaluate(StubAccelerator(), double_motion, clips, torch.zeros(len(clips), 4), k)
+        generated = torch.stack([double_motion.make(c) for c in clips])
+        assert out["eval/psnr"] == pytest.approx(_mse_psnr(generated, clips[:, :, k:]).mean().item(), rel=1e-6)
+        assert out["eval/motion"] == pytest.approx(2.0, rel=1e-6)
+
+    def test_lpips_and_tlp_of_the_generated_continuation(self):
+        import genloss.metrics as gm
+
+        def mean_abs(x, y, reduction="mean"):  # an LPIPS-like callable: (N,) distances
+            values = (x - y).abs().flatten(1).mean(dim=1)
+            return values if reduction == "none" else values.mean()
+
+        clips, k = _eval_clips(), self.K
+        noisy = _Lookup(clips, k, lambda clip: (clip[:, k:] + 0.1 * clip[:, :1]).clamp(-1, 1))
+        out = evaluate(StubAccelerator(), noisy, clips, torch.zeros(len(clips), 4), k, lpips=mean_abs)
+        generated = torch.stack([noisy.make(c) for c in clips])
+        truth, last = clips[:, :, k:], clips[:, :, k - 1 : k]
+        per_frame = (generated - truth).abs().mean(dim=(1, 3, 4))
+        assert out["eval/lpips"] == pytest.approx(per_frame.mean().item(), rel=1e-6)
+        # tLP over the steps from the last context frame on (the jump into the continuation counts).
+        step = lambda v: (v[:, :, 1:] - v[:, :, :-1]).abs().mean(dim=(1, 3, 4))  # noqa: E731
+        moving_gen, moving_true = torch.cat([last, generated], 2), torch.cat([last, truth], 2)
+        expected = (step(moving_gen.double()) - step(moving_true.double())).abs().mean().item()
+        # A difference of two ~0.3 distances computed in float32: ~1e-7 absolute.
+        assert out["eval/tlp"] == pytest.approx(expected, rel=0, abs=1e-7)
+        assert expected == pytest.approx(gm.tlp(moving_gen.double(), moving_true.double(), model=mean_abs).mean.item(),
+                                         rel=1e-12)
+
+    def test_unconditional_motion_is_against_the_heldout_clips(self):
+        clips = _eval_clips(frames=4)
+        g = torch.Generator().manual_seed(1)
+        samples = torch.rand(len(clips), 3, 4, 8, 8, generator=g) * 0.5
+
+        class Unconditional(nn.Module):
+            def forward(self, context, z):
+                assert context.shape[2] == 0
+                return samples[z[:, 0].long()]  # the noise says which sample
+
+        noise = torch.arange(len(clips), dtype=torch.float32)[:, None].repeat(1, 4)
+        out = evaluate(StubAccelerator(), Unconditional(), clips, noise, 0)
+        assert set(out) == {"eval/motion"}
+        assert out["eval/motion"] == pytest.approx((_motion(samples) / _motion(clips)).item(), rel=1e-6)
+
+    def test_processes_split_the_clips_and_sum(self):
+        # 5 clips over 2 processes (3 + 2): every rank reports the single-process numbers.
+        clips, k = _eval_clips(), self.K
+        noisy = _Lookup(clips, k, lambda clip: (clip[:, k:] * 0.8 + 0.1 * clip[:, :1]))
+        alone = evaluate(StubAccelerator(), noisy, clips, torch.zeros(len(clips), 4), k)
+        noisy.calls = 0
+        for out in _evaluate_on_ranks(2, noisy, clips, torch.zeros(len(clips), 4), k):
+            assert out.keys() == alone.keys()
+            for name in alone:
+                assert out[name] == pytest.approx(alone[name], rel=1e-6), name
+
+
+# ----------------------------------------------------------------------------------------------
+# What the image discriminator is shown
+
+
+class TestFrameIndices:
+    def test_generated_positions_only_all_reachable(self):
+        torch.manual_seed(0)
+        draws = [frame_indices(8, 3, "cpu").tolist() for _ in range(200)]
+        for draw in draws:
+            assert len(draw) == len(set(draw)) == 2 and all(3 <= i < 8 for i in draw), draw
+        assert set().union(*draws) == set(range(3, 8))
+
+    def test_one_generated_frame(self):
+        assert frame_indices(4, 3, "cpu").tolist() == [3]
+
+
+class _Spy(nn.Module):
+    """Wraps a model and records every input batch (and, for the generator, every output)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.inputs: list[tuple[torch.Tensor, ...]] = []
+        self.outputs: list = []
+
+    def forward(self, *args):
+        self.inputs.append(tuple(a.detach().clone() for a in args))
+        out = self.module(*args)
+        self.outputs.append(out.detach().clone() if isinstance(out, torch.Tensor) else None)
+        return out
+
+    def clear(self) -> None:
+        self.inputs.clear()
+        self.outputs.clear()
+
+
+def _parts(**settings):
+    """A tiny GAN with spies on its three models, its losses and one batch of real clips.
+
+    The generator's output layer starts at zero ("copy the last frame"), which leaves most of the
+    network without a gradient; it is randomised so that every layer gets one.
+    """
+    cfg = TrainConfig(**{**TINY_SETTINGS, "frames": 5, "context_frames": 2, "adv_start": 0, "adv_ramp": 0,
+                         "r1_interval": 1, **settings}).validate(environment=False)
+    torch.manual_seed(0)
+    generator, d_image, d_video = build_models(cfg)
+    with torch.no_grad():
+        for p in generator.head.parameters():
+            p.normal_(0, 0.05)
+    spies = _Spy(generator), _Spy(d_image), _Spy(d_video)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(0.5, 0.99))
+    opt_d = torch.optim.Adam([*d_image.parameters(), *d_video.parameters()], lr=cfg.lr_d, betas=(0.5, 0.99))
+    gan = GAN(spies[0], spies[1], spies[2], opt_g, opt_d, spies[1], spies[2], generator.last_layer)
+    shapes = MovingShapes(cfg.batch_size, frames=cfg.frames, size=cfg.size, seed=cfg.seed)
+    real = torch.stack([shapes[i] for i in range(cfg.batch_size)]).to(torch.get_default_dtype())
+    return cfg, gan, build_losses(cfg, None, "feature-matching"), real
+
+
+def _which_frame(frame: torch.Tensor, real: torch.Tensor, generated: torch.Tensor, k: int) -> tuple[str, int, int]:
+    """``("context" | "real" | "generated", clip, t)`` for a frame the image discriminator got."""
+    for b in range(real.shape[0]):
+        for t in range(real.shape[2]):
+            if torch.equal(frame, real[b, :, t]):
+                return ("context" if t < k else "real"), b, t
+        for j in range(generated.shape[2]):
+            if torch.equal(frame, generated[b, :, j]):
+                return "generated", b, k + j
+    raise AssertionError("the image discriminator got a frame that is neither real nor generated")
+
+
+class TestImageDiscriminatorInput:
+    @pytest.mark.parametrize("kind", ["hinge", "relativistic"])
+    def test_never_a_context_frame_and_the_same_positions_for_real_and_generated(self, kind):
+        cfg, gan, losses, real = _parts(frames=6, context_frames=3, adv_loss=kind)
+        k, positions = 3, set()
+        d_step = gan.opt_d.step
+
+        def mark_d_half(*args, **kwargs):
+            gan.d_half_calls = len(gan.d_image.inputs)
+            return d_step(*args, **kwargs)
+
+        gan.opt_d.step = mark_d_half
+        for step in range(6):
+            gan.generator.clear()
+            gan.d_image.clear()
+            ok, _ = train_step(step, real, gan, losses, cfg, StubAccelerator())
+            assert ok
+            (generated,) = gan.generator.outputs  # one generator forward per step
+            frames = [f for (batch,) in gan.d_image.inputs for f in batch]
+            kinds = [_which_frame(f, real, generated, k) for f in frames]
+            assert not [x for x in kinds if x[0] == "context"], kinds
+            d_half = kinds[: sum(len(b) for (b,) in gan.d_image.inputs[: gan.d_half_calls])]
+            g_half = kinds[len(d_half):]
+            real_seen = [(b, t) for what, b, t in d_half if what == "real"]
+            fake_seen = [(b, t) for what, b, t in d_half if what == "generated"]
+            # Two generated positions per clip, and real frames at the same positions, in the same order.
+            assert len(fake_seen) == 2 * cfg.batch_size and real_seen == fake_seen
+            assert sorted({b for b, _ in fake_seen}) == list(range(cfg.batch_size))
+            # The generator's half: two generated frames per clip (and, for the relativistic
+            # loss, the real frames at the same positions, in the same order).
+            g_fake = [(b, t) for what, b, t in g_half if what == "generated"]
+            assert len(g_fake) == len(set(g_fake)) == 2 * cfg.batch_size
+            assert sorted({b for b, _ in g_fake}) == list(range(cfg.batch_size))
+            assert [(b, t) for what, b, t in g_half if what == "real"] == (g_fake if kind == "relativistic" else [])
+            positions |= {t for _, t in g_fake}
+            positions |= {t for _, t in fake_seen}
+        assert positions == {3, 4, 5}  # random positions, every generated one reachable
+
+
+# ----------------------------------------------------------------------------------------------
+# The discriminators' half: adversarial loss plus lazy R1
+
+
+def _hinge_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def _r1(d: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mean over samples of ||d sum D(x) / dx||^2, differentiable in D's weights."""
+    x = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(x)[0].sum(), x, create_graph=True)
+    return grad.square().flatten(1).sum(dim=1).mean()
+
+
+def _split_seen(inputs: list, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real and the generated inputs among the batches a discriminator was called on."""
+    items = [x for (batch,) in inputs for x in batch]
+    candidates = list(real) if real.ndim == 5 else []
+    is_real = [any(torch.equal(x, r) for r in candidates) for x in items]
+    return (torch.stack([x for x, r in zip(items, is_real, strict=True) if r]),
+            torch.stack([x for x, r in zip(items, is_real, strict=True) if not r]))
+
+
+class TestDiscriminatorHalf:
+    def test_gradient_is_hinge_plus_half_gamma_r1_times_interval_on_due_steps(self, float64):
+        gamma, interval = 0.6, 4
+        cfg, gan, losses, real = _parts(r1_gamma=gamma, r1_interval=interval)
+        d_image, d_video = gan.d_image.module, gan.d_video.module
+        params = [*d_image.parameters(), *d_video.parameters()]
+        d_step, checked = gan.opt_d.step, []
+
+        def check_gradient(*args, **kwargs):
+            # Before the update: the weights the gradient was taken at. Inputs as the discriminators got them.
+            clips_real, clips_fake = _split_seen(gan.d_video.inputs, real)
+            frames = [f for (batch,) in gan.d_image.inputs for f in batch]
+            k = cfg.context_frames
+            is_real = [any(torch.equal(f, real[b, :, t]) for b in range(len(real)) for t in range(k, cfg.frames))
+                       for f in frames]
+            frames_real = torch.stack([f for f, r in zip(frames, is_real, strict=True) if r])
+            frames_fake = torch.stack([f for f, r in zip(frames, is_real, strict=True) if not r])
+            assert torch.equal(clips_real, real) and len(clips_fake) == len(real)
+            adversarial = (_hinge_d(d_video(clips_real)[0], d_video(clips_fake)[0])
+                           + _hinge_d(d_image(frames_real)[0], d_image(frames_fake)[0]))
+            r1 = gamma / 2 * (_r1(d_video, clips_real) + _r1(d_image, frames_real))
+            due = current["step"] % interval == 0
+            # (The discriminators' last biases don't enter R1: it differentiates them away.)
+            r1_part = [torch.zeros_like(p) if g is None else g
+                       for p, g in zip(params, torch.autograd.grad(r1 * interval, params, retain_graph=True,
+                                                                   allow_unused=True), strict=True)]
+            expected = torch.autograd.grad(adversarial + (r1 * interval if due else 0), params)
+            for p, e in zip(params, expected, strict=True):
+                torch.testing.assert_close(p.grad, e, rtol=RTOL, atol=ATOL)
+            share = torch.cat([g.flatten() for g in r1_part]).norm() / torch.cat([e.flatten() for e in expected]).norm()
+            assert share > 1e-3  # R1 moves the gradient well beyond the tolerance
+            checked.append((current["step"], r1.item()))
+            return d_step(*args, **kwargs)
+
+        gan.opt_d.step = check_gradient
+        current = {}
+        for step in range(6):
+            current["step"] = step
+            for spy in (gan.generator, gan.d_image, gan.d_video):
+                spy.clear()
+            ok, logs = train_step(step, real, gan, losses, cfg, StubAccelerator())
+            assert ok
+            assert checked[-1][0] == step
+            if step % interval == 0:  # logged: gamma/2 (R1_video + R1_image), before the interval gain
+                assert logs["d/r1"].item() == pytest.approx(checked[-1][1], rel=1e-12)
+            else:
+                assert "d/r1" not in logs
+        assert [s for s, _ in checked] == list(range(6))
+
+    def test_no_r1_with_gamma_0(self, float64):
+        cfg, gan, losses, real = _parts(r1_gamma=0.0, r1_interval=1)
+        _, logs = train_step(0, real, gan, losses, cfg, StubAccelerator())
+        assert "d/r1" not in logs
+
+
+# ----------------------------------------------------------------------------------------------
+# The generator's half: each term's gradient, and nothing else
+
+
+WEIGHTS = {"rec": "rec_weight", "gdl": "gdl_weight", "tdl": "tdl_weight", "perceptual": "perceptual_weight",
+           "smooth": "smooth_weight", "adv": "adv_weight"}
+
+
+def _expected_generator_loss(term: str, weight: float, gan: GAN, real: torch.Tensor, z: torch.Tensor,
+                             cfg: TrainConfig, image_positions: list[int]) -> torch.Tensor:
+    """The term's weighted value, from the formulas, differentiable in the generator's weights."""
+    k = cfg.context_frames
+    context, future = real[:, :, :k], real[:, :, k:]
+    generated = gan.generator.module(context, z)
+    fake = torch.cat([context, generated], dim=2)
+    d_video, d_image = gan.d_video.module, gan.d_image.module
+    if term == "rec":
+        if cfg.rec_loss == "charbonnier":
+            value = ((generated - future).square() + 1e-3**2).sqrt().mean()
+        else:
+            value = (generated - future).abs().mean()
+    elif term == "gdl":
+        def grad_gap(dim):
+            return (generated.diff(dim=dim).abs() - future.diff(dim=dim).abs()).abs().mean()
+        value = (grad_gap(-1) + grad_gap(-2)) / 2
+    elif term == "tdl":
+        last = context[:, :, -1:]
+        value = (torch.cat([last, generated], 2).diff(dim=2) - torch.cat([last, future], 2).diff(dim=2)).abs().mean()
+    elif term == "smooth":
+        value = fake.diff(dim=2).diff(dim=2).abs().mean()
+    elif term == "perceptual":  # discriminator feature matching on the video discriminator
+        with torch.no_grad():
+            _, features_real = d_video(real)
+        _, features_fake = d_video(fake)
+        value = torch.stack([(r - f).abs().mean() for r, f in zip(features_real, features_fake, strict=True)]).mean()
+    elif term == "adv":
+        frames_fake = fake[:, :, image_positions].transpose(1, 2).flatten(0, 1)  # (B n, C, H, W)
+        video_fake, image_fake = d_video(fake)[0], d_image(frames_fake)[0]
+        if cfg.adv_loss == "relativistic":
+            frames_real = real[:, :, image_positions].transpose(1, 2).flatten(0, 1)
+            with torch.no_grad():
+                video_real, image_real = d_video(real)[0], d_image(frames_real)[0]
+            value = F.softplus(video_real - video_fake).mean() + F.softplus(image_real - image_fake).mean()
+        else:
+            value = -video_fake.mean() - image_fake.mean()
+    else:
+        raise ValueError(term)
+    return weight * value
+
+
+@pytest.mark.parametrize("term,settings,step,factor", [
+    ("rec", {}, 0, 1.0),
+    ("rec", {"rec_loss": "charbonnier"}, 0, 1.0),
+    ("gdl", {}, 0, 1.0),
+    ("tdl", {}, 0, 1.0),
+    ("perceptual", {}, 0, 1.0),
+    ("smooth", {}, 0, 1.0),
+    ("adv", {}, 0, 1.0),
+    ("adv", {"adv_loss": "relativistic"}, 0, 1.0),
+    ("adv", {"adv_start": 2, "adv_ramp": 4}, 3, 0.25),  # a quarter into the ramp
+    ("smooth", {"context_frames": 0}, 0, 1.0),
+    ("adv", {"context_frames": 0}, 0, 1.0),
+], ids=lambda v: str(v) if not isinstance(v, dict) else "-".join(f"{k}={x}" for k, x in v.items()) or "default")
+def test_generator_gradient_is_the_one_weighted_terms_gradient(float64, term, settings, step, factor):
+    # Only `term` weighted (0.7): the generator's gradient equals that term's, recomputed here;
+    # the discriminators get no gradient from this half and keep their requires_grad.
+    weights = {name: 0.0 for name in WEIGHTS.values()}
+    weights[WEIGHTS[term]] = 0.7
+    cfg, gan, losses, real = _parts(**{**weights, **settings})
+    g_params = list(gan.generator.module.parameters())
+    d_params = gan.d_parameters()
+    g_step, checked = gan.opt_g.step, []
+
+    def check_gradient(*args, **kwargs):
+        assert all(p.grad is None or not p.grad.any() for p in d_params)
+        (generated,) = gan.generator.outputs
+        k = cfg.context_frames
+        after_d = len(gan.d_image.inputs) - (2 if cfg.adv_loss == "relativistic" else 1)
+        positions = []
+        if term == "adv":  # the generated positions the image discriminator was shown in this half
+            frames = gan.d_image.inputs[after_d][0]
+            positions = [_which_frame(f, real, generated, k)[2] for f in frames[: len(frames) // len(real)]]
+        z = gan.generator.inputs[0][1]
+        expected_loss = _expected_generator_loss(term, 0.7 * factor, gan, real, z, cfg, positions)
+        expected = torch.autograd.grad(expected_loss, g_params, allow_unused=True)
+        for p, e in zip(g_params, expected, strict=True):
+            torch.testing.assert_close(p.grad, torch.zeros_like(p) if e is None else e, rtol=RTOL, atol=ATOL)
+        assert any(e is not None and e.abs().max() > 1e-6 for e in expected)
+        checked.append(expected_loss.item())
+        return g_step(*args, **kwargs)
+
+    gan.opt_g.step = check_gradient
+    ok, logs = train_step(step, real, gan, losses, cfg, StubAccelerator())
+    assert ok and len(checked) == 1
+    assert logs["g/total"].item() == pytest.approx(checked[0], rel=1e-12)
+    assert all(p.requires_grad for p in d_params)
+
+
+def test_unconditional_generator_gets_only_the_target_free_terms(float64):
+    # With no context there is no target: the default weights reduce to smoothness + adversarial.
+    cfg, gan, losses, real = _parts(context_frames=0)
+    g_params = list(gan.generator.module.parameters())
+    g_step, checked = gan.opt_g.step, []
+
+    def check_gradient(*args, **kwargs):
+        (generated,) = gan.generator.outputs
+        frames = gan.d_image.inputs[-1][0]
+        positions = [_which_frame(f, real, generated, 0)[2] for f in frames[: len(frames) // len(real)]]
+        z = gan.generator.inputs[0][1]
+        loss = sum(_expected_generator_loss(t, getattr(cfg, WEIGHTS[t]), gan, real, z, cfg, positions)
+                   for t in ("smooth", "adv"))
+        for p, e in zip(g_params, torch.autograd.grad(loss, g_params, allow_unused=True), strict=True):
+            torch.testing.assert_close(p.grad, torch.zeros_like(p) if e is None else e, rtol=RTOL, atol=ATOL)
+        checked.append(True)
+        return g_step(*args, **kwargs)
+
+    gan.opt_g.step = check_gradient
+    ok, logs = train_step(0, real, gan, losses, cfg, StubAccelerator())
+    assert ok and checked
+    assert {name for name in logs if name.startswith("g/")} == {"g/smooth", "g/adv", "g/total"}
+
+
+# ----------------------------------------------------------------------------------------------
+# main's loop: skipped steps leave the EMA alone
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory):
+    """The real ``main`` for 4 steps; step 1's discriminator half and step 2's generator half are
+    made non-finite. Records the generator's weights before the run and after every step."""
+    import genloss as gl
+    import train.gan as gan_module
+    from accelerate.state import AcceleratorState
+    from train.options import parse_args
+
+    tmp = tmp_path_factory.mktemp("loop")
+    nan_d, nan_g, state = {1}, {2}, {"step": None}
+    steps: list[tuple[int, bool, dict, dict]] = []
+    real_step = gan_module.train_step
+    d_loss, g_loss = gl.discriminator_loss, gl.generator_loss
+
+    def weights(module):
+        module = getattr(module, "module", module)
+        return {n: p.detach().clone() for n, p in module.state_dict().items()}
+
+    def recording_step(step, real, gan, *args, **kwargs):
+        if not steps:
+            steps.append((-1, True, weights(gan.generator), {}))
+        state["step"] = step
+        ok, logs = real_step(step, real, gan, *args, **kwargs)
+        d = {**weights(gan.d_image), **{"v." + n: v for n, v in weights(gan.d_video).items()}}
+        steps.append((step, ok, weights(gan.generator), d))
+        return ok, logs
+
+    def nan_if(when, fn):
+        return lambda *a, **k: fn(*a, **k) * (math.nan if state["step"] in when else 1.0)
+
+    flags = ["--size", "16", "--frames", "4", "--batch-size", "2", "--eval-clips", "4", "--sample-clips", "2",
+             "--g-channels", "8", "--d-channels", "8", "--max-steps", "4", "--adv-start", "0",
+             "--nonfinite-patience", "3", "--log-every", "1", "--eval-every", "4", "--sample-every", "4",
+             "--checkpoint-every", "4", "--run-name", "loop", "--output-dir", str(tmp / "runs"),
+             "--samples-dir", str(tmp / "samples")]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gan_module, "train_step", recording_step)
+        mp.setattr(gl, "discriminator_loss", nan_if(nan_d, d_loss))
+        mp.setattr(gl, "generator_loss", nan_if(nan_g, g_loss))
+        try:
+            gan_module.main(parse_args(flags))
+        finally:
+            AcceleratorState._reset_state(reset_partial_state=True)
+            torch.set_num_threads(1)
+    return tmp / "runs" / "loop", steps, parse_args(flags).config
+
+
+class TestLoop:
+    def test_skipped_steps_change_no_weight(self, loop_run):
+        run_dir, steps, _ = loop_run
+        assert [(s, ok) for s, ok, _, _ in steps] == [(-1, True), (0, True), (1, False), (2, False), (3, True)]
+        for before, after in ((1, 2), (1, 3)):  # after step 0 == after the skipped steps 1 and 2
+            for i in (2, 3):
+                for name, value in steps[before][i].items():
+                    assert torch.equal(steps[after][i][name], value), (after, name)
+        records = [r for r in read_metrics(run_dir) if "skipped_steps" in r]
+        assert [r["skipped_steps"] for r in records] == [0, 1, 2, 2]
+
+    def test_ema_averages_the_applied_steps_only(self, loop_run):
+        run_dir, steps, cfg = loop_run
+        ckpt = run_dir / "checkpoints" / "checkpoint-4"
+        ema = torch.load(ckpt / "ema_generator.pt", weights_only=True)
+        expected = {n: v.double() for n, v in steps[0][2].items()}  # the EMA starts as the initial weights
+        updates = 0
+        for _, ok, weights, _ in steps[1:]:
+            if ok:
+                d = min(cfg.ema_decay, (1 + updates) / (10 + updates))
+                expected = {n: d * expected[n] + (1 - d) * weights[n].double() for n in expected}
+                updates += 1
+        assert updates == 2
+        for name, value in expected.items():
+            # The EMA is kept in float32 (lerp_): 1e-6 relative to weights of order 1.
+            torch.testing.assert_close(ema[name].double(), value, rtol=1e-6, atol=1e-7, msg=name)
+        # Had skipped steps counted, the EMA would sit measurably closer to the last weights.
+        custom = [torch.load(p, weights_only=False) for p in sorted(ckpt.glob("custom_checkpoint_*.pkl"))]
+        assert [c["updates"] for c in custom if isinstance(c, dict) and "updates" in c] == [2]
+
+    def test_eval_uses_the_ema_weights(self, loop_run):
+        run_dir, _, cfg = loop_run
+        record = [r for r in read_metrics(run_dir) if "eval/psnr" in r][-1]
+        assert record["step"] == 4
+        generator = build_generator(cfg)
+        generator.load_state_dict(torch.load(run_dir / "checkpoints" / "checkpoint-4" / "ema_generator.pt",
+                                             weights_only=True))
+        clips = _heldout(cfg)
+        k = cfg.context_frames
+        with torch.no_grad():
+            generated = generator.eval()(clips[:, :, :k], fixed_noise(cfg.eval_clips, cfg.z_dim, cfg.seed))
+        check_eval_record(record, clips, generated, k)
+
+
+def _heldout(cfg: TrainConfig) -> torch.Tensor:
+    """The first ``eval_clips`` held-out clips of a moving-shapes run, built here from the dataset class."""
+    held = MovingShapes(cfg.eval_clips, frames=cfg.frames, size=cfg.size, seed=cfg.seed, split="heldout",
+                        num_shapes=cfg.num_shapes)
+    return torch.stack([held[i] for i in range(cfg.eval_clips)])
+
+
+def check_eval_record(record: dict, clips: torch.Tensor, generated: torch.Tensor, k: int) -> None:
+    """A metrics.jsonl eval record against the values recomputed from the clips and the generated
+    continuation (the trainer computes in float32 and logs float32 sums: 1e-5 relative)."""
+    truth = clips[:, :, k:]
+    if k > 0:
+        last = clips[:, :, k - 1 : k]
+        assert record["eval/psnr"] == pytest.approx(_mse_psnr(generated, truth).mean().item(), rel=1e-5)
+        assert record["eval/psnr_baseline"] == pytest.approx(_mse_psnr(last.expand_as(truth), truth).mean().item(),
+                                                             rel=1e-5)
+        motion = _motion(torch.cat([last, generated], 2)) / _motion(torch.cat([last, truth], 2))
+    else:
+        assert "eval/psnr" not in record and "eval/psnr_baseline" not in record
+        motion = _motion(generated) / _motion(clips)
+    assert record["eval/motion"] == pytest.approx(motion.item(), rel=1e-5)
+    # Not the context repeated: the continuation moves.
+    assert record["eval/motion"] > 1e-3
+
+
+def ema_generator(run_dir, step: int, cfg: TrainConfig) -> nn.Module:
+    generator = build_generator(cfg)
+    state = torch.load(run_dir / "checkpoints" / f"checkpoint-{step}" / "ema_generator.pt", weights_only=True)
+    generator.load_state_dict(state)
+    return copy.deepcopy(generator).eval()
