@@ -238,10 +238,16 @@ def test_tensorboard_scalars_equal_metrics_jsonl(tiny_run):
     assert logged == expected  # same tags, steps and values (float32, TensorBoard's precision)
 
 
-def test_sample_script_reads_an_old_config(tiny_run, tmp_path):
-    # A run folder whose config.json predates the settings/run split still samples.
+def test_sample_script_reads_an_old_config(tiny_run, tmp_path, monkeypatch):
+    # A run folder whose config.json predates the settings/run split still samples, and the
+    # clips it writes are those of the same run with a new config.json.
+    import torch
+
+    import train.clips
     from train import sample
 
+    written, write_clips = [], train.clips.write_clips
+    monkeypatch.setattr(train.clips, "write_clips", lambda *a, **k: written.append(a[1:]) or write_clips(*a, **k))
     tmp, _, _ = tiny_run
     run_dir = tmp_path / "old-run"
     shutil.copytree(tmp / "runs" / "tiny", run_dir)
@@ -251,3 +257,9 @@ def test_sample_script_reads_an_old_config(tiny_run, tmp_path):
     (run_dir / "config.json").write_text(json.dumps(flat))
     paths = sample.main(sample.parse_args(["--checkpoint", str(run_dir), "--num", "2", "--out", str(tmp_path / "o")]))
     assert paths["gif"].is_file()
+    sample.main(sample.parse_args(["--checkpoint", str(tmp / "runs" / "tiny"), "--num", "2",
+                                   "--out", str(tmp_path / "new")]))
+    old, new = written
+    assert old[0] == new[0] == 3  # the newest checkpoint of the run folder
+    for a, b in zip(old[1:], new[1:], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

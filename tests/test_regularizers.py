@@ -195,15 +195,19 @@ class TestLeCam:
 
 class TestAdaptiveWeight:
     def test_formula(self):
-        w = torch.randn(4, 5, requires_grad=True)
-        a, b = torch.randn(4, 5), torch.randn(4, 5)
-        rec, gen = (w * a).sum(), (w * b).sum()  # gradients a and b
+        # Quadratic losses, so the gradients w * a and w * b depend on w: a weight computed with a
+        # graph (create_graph=True, not detached) would require grad and add d(weight)/dw * gen
+        # to the caller's backward below.
+        w = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+        a, b = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+        rec, gen = (w.square() * a).sum() / 2, (w.square() * b).sum() / 2  # gradients w * a and w * b
         out = gl.adaptive_weight(rec, gen, w)
-        assert torch.allclose(out, a.norm() / (b.norm() + 1e-4))
+        expected = (w * a).norm() / ((w * b).norm() + 1e-4)
+        torch.testing.assert_close(out, expected.detach(), rtol=1e-14, atol=0)
         assert not out.requires_grad
         # Both graphs survive for the caller's backward.
         (rec + out * gen).backward()
-        assert torch.allclose(w.grad, a + out * b)
+        torch.testing.assert_close(w.grad, (w * a + out * w * b).detach(), rtol=1e-14, atol=1e-15)
 
     def test_clamped(self):
         w = torch.randn(3, requires_grad=True)

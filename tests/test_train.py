@@ -8,6 +8,7 @@ reference launch is shared with ``test_config.py`` (``conftest.tiny_run``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,7 +19,9 @@ import pytest
 import torch
 
 import genloss as gl
+from eval_reference import check_eval_record, ema_generator, heldout_clips
 from train.build import build_datasets
+from train.config import load_config
 from train.options import parse_args
 from trainer_utils import TINY_SETTINGS, StubAccelerator, launch, read_config, read_metrics
 
@@ -76,8 +79,11 @@ class TestReferenceRunOutputs:
         # Lazy R1 on every 2nd step: the 1st and 3rd (records are labelled with completed steps).
         assert ["d/r1" in r for r in train] == [True, False, True]
         assert [r["step"] for r in evals] == [2, 3]
+        # Each eval record equals the numbers recomputed here from the held-out clips and the EMA
+        # generator checkpointed at that step.
+        cfg, _ = load_config(tmp / "runs" / "tiny" / "config.json")
         for r in evals:
-            assert r["eval/psnr_baseline"] > 0 and r["eval/psnr"] > 0 and r["eval/motion"] >= 0
+            check_eval_record(r, heldout_clips(cfg), ema_generator(tmp / "runs" / "tiny", r["step"], cfg), cfg)
 
     def test_checkpoints_kept_and_complete(self, run):
         tmp, _ = run
@@ -128,17 +134,29 @@ class TestReferenceRunOutputs:
         for name, value in original.items():
             torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
 
-    def test_sample_script_writes_clips_from_checkpoint(self, run, tmp_path):
-        tmp, _ = run
+    def test_sample_script_writes_clips_from_checkpoint(self, run, tmp_path, monkeypatch):
+        # The clips written are the first held-out clips, continued by the checkpoint's EMA
+        # generator with the run's fixed noise (recomputed here).
+        import train.clips
         from train import sample
+        from train.evaluate import fixed_noise
 
+        tmp, _ = run
+        written, write_clips = [], train.clips.write_clips
+        monkeypatch.setattr(train.clips, "write_clips", lambda *a, **k: written.append(a) or write_clips(*a, **k))
         ckpt = tmp / "runs" / "tiny" / "checkpoints" / "checkpoint-3"
         paths = sample.main(sample.parse_args(["--checkpoint", str(ckpt), "--num", "3", "--out", str(tmp_path)]))
         gif = iio.imread(paths["gif"], index=None)
         assert gif.shape[0] == 4
-        # The sampled clips use the EMA weights of the checkpoint: same as the training-time samples.
-        settings, _ = read_config(tmp / "runs" / "tiny")
-        assert settings["context_frames"] == 2
+        cfg, _ = load_config(tmp / "runs" / "tiny" / "config.json")
+        clips = heldout_clips(dataclasses.replace(cfg, eval_clips=3))
+        with torch.no_grad():
+            expected = ema_generator(tmp / "runs" / "tiny", 3, cfg)(clips[:, :, :2], fixed_noise(3, cfg.z_dim, cfg.seed))
+        ((_, step, context, generated, truth),) = written
+        assert step == 3
+        torch.testing.assert_close(truth, clips, rtol=0, atol=0)
+        torch.testing.assert_close(context, clips[:, :, :2], rtol=0, atol=0)
+        torch.testing.assert_close(generated, expected.clamp(-1, 1), rtol=0, atol=0)
 
 
 def _step_parts(**settings):
@@ -313,8 +331,17 @@ def test_dataset_folder_run_with_lpips(tmp_path):
     assert settings["perceptual"] == record["perceptual"] == "lpips-squeeze"
     records = read_metrics(tmp_path / "runs" / "folder")
     evals = [r for r in records if "eval/psnr" in r][-1]
-    assert evals["eval/lpips"] >= 0 and evals["eval/tlp"] >= 0
     assert [r for r in records if "g/perceptual" in r]
+    # PSNR, baseline, motion, LPIPS and tLP recomputed from the final EMA generator on the first
+    # held-out clips of the folder (the end of each video).
+    from train.data import VideoFolder, scan_folder
+
+    cfg, _ = load_config(tmp_path / "runs" / "folder" / "config.json")
+    heldout = VideoFolder(scan_folder(data, cfg.frames, cfg.size), cfg.eval_clips, cfg.frames, seed=cfg.seed,
+                          split="heldout")
+    clips = torch.stack([heldout[i] for i in range(cfg.eval_clips)])
+    check_eval_record(evals, clips, ema_generator(tmp_path / "runs" / "folder", 2, cfg), cfg,
+                      lpips=gl.LPIPS("squeeze", weights=weights))
 
 
 def test_dataset_with_nothing_usable_stops_before_training(tmp_path):
@@ -372,7 +399,9 @@ def test_unconditional_run(tmp_path):
     train = [r for r in records if "g/total" in r][-1]
     assert {"g/adv", "g/smooth"} <= set(train) and not {"g/rec", "g/gdl", "g/tdl", "g/perceptual"} & set(train)
     evals = [r for r in records if "eval/motion" in r][-1]
-    assert "eval/psnr" not in evals and "eval/psnr_baseline" not in evals
+    cfg, _ = load_config(tmp_path / "runs" / "uncond" / "config.json")
+    # Motion against the held-out clips' own (no continuation to compare with), from the EMA generator.
+    check_eval_record(evals, heldout_clips(cfg), ema_generator(tmp_path / "runs" / "uncond", 2, cfg), cfg)
     gif = iio.imread(tmp_path / "samples" / "uncond" / "step-000002.gif", index=None)
     assert gif.shape[0] == 4
 

@@ -9,7 +9,6 @@ relative): a wrong weight, sign, factor of 2 or input fails by orders of magnitu
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -17,13 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.build import build_generator, build_models
+from eval_reference import check_eval_record, ema_generator, heldout_clips, mean_motion, psnr_per_clip
+from train.build import build_models
 from train.config import TrainConfig
 from train.data import MovingShapes
-from train.evaluate import evaluate, fixed_noise
+from train.evaluate import evaluate
 from train.gan import GAN, train_step
 from train.losses import build_losses, frame_indices
-from trainer_utils import TINY_SETTINGS, StubAccelerator, read_metrics
+from trainer_utils import TINY, TINY_SETTINGS, StubAccelerator, read_metrics
 
 # float64 gradients from two summation orders agree to ~1e-15 relative; 1e-10 leaves room for
 # the sums over a few thousand parameters and still fails any real bug by many orders.
@@ -41,17 +41,6 @@ def float64():
 
 # ----------------------------------------------------------------------------------------------
 # evaluate()
-
-
-def _mse_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-clip PSNR (dB, [-1, 1] pixels): each frame's 10 log10(4 / MSE), averaged over frames."""
-    mse = (pred.double() - target.double()).square().mean(dim=(1, 3, 4))  # (B, T)
-    return (10 * torch.log10(4 / mse)).mean(dim=1)
-
-
-def _motion(video: torch.Tensor) -> torch.Tensor:
-    """Mean |frame[t+1] - frame[t]| over everything."""
-    return (video[:, :, 1:].double() - video[:, :, :-1].double()).abs().mean()
 
 
 class _Lookup(nn.Module):
@@ -116,14 +105,14 @@ class TestEvaluate:
         truth = clips[:, :, k:].double()
         last = clips[:, :, k - 1 : k].double().expand_as(truth)
         expected = gm.psnr(last, truth).mean.item()
-        assert expected == pytest.approx(_mse_psnr(last, truth).mean().item(), rel=1e-12)
+        assert expected == pytest.approx(psnr_per_clip(last, truth).mean().item(), rel=1e-12)
         # evaluate sums in float32 over the clips: 1e-6 relative.
         assert out["eval/psnr_baseline"] == pytest.approx(expected, rel=1e-6)
         # The frozen generator *is* the baseline, and has no motion at all.
         assert out["eval/psnr"] == pytest.approx(expected, rel=1e-6)
         assert out["eval/motion"] == 0.0
         first = clips[:, :, :1].double().expand_as(truth)
-        assert abs(_mse_psnr(first, truth).mean().item() - expected) > 0.1  # the test can tell them apart
+        assert abs(psnr_per_clip(first, truth).mean().item() - expected) > 0.1  # the test can tell them apart
 
     def test_the_truth_scores_100_db_and_motion_1(self):
         clips, k = _eval_clips(), self.K
@@ -140,7 +129,7 @@ class TestEvaluate:
         double_motion = _Lookup(clips, k, lambda clip: clip[:, k - 1 : k] + 2 * (clip[:, k:] - clip[:, k - 1 : k]))
         out = evaluate(StubAccelerator(), double_motion, clips, torch.zeros(len(clips), 4), k)
         generated = torch.stack([double_motion.make(c) for c in clips])
-        assert out["eval/psnr"] == pytest.approx(_mse_psnr(generated, clips[:, :, k:]).mean().item(), rel=1e-6)
+        assert out["eval/psnr"] == pytest.approx(psnr_per_clip(generated, clips[:, :, k:]).mean().item(), rel=1e-6)
         assert out["eval/motion"] == pytest.approx(2.0, rel=1e-6)
 
     def test_lpips_and_tlp_of_the_generated_continuation(self):
@@ -158,7 +147,7 @@ class TestEvaluate:
         per_frame = (generated - truth).abs().mean(dim=(1, 3, 4))
         assert out["eval/lpips"] == pytest.approx(per_frame.mean().item(), rel=1e-6)
         # tLP over the steps from the last context frame on (the jump into the continuation counts).
-        step = lambda v: (v[:, :, 1:] - v[:, :, :-1]).abs().mean(dim=(1, 3, 4))  # noqa: E731
+        step = lambda v: (v[:, :, 1:] - v[:, :, :-1]).abs().mean(dim=(1, 3, 4))
         moving_gen, moving_true = torch.cat([last, generated], 2), torch.cat([last, truth], 2)
         expected = (step(moving_gen.double()) - step(moving_true.double())).abs().mean().item()
         # A difference of two ~0.3 distances computed in float32: ~1e-7 absolute.
@@ -179,7 +168,7 @@ class TestEvaluate:
         noise = torch.arange(len(clips), dtype=torch.float32)[:, None].repeat(1, 4)
         out = evaluate(StubAccelerator(), Unconditional(), clips, noise, 0)
         assert set(out) == {"eval/motion"}
-        assert out["eval/motion"] == pytest.approx((_motion(samples) / _motion(clips)).item(), rel=1e-6)
+        assert out["eval/motion"] == pytest.approx((mean_motion(samples) / mean_motion(clips)).item(), rel=1e-6)
 
     def test_processes_split_the_clips_and_sum(self):
         # 5 clips over 2 processes (3 + 2): every rank reports the single-process numbers.
@@ -511,9 +500,10 @@ def test_unconditional_generator_gets_only_the_target_free_terms(float64):
 def loop_run(tmp_path_factory):
     """The real ``main`` for 4 steps; step 1's discriminator half and step 2's generator half are
     made non-finite. Records the generator's weights before the run and after every step."""
+    from accelerate.state import AcceleratorState
+
     import genloss as gl
     import train.gan as gan_module
-    from accelerate.state import AcceleratorState
     from train.options import parse_args
 
     tmp = tmp_path_factory.mktemp("loop")
@@ -538,8 +528,7 @@ def loop_run(tmp_path_factory):
     def nan_if(when, fn):
         return lambda *a, **k: fn(*a, **k) * (math.nan if state["step"] in when else 1.0)
 
-    flags = ["--size", "16", "--frames", "4", "--batch-size", "2", "--eval-clips", "4", "--sample-clips", "2",
-             "--g-channels", "8", "--d-channels", "8", "--max-steps", "4", "--adv-start", "0",
+    flags = [*TINY, "--max-steps", "4", "--adv-start", "0",
              "--nonfinite-patience", "3", "--log-every", "1", "--eval-every", "4", "--sample-every", "4",
              "--checkpoint-every", "4", "--run-name", "loop", "--output-dir", str(tmp / "runs"),
              "--samples-dir", str(tmp / "samples")]
@@ -589,43 +578,4 @@ class TestLoop:
         run_dir, _, cfg = loop_run
         record = [r for r in read_metrics(run_dir) if "eval/psnr" in r][-1]
         assert record["step"] == 4
-        generator = build_generator(cfg)
-        generator.load_state_dict(torch.load(run_dir / "checkpoints" / "checkpoint-4" / "ema_generator.pt",
-                                             weights_only=True))
-        clips = _heldout(cfg)
-        k = cfg.context_frames
-        with torch.no_grad():
-            generated = generator.eval()(clips[:, :, :k], fixed_noise(cfg.eval_clips, cfg.z_dim, cfg.seed))
-        check_eval_record(record, clips, generated, k)
-
-
-def _heldout(cfg: TrainConfig) -> torch.Tensor:
-    """The first ``eval_clips`` held-out clips of a moving-shapes run, built here from the dataset class."""
-    held = MovingShapes(cfg.eval_clips, frames=cfg.frames, size=cfg.size, seed=cfg.seed, split="heldout",
-                        num_shapes=cfg.num_shapes)
-    return torch.stack([held[i] for i in range(cfg.eval_clips)])
-
-
-def check_eval_record(record: dict, clips: torch.Tensor, generated: torch.Tensor, k: int) -> None:
-    """A metrics.jsonl eval record against the values recomputed from the clips and the generated
-    continuation (the trainer computes in float32 and logs float32 sums: 1e-5 relative)."""
-    truth = clips[:, :, k:]
-    if k > 0:
-        last = clips[:, :, k - 1 : k]
-        assert record["eval/psnr"] == pytest.approx(_mse_psnr(generated, truth).mean().item(), rel=1e-5)
-        assert record["eval/psnr_baseline"] == pytest.approx(_mse_psnr(last.expand_as(truth), truth).mean().item(),
-                                                             rel=1e-5)
-        motion = _motion(torch.cat([last, generated], 2)) / _motion(torch.cat([last, truth], 2))
-    else:
-        assert "eval/psnr" not in record and "eval/psnr_baseline" not in record
-        motion = _motion(generated) / _motion(clips)
-    assert record["eval/motion"] == pytest.approx(motion.item(), rel=1e-5)
-    # Not the context repeated: the continuation moves.
-    assert record["eval/motion"] > 1e-3
-
-
-def ema_generator(run_dir, step: int, cfg: TrainConfig) -> nn.Module:
-    generator = build_generator(cfg)
-    state = torch.load(run_dir / "checkpoints" / f"checkpoint-{step}" / "ema_generator.pt", weights_only=True)
-    generator.load_state_dict(state)
-    return copy.deepcopy(generator).eval()
+        check_eval_record(record, heldout_clips(cfg), ema_generator(run_dir, 4, cfg), cfg)
