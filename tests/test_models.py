@@ -33,25 +33,26 @@ class TestGenerator:
 
     def test_starts_as_faded_copy_of_last_frame(self):
         # Zero-initialised head: flow 0, colour 0, mask sigmoid(3) -> out = sigmoid(3) * last frame.
-        g = Generator(GeneratorConfig(frames=5, context_frames=2, size=16))
-        ctx = _context(k=2, size=16)
-        out = g(ctx, torch.randn(2, 32))
-        expected = torch.sigmoid(torch.tensor(3.0)) * ctx[:, :, -1:].expand_as(out)
-        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        # float64: the trilinear upsampling and the warp's coordinate round trip cost ~1e-15.
+        g = Generator(GeneratorConfig(frames=5, context_frames=2, size=16)).double()
+        ctx = _context(k=2, size=16).double()
+        out = g(ctx, torch.randn(2, 32, dtype=torch.float64))
+        expected = torch.sigmoid(torch.tensor(3.0, dtype=torch.float64)) * ctx[:, :, -1:].expand_as(out)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
 
     def test_output_is_blend_of_warp_and_colour(self):
         # With a hand-set head bias the output must equal m * warp(last, flow) + (1 - m) * colour.
         cfg = GeneratorConfig(frames=4, context_frames=2, size=16)
-        g = Generator(cfg)
+        g = Generator(cfg).double()
         with torch.no_grad():
-            g.head[1].bias.copy_(torch.tensor([0.2, -0.1, 0.3, 0.5, -0.25, 0.0]))
-        ctx = _context(k=2, size=16, seed=1)
-        out = g(ctx, torch.randn(2, 32))
-        colour = torch.tanh(torch.tensor([0.2, -0.1, 0.3])).view(1, 3, 1, 1, 1)
-        flow = (torch.tanh(torch.tensor([0.5, -0.25])) * cfg.max_flow * 16 / 32).view(1, 2, 1, 1, 1)
+            g.head[1].bias.copy_(torch.tensor([0.2, -0.1, 0.3, 0.5, -0.25, 0.0], dtype=torch.float64))
+        ctx = _context(k=2, size=16, seed=1).double()
+        out = g(ctx, torch.randn(2, 32, dtype=torch.float64))
+        colour = torch.tanh(torch.tensor([0.2, -0.1, 0.3], dtype=torch.float64)).view(1, 3, 1, 1, 1)
+        flow = (torch.tanh(torch.tensor([0.5, -0.25], dtype=torch.float64)) * cfg.max_flow * 16 / 32).view(1, 2, 1, 1, 1)
         last = ctx[:, :, -1:].expand(2, 3, 2, 16, 16)
         expected = 0.5 * warp(last, flow.expand(2, 2, 2, 16, 16)) + 0.5 * colour
-        torch.testing.assert_close(out, expected.expand_as(out), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out, expected.expand_as(out), rtol=1e-12, atol=1e-12)  # float64, as above
 
     def test_gradients_reach_every_parameter(self):
         g = Generator(GeneratorConfig(frames=5, context_frames=2, size=16))
