@@ -1,20 +1,17 @@
 """Tests of train/gallery.py: clip files, run.json, the page, and the page in a real browser.
 
-The browser test drives Debian's headless Chromium over the DevTools protocol on a pipe
-(``--remote-debugging-pipe``: NUL-separated JSON on file descriptors 3 and 4), so it needs no
-websocket library and no network. Set ``GENLOSS_GALLERY_SCREENSHOT=path.png`` to keep its screenshot.
+The browser test drives Debian's headless Chromium with Playwright (``executable_path``: no browser
+download, no network); it skips when either is missing (``.ci/run`` installs chromium, the dev
+extra installs playwright). Set ``GENLOSS_GALLERY_SCREENSHOT=path.png`` to keep its screenshot.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import select
 import shutil
 import subprocess
-import tempfile
-import time
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -25,8 +22,10 @@ import pytest
 import torch
 from PIL import Image
 
-from train.clips import BACKGROUND, CONTEXT, GENERATED, TRUTH
+from train.clips import BACKGROUND, CONTEXT, GENERATED, TRUTH, atomic_write
 from train.gallery import read_metrics, update_gallery, write_clips
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ODD_NAME = 'odd <name> & "co"'  # HTML-hostile, but a valid folder name
 
@@ -61,6 +60,8 @@ def config_for(run_name: str, created: str, context_frames: int, max_steps: int)
         "run_name": run_name,
         "created": created,
         "max_steps": max_steps,
+        "adv_start": 100,
+        "adv_ramp": 50,
         "batch_size": 4,
         "frames": 6,
         "context_frames": context_frames,
@@ -80,13 +81,36 @@ def config_for(run_name: str, created: str, context_frames: int, max_steps: int)
     }
 
 
-def write_metrics(path: Path, last_step: int, *, partial: bool) -> None:
+DIAGNOSTICS = {  # run-a's diag/* records: the video discriminator at chance, smooth silent
+    "diag/gradnorm/rec": 1.0, "diag/gradnorm/gdl": 0.3, "diag/gradnorm/adv": 0.2, "diag/gradnorm/smooth": 1e-5,
+    "diag/d_accuracy/video": 0.5, "diag/d_accuracy/image": 0.8, "diag/d_real/video": 0.1, "diag/d_fake/video": -0.1,
+    "diag/d_real/image": 0.6, "diag/d_fake/image": -0.7,
+}
+DETECTOR = {"eval/detect_acc": 0.55, "eval/detect_auc": 0.6, "eval/detect_acc_low": 0.4, "eval/detect_acc_high": 0.7,
+            "eval/detect_n_train": 32, "eval/detect_n_test": 32}
+EVAL_FILE = {  # what train/eval.py writes (the parts the card reads)
+    "kind": "checkpoint", "step": 400,
+    "clips": {"source": "held-out split of the moving-shapes dataset (seed 0)", "count": 512},
+    "metrics": {"psnr": 23.3, "psnr_baseline": 13.84, "ssim": 0.9, "tof": 0.31, "warping_error": 0.012,
+                "warping_error_real": 0.009, "motion": 0.85,
+                "detector": {"accuracy": 0.65, "auc": 0.7, "interval": [0.62, 0.68], "p_value": 1e-9, "n_train": 512,
+                             "n_test": 512},
+                "fvd": {"value": 123.4, "std": None, "protocol": {"num_real": 512, "num_fake": 512,
+                                                                  "deviations": ["400 real samples"]}}},
+}
+
+
+def write_metrics(path: Path, last_step: int, *, partial: bool, diagnostics: bool = False) -> None:
     lines = []
     for step in range(0, last_step + 1, 10):
         record = {"step": step, "g/adv": 1.0 / (1 + step), "g/l1": 0.5 - step / 1000, "d/hinge": 1.9}
+        if diagnostics:
+            record.update(DIAGNOSTICS)
         if step % 20 == 0:
-            record.update({"eval/psnr": 20.0 + step / 10, "eval/psnr_baseline": 21.0, "eval/motion": 0.9})
+            record.update({"eval/psnr": 20.0 + step / 100, "eval/psnr_baseline": 21.0, "eval/motion": 0.9})
         lines.append(json.dumps(record))
+    if diagnostics:  # the trainer's end-of-run detector: its own record at the last step
+        lines.append(json.dumps({"step": last_step, **DETECTOR}))
     text = "\n".join(lines) + "\n"
     if partial:  # a run killed (or read) in the middle of writing a line
         text += '{"step": 999, "g/ad'
@@ -94,20 +118,25 @@ def write_metrics(path: Path, last_step: int, *, partial: bool) -> None:
 
 
 def build_gallery(root: Path) -> Path:
-    """Two runs: a finished continuation run, and a newer unconditional run (K=0) with an
-    HTML-hostile name whose metrics file ends mid-line. Returns the samples dir."""
+    """Two runs: a finished continuation run with diagnostics, a detector record and two
+    eval.py results, and a newer unconditional run (K=0) with an HTML-hostile name whose metrics
+    file ends mid-line. Returns the samples dir."""
     samples = root / "samples"
     truth = moving_squares(3, 6)
     runs = (
-        ("run-a", "2026-01-01T10:00:00+00:00", 2, [0, 20, 40], 40, False),
+        ("run-a", "2026-01-01T10:00:00+00:00", 2, [0, 200, 400], 400, False),
         (ODD_NAME, "2026-01-02T10:00:00+00:00", 0, [0, 20], 100, True),
     )
     for name, created, k, steps, max_steps, partial in runs:
         for step in steps:
             write_clips(samples / name, step, truth[:, :, :k], truth[:, :, k:].flip(-1), truth)
-        metrics = root / f"metrics-{k}.jsonl"
-        write_metrics(metrics, max(steps), partial=partial)
-        update_gallery(samples, name, config_for(name, created, k, max_steps), metrics)
+        run_dir = root / "runs" / name
+        run_dir.mkdir(parents=True)
+        write_metrics(run_dir / "metrics.jsonl", max(steps), partial=partial, diagnostics=k > 0)
+        if k > 0:
+            (run_dir / "eval-200.json").write_text(json.dumps({**EVAL_FILE, "step": 200}))
+            (run_dir / "eval-400.json").write_text(json.dumps(EVAL_FILE))
+        update_gallery(samples, name, config_for(name, created, k, max_steps), run_dir / "metrics.jsonl")
     return samples
 
 
@@ -244,6 +273,47 @@ class TestWriteClips:
             write_clips(tmp_path, 0, truth[:, :, :1], generated, truth)
 
 
+def test_importing_clips_leaves_the_umask_alone():
+    # os.umask is the only way to read the umask, and it sets it too (process-wide, racing with
+    # other threads): importing the module must not call it at all.
+    code = ("import os\n"
+            "def refuse(*args): raise AssertionError('os.umask called')\n"
+            "os.umask = refuse\n"
+            "import train.clips, train.gallery\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_published_files_get_the_umask_permissions(tmp_path):
+    # Every file type the gallery writes: atomic bytes, and the clips (GIF, PNG, MP4 via ffmpeg).
+    code = ("import os, sys, torch\n"
+            "from pathlib import Path\n"
+            "os.umask(int(sys.argv[2], 8))\n"
+            "from train.clips import atomic_write, write_clips\n"
+            "out = Path(sys.argv[1])\n"
+            "atomic_write(out / 'a.json', b'{}')\n"
+            "truth = torch.zeros(1, 3, 3, 16, 16)\n"
+            "write_clips(out / 'clips', 0, truth[:, :, :1], truth[:, :, 1:], truth)\n")
+    for umask, mode in (("027", 0o640), ("002", 0o664)):
+        out = tmp_path / umask
+        out.mkdir()
+        result = subprocess.run([sys.executable, "-c", code, str(out), umask], cwd=ROOT, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        files = [out / "a.json", *sorted((out / "clips").iterdir())]
+        assert [f.name for f in files] == ["a.json", "step-000000.gif", "step-000000.mp4", "strip-000000.png"]
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(mode) for f in files}
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
+    with pytest.raises(TypeError):
+        atomic_write(tmp_path / "x.bin", object())  # write_bytes refuses it after the temp file exists
+    assert list(tmp_path.iterdir()) == []
+    atomic_write(tmp_path / "x.bin", b"1")
+    atomic_write(tmp_path / "x.bin", b"22")  # replaces
+    assert (tmp_path / "x.bin").read_bytes() == b"22" and len(list(tmp_path.iterdir())) == 1
+
+
 # --------------------------------------------------------------------------------------------
 # metrics, run.json and the page
 
@@ -261,28 +331,43 @@ def test_run_json(gallery):
     run = json.loads((gallery / "run-a" / "run.json").read_text())
     assert run["run_name"] == "run-a"
     assert run["started"] == "2026-01-01T10:00:00+00:00"
-    assert run["config"] == config_for("run-a", "2026-01-01T10:00:00+00:00", 2, 40)
-    assert run["sample_steps"] == [0, 20, 40]
-    assert run["last_step"] == 40
-    assert run["latest_eval"] == {"step": 40, "eval/psnr": 24.0, "eval/psnr_baseline": 21.0, "eval/motion": 0.9}
+    assert run["config"] == config_for("run-a", "2026-01-01T10:00:00+00:00", 2, 400)
+    assert run["sample_steps"] == [0, 200, 400]
+    assert run["last_step"] == 400
+    # The last eval step's records merged: the periodic eval and the end-of-run detector.
+    assert run["latest_eval"] == {"step": 400, "eval/psnr": 24.0, "eval/psnr_baseline": 21.0, "eval/motion": 0.9,
+                                  **DETECTOR}
+    # The newest eval.py result, copied beside the clips so the page links it.
+    assert run["eval_file"]["file"] == "eval-400.json" and run["eval_file"]["step"] == 400
+    assert run["eval_file"]["metrics"]["detector"]["interval"] == [0.62, 0.68]
+    assert (gallery / "run-a" / "eval-400.json").read_text() == json.dumps(EVAL_FILE)
+    # The warnings of train/diagnose.py: video D at chance from the adversarial start, smooth silent.
+    assert [(w["check"], w["subject"], w["first_step"], w["last_step"]) for w in run["warnings"]] == [
+        ("d_chance", "video", 100, 400), ("silent_term", "smooth", 0, 400)]
     odd = json.loads((gallery / ODD_NAME / "run.json").read_text())
     assert odd["last_step"] == 20  # the partial line (step 999) is ignored
     assert odd["sample_steps"] == [0, 20]
+    assert odd["eval_file"] is None and odd["warnings"] == []
 
 
-def test_curves_png(gallery, tmp_path):
+def test_curves_and_diagnostics_png(gallery, tmp_path):
     curves = Image.open(gallery / "run-a" / "curves.png")
-    # 3 loss panels + PSNR + motion = 5 panels in 3 columns, 2 rows of 360 x 250 px (+ title)
+    # 3 loss panels + PSNR + motion = 5 panels in 3 columns, 2 rows of 360 x 250 px (+ title);
+    # the diag/* keys and the detector are not curves here.
     assert curves.size == (1080, 550)
+    # Loss balance, D accuracy, D logits, R1: 2 x 2 panels of 540 x 260 px (+ title).
+    assert Image.open(gallery / "run-a" / "diagnostics.png").size == (1080, 570)
     index = update_gallery(tmp_path, "fresh", {}, tmp_path / "missing.jsonl")  # nothing logged yet
     assert Image.open(tmp_path / "fresh" / "curves.png").size[0] > 100
+    assert Image.open(tmp_path / "fresh" / "diagnostics.png").size == (1080, 570)
     assert "No samples written yet" in index.read_text()
 
 
 def test_index_links_are_relative_and_exist(gallery):
     page = parse(gallery / "index.html")
     files = [link for link in page.links if not link.startswith("#")]
-    assert len(files) == 2 * 4 + 5 + 2  # GIF and MP4 twice per run (player + file link), 5 strips, 2 plots
+    # GIF and MP4 twice per run (player + file link), 5 strips, 2 x 2 plots, run-a's eval file
+    assert len(files) == 2 * 4 + 5 + 4 + 1
     for link in files:
         parts = urlsplit(link)
         assert not parts.scheme and not parts.netloc and not link.startswith("/"), link
@@ -297,14 +382,39 @@ def test_index_newest_first_and_settings(gallery):
     text = "".join(parse(gallery / "index.html").text)
     assert text.index(ODD_NAME) < text.index("run-a")  # created later, so listed first
     assert "continuation (2 context frames)" in text and "unconditional" in text
-    assert "+3.00 dB vs copy-last-frame 21.00" in text  # run-a: eval/psnr 24.0 at step 40
-    assert "eval at step 40" in text and "finished" in text
+    assert "+3.00 dB vs copy-last-frame 21.00" in text  # run-a: eval/psnr 24.0 at step 400
+    assert "eval at step 400" in text and "finished" in text
     assert "step 20 of 100 · running or stopped" in text  # the partial run
     for setting in ("feature-matching", "32×32", "l1 1.0", "perceptual 0.5", "r1_interval 4", "adv_loss hinge"):
         assert setting in text
     raw = (gallery / "index.html").read_text()
     assert '<span class="chip off">tdiff <b>0.0</b>' in raw  # a zero weight is shown as off
     assert '<span class="chip">r1_interval <b>4</b>' in raw
+
+
+def test_detector_eval_file_and_warnings_on_the_card(gallery):
+    text = " ".join("".join(parse(gallery / "index.html").text).split())
+    # The trainer's end-of-run detector, then eval.py's result with its interval, AUC and counts.
+    assert "detector accuracy0.55095% 0.400–0.700 · AUC 0.60032 test clips · 0.5 = can't tell from real" in text
+    assert "train/eval.py at step 400 · 512 clips · held-out split of the moving-shapes dataset (seed 0)" in text
+    assert "detector accuracy0.65095% 0.620–0.680 · AUC 0.700512 test clips" in text
+    assert "FVD123.4512 real / 512 generated1 deviation(s) from the reference protocol" in text
+    assert "PSNR23.30 dB+9.46 dB vs copy-last-frame 13.84" in text
+    assert "warping error0.012real clips: 0.009" in text
+    # The summary table's detector column and the warning badge.
+    assert text.count("⚠ 2 warnings") == 2  # summary row and card header
+    assert "d_chance video discriminator at chance from step 100 to 400 (accuracy 0.500, 0.5)" in text
+    assert "silent_term smooth with weight 0.02 has a near-zero gradient from step 0 to 400" in text
+    raw = (gallery / "index.html").read_text()
+    assert '<td>0.550</td>' in raw and '<td>–</td>' in raw  # run-a's detector; the other run has none
+
+
+def test_unreadable_eval_file_is_skipped_with_a_warning(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "eval-5.json").write_text('{"step": 5, "metr')
+    with pytest.warns(RuntimeWarning, match="skipping unreadable .*eval-5.json"):
+        update_gallery(tmp_path / "samples", "a", {}, tmp_path / "run" / "metrics.jsonl")
+    assert json.loads((tmp_path / "samples" / "a" / "run.json").read_text())["eval_file"] is None
 
 
 def test_index_escapes_run_names(gallery):
@@ -357,84 +467,18 @@ def test_update_gallery_rejects_bad_run_names(tmp_path):
 # the page in a real browser
 
 
-class Chromium:
-    """Headless Chromium driven over the DevTools protocol on a pipe (fds 3 and 4)."""
-
-    FLAGS = (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--remote-debugging-pipe", "--window-size=1280,2000",
-        "--autoplay-policy=no-user-gesture-required",
-    )  # fmt: skip
-
-    def __init__(self, executable: str, profile: Path) -> None:
-        to_chrome, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome = os.pipe()
-        self.log = profile / "chromium.log"
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                # bash (dash takes single-digit fds only) moves our pipe ends to fds 3 and 4.
-                ["bash", "-c", f'exec "$0" "$@" 3<&{to_chrome} 4>&{from_chrome}', executable,
-                 *self.FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                pass_fds=(to_chrome, from_chrome), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
-        os.close(to_chrome)
-        os.close(from_chrome)
-        self._buffer, self._id, self._events = b"", 0, []
-
-    def call(self, method: str, session: str | None = None, timeout: float = 60, **params):
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._receive(deadline)
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method} failed: {reply['error']}")
-                return reply["result"]
-            self._events.append(reply)
-
-    def wait_for(self, event: str, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, message in enumerate(self._events):
-                if message.get("method") == event:
-                    return self._events.pop(i)
-            self._events.append(self._receive(deadline))
-
-    def _receive(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
-                raise TimeoutError(f"Chromium did not answer; its log:\n{self.log.read_text()[-3000:]}")
-            chunk = os.read(self._from_chrome, 1 << 20)
-            if not chunk:
-                raise RuntimeError(f"Chromium exited; its log:\n{self.log.read_text()[-3000:]}")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close", timeout=10)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        os.close(self._to_chrome)
-        os.close(self._from_chrome)
-
+# Flags for Debian's chromium in a container: no sandbox (no user namespaces), no GPU, nothing that
+# reaches the network. Playwright adds --headless and its own pipe.
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 # Waits (real time, up to 30 s) until every image is complete and every video has its first
 # frame or an error, then reports each element's state.
 MEDIA_REPORT = """
-(async () => {
+async () => {
   const deadline = Date.now() + 30000;
   const images = [...document.images], videos = [...document.querySelectorAll('video')];
   const settled = () => images.every(i => i.complete) && videos.every(v => v.readyState >= 2 || v.error);
@@ -444,55 +488,56 @@ MEDIA_REPORT = """
     videos: videos.map(v => ({src: v.getAttribute('src'), ready: v.readyState, error: v.error && v.error.code,
                               width: v.videoWidth})),
   };
-})()
+}
 """
 
 
-def evaluate(browser: Chromium, session: str, expression: str):
-    result = browser.call("Runtime.evaluate", session, expression=expression, awaitPromise=True, returnByValue=True)
-    assert "exceptionDetails" not in result, result
-    return result["result"].get("value")  # absent for undefined
-
-
 def test_page_in_headless_chromium(gallery, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
     executable = shutil.which("chromium")
     if executable is None:
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium); .ci/run installs it")
-    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path))
-    browser = Chromium(executable, profile)
-    try:
-        target = browser.call("Target.createTarget", url="about:blank")["targetId"]
-        session = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        browser.call("Page.enable", session)
-        browser.call("Page.navigate", session, url=(gallery / "index.html").as_uri())
-        browser.wait_for("Page.loadEventFired")
-        report = evaluate(browser, session, MEDIA_REPORT)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 2000})
+            page.goto((gallery / "index.html").as_uri())
+            report = page.evaluate(MEDIA_REPORT)
 
-        assert len(report["images"]) == 2 + 3 + 2 + 2  # latest GIF per run, 5 strips, 2 curve plots
-        assert len(report["videos"]) == 2
-        broken = [i["src"] for i in report["images"] if i["width"] == 0]
-        assert not broken, f"images that did not load: {broken}"
-        unplayable = [v for v in report["videos"] if v["ready"] < 2 or v["error"] or v["width"] != 464]
-        assert not unplayable, f"videos without a first frame: {unplayable}"
+            # Latest GIF per run, 5 strips, and per run the curves and the diagnostics panels.
+            assert len(report["images"]) == 2 + 3 + 2 + 2 + 2
+            broken = [i["src"] for i in report["images"] if i["width"] == 0]
+            assert not broken, f"images that did not load: {broken}"
+            assert [i["width"] for i in report["images"] if i["src"].endswith("diagnostics.png")] == [1080, 1080]
+            assert len(report["videos"]) == 2
+            unplayable = [v for v in report["videos"] if v["ready"] < 2 or v["error"] or v["width"] != 464]
+            assert not unplayable, f"videos without a first frame: {unplayable}"
 
-        shot = browser.call("Page.captureScreenshot", session, format="png", captureBeyondViewport=True)
-        screenshot = Path(os.environ.get("GENLOSS_GALLERY_SCREENSHOT", tmp_path / "gallery.png"))
-        screenshot.write_bytes(base64.b64decode(shot["data"]))
-        assert Image.open(screenshot).size[0] >= 1200
+            # The eval card, the warnings and the diagnostics panels are rendered and visible.
+            run_a = page.locator("section.run", has_text="run-a")
+            for selector, text in ((".evalfile h4", "train/eval.py at step 400"),
+                                   (".evalfile .card.detector", "0.650"), (".pill.warn", "2 warnings"),
+                                   ("ul.warnings li", "at chance")):
+                assert run_a.locator(selector).first.is_visible(), selector
+                assert text in run_a.locator(selector).first.inner_text(), selector
+            panels = run_a.locator("img[alt='loss balance and discriminator health']")
+            assert panels.is_visible() and panels.bounding_box()["width"] >= 1000
 
-        # The GIF/MP4 switch is pure CSS: clicking "MP4" hides the GIF and shows the video.
-        visibility = "[...document.querySelectorAll('.panes > *')].map(e => getComputedStyle(e).visibility)"
-        assert evaluate(browser, session, visibility) == ["visible", "hidden"] * 2
-        evaluate(browser, session, "document.querySelector('.tab-mp4 + label').click()")
-        assert evaluate(browser, session, visibility) == ["hidden", "visible", "visible", "hidden"]
+            screenshot = Path(os.environ.get("GENLOSS_GALLERY_SCREENSHOT", tmp_path / "gallery.png"))
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert Image.open(screenshot).size[0] >= 1200
 
-        # The check itself can fail: a broken image and video are reported as such.
-        evaluate(
-            browser, session,
-            "document.body.insertAdjacentHTML('beforeend', '<img src=\"gone.png\"><video src=\"gone.mp4\"></video>')",
-        )  # fmt: skip
-        report = evaluate(browser, session, MEDIA_REPORT)
-        assert report["images"][-1] == {"src": "gone.png", "width": 0}
-        assert report["videos"][-1]["error"] is not None
-    finally:
-        browser.close()
+            # The GIF/MP4 switch is pure CSS: clicking "MP4" hides the GIF and shows the video.
+            visibility = "() => [...document.querySelectorAll('.panes > *')].map(e => getComputedStyle(e).visibility)"
+            assert page.evaluate(visibility) == ["visible", "hidden"] * 2
+            page.locator(".tab-mp4 + label").first.click()
+            assert page.evaluate(visibility) == ["hidden", "visible", "visible", "hidden"]
+
+            # The check itself can fail: a broken image and video are reported as such.
+            page.evaluate("() => document.body.insertAdjacentHTML('beforeend', "
+                          "'<img src=\"gone.png\"><video src=\"gone.mp4\"></video>')")
+            report = page.evaluate(MEDIA_REPORT)
+            assert report["images"][-1] == {"src": "gone.png", "width": 0}
+            assert report["videos"][-1]["error"] is not None
+        finally:
+            browser.close()

@@ -16,9 +16,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 TINY = ["--size", "16", "--frames", "4", "--batch-size", "2", "--eval-clips", "4", "--sample-clips", "2",
-        "--g-channels", "8", "--d-channels", "8", "--log-every", "1", "--eval-every", "2"]
+        "--g-channels", "8", "--d-channels", "8", "--log-every", "1", "--eval-every", "2",
+        "--detect-clips", "4"]
 # The tiny run's settings as TrainConfig fields, for in-process tests.
-TINY_SETTINGS = dict(size=16, frames=4, batch_size=2, eval_clips=4, sample_clips=2, g_channels=8, d_channels=8)
+TINY_SETTINGS = dict(size=16, frames=4, batch_size=2, eval_clips=4, sample_clips=2, g_channels=8, d_channels=8,
+                     detect_clips=4)
 
 
 def launch_command(tmp: Path, *flags: str, processes: int = 1) -> list[str]:

@@ -84,10 +84,11 @@ def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: boo
     Raises ``SystemExit`` with the list of skipped files when a dataset folder has nothing usable.
     """
     frames, size, seed = cfg.frames, cfg.size, cfg.seed
+    heldout = max(cfg.eval_clips, cfg.detect_clips)  # the end-of-run detector reads the first detect_clips
     if cfg.dataset is None:
         kwargs = dict(frames=frames, size=size, seed=seed, num_shapes=cfg.num_shapes)
         return (MovingShapes(train_length, split="train", **kwargs),
-                MovingShapes(cfg.eval_clips, split="heldout", **kwargs))
+                MovingShapes(heldout, split="heldout", **kwargs))
     scan = scan_folder(cfg.dataset, frames, size, progress=progress)
     for line in scan.corrupt:
         log(f"dataset: skipped unreadable file {line}")
@@ -100,4 +101,4 @@ def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: boo
             f"({scan.summary()}); nothing to train on"
         )
     return (VideoFolder(scan, train_length, frames, seed=seed, split="train"),
-            VideoFolder(scan, cfg.eval_clips, frames, seed=seed, split="heldout"))
+            VideoFolder(scan, heldout, frames, seed=seed, split="heldout"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,25 +44,36 @@ GENERATED = (59, 130, 246)  # blue: frames the model produced
 TRUTH = (107, 114, 128)  # grey: ground truth
 BORDER, GAP, MARGIN, HEADER, GUTTER = 3, 6, 8, 24, 22  # grid geometry, in output pixels
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read the process umask so published files get the usual 0644, not mkstemp's 0600
-
 
 # --------------------------------------------------------------------------------------------
 # atomic files
 
 
+def _new_hidden_file(path: Path) -> Path:
+    """Create an empty, uniquely named hidden file beside ``path``, with mode ``0o666`` less the
+    process umask (the mode any new file gets). ``tempfile.mkstemp`` would make it 0600, and
+    fixing that afterwards means knowing the umask, which can only be read by setting it:
+    ``os.umask`` is process-wide, so that would race with other threads creating files."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(6)}{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path} after 100 tries")
+
+
 @contextmanager
 def published(path: Path) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``path``; on success it atomically becomes ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
+    """Yield a hidden temporary path beside ``path``; on success it atomically becomes ``path``
+    (with the permissions of any new file: ``0o666`` less the umask)."""
+    tmp = _new_hidden_file(path)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)  # only left if something failed
+        tmp.unlink(missing_ok=True)  # only left if something failed
 
 
 def atomic_write(path: Path, data: bytes) -> None:

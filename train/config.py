@@ -69,6 +69,7 @@ class TrainConfig:
     log_every: int = 25  # training losses to metrics.jsonl every N steps
     eval_clips: int = 64  # held-out clips per evaluation, split across processes
     sample_clips: int = 8  # held-out clips in each sample grid
+    detect_clips: int = 512  # held-out clips (and as many generated) for the end-of-run detector score; 0 = off
     seed: int = 0  # data, initialisation, noise and the held-out split
     cpu_threads: int = 1  # torch threads per process on CPU; 0 = the cores divided among processes
     mixed_precision: str = "no"  # autocast precision: no, fp16 (CUDA only) or bf16
@@ -129,10 +130,12 @@ class TrainConfig:
         for name in positive:
             _require(getattr(self, name) >= 1, name, "must be >= 1", getattr(self, name))
         non_negative = ("adv_weight", "r1_gamma", "rec_weight", "gdl_weight", "tdl_weight", "smooth_weight",
-                        "perceptual_weight", "max_grad_norm", "cpu_threads", "adv_start", "adv_ramp")
+                        "perceptual_weight", "max_grad_norm", "cpu_threads", "adv_start", "adv_ramp", "detect_clips")
         for name in non_negative:
             value = getattr(self, name)
             _require(value is None or value >= 0, name, "must be >= 0", value)  # `>=` also rejects NaN
+        _require(self.detect_clips != 1, "detect_clips", "must be 0 (off) or >= 2 (half of the clips train "
+                 "the detector, the other half is scored)", self.detect_clips)
         for name in ("lr_g", "lr_d"):
             _require(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         _require(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)", self.ema_decay)

@@ -1,9 +1,13 @@
-"""The sample gallery page: loss curves, ``run.json`` and a static ``index.html`` of every run.
+"""The sample gallery page: loss curves, diagnostics, ``run.json`` and a static ``index.html`` of every run.
 
-``update_gallery`` redraws a run's ``curves.png``, records its ``run.json`` and rewrites
-``<samples_dir>/index.html`` from every run folder. The page is static, uses relative links only
-and is valid at every moment of a run (files are published atomically, see :mod:`train.clips`).
-The clips it shows come from :func:`train.clips.write_clips`, re-exported here.
+``update_gallery`` redraws a run's ``curves.png`` (losses and eval metrics) and ``diagnostics.png``
+(the loss balance and the discriminators' health, from the ``diag/*`` records), records its
+``run.json`` (with the warnings of :func:`train.diagnose.diagnose` and the newest
+``eval-<step>.json`` that ``train/eval.py`` wrote beside ``metrics.jsonl``, copied into the run's
+sample folder) and rewrites ``<samples_dir>/index.html`` from every run folder. The page is static,
+uses relative links only and is valid at every moment of a run (files are published atomically,
+see :mod:`train.clips`). The clips it shows come from :func:`train.clips.write_clips`, re-exported
+here.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from urllib.parse import quote
 import numpy as np
 
 from .clips import atomic_write, write_clips
+from .diagnose import DISCRIMINATORS, TERM_WEIGHTS, Thresholds, diagnose, gradient_shares
 
 __all__ = ["read_metrics", "update_gallery", "write_clips"]
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.gif$")
+_EVAL_FILE = re.compile(r"^eval-(\d+)\.json$")
 _TEMPLATE = Path(__file__).with_name("gallery_template.html")
 _EVAL_NAMES = {  # eval key -> (card label, reading hint); other eval/* keys are shown as logged
     "eval/motion": ("motion", "1.0 is right"),
@@ -86,11 +92,7 @@ def _smooth(values: list[float]) -> np.ndarray:
 
 def _curves_png(records: list[dict], title: str) -> bytes:
     """One readable panel per logged loss term, then the eval metrics (PSNR with its baseline)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg explicitly: no display needed
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    series = _series(records)
+    series = {k: v for k, v in _series(records).items() if not k.startswith(("diag/", "eval/detect_"))}
     panels: list[tuple[str, list[str]]] = [(k, [k]) for k in series if not k.startswith("eval/")]
     evals = [k for k in series if k.startswith("eval/")]
     if "eval/psnr" in evals or "eval/psnr_baseline" in evals:
@@ -99,9 +101,7 @@ def _curves_png(records: list[dict], title: str) -> bytes:
     panels += [(k, [k]) for k in evals if k not in ("eval/psnr", "eval/psnr_baseline")]
     columns = min(3, max(1, len(panels)))  # 3 x 360 px: shown near 1:1 on the page
     rows = max(1, math.ceil(len(panels) / columns))
-    figure = Figure(figsize=(3.6 * columns, 2.5 * rows + 0.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    figure.suptitle(title.replace("$", r"\$"), fontsize=11, fontweight="bold", color="#1f2328")
+    figure = _figure(columns, rows, 3.6, 2.5, title)
     if not panels:
         figure.text(0.5, 0.5, "no metrics logged yet", ha="center", va="center", color="#6b7280")
     for index, (name, keys) in enumerate(panels):
@@ -126,16 +126,108 @@ def _curves_png(records: list[dict], title: str) -> bytes:
             ax.axhline(1.0, color="#16a34a", linewidth=0.8, linestyle=":")
         if len(keys) > 1:
             ax.legend(fontsize=8, frameon=False)
-        ax.set_title(name.replace("$", r"\$"), fontsize=10)
-        ax.tick_params(labelsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
-        ax.grid(alpha=0.25, linewidth=0.5)
-        ax.set_xlabel("step", fontsize=8)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
+        _style(ax, name)
+    return _png(figure)
+
+
+def _figure(columns: int, rows: int, width: float, height: float, title: str):
+    """An Agg figure (no display needed) of ``columns x rows`` panels of ``width x height`` inches."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * columns, height * rows + 0.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    figure.suptitle(title.replace("$", r"\$"), fontsize=11, fontweight="bold", color="#1f2328")
+    return figure
+
+
+def _style(ax, title: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_title(title.replace("$", r"\$"), fontsize=10)
+    ax.tick_params(labelsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.grid(alpha=0.25, linewidth=0.5)
+    ax.set_xlabel("step", fontsize=8)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", facecolor="white")
     return buffer.getvalue()
+
+
+_TERM_COLOURS = dict(zip(TERM_WEIGHTS, ("#2563eb", "#16a34a", "#f59e0b", "#9333ea", "#64748b", "#dc2626")))
+_DISC_COLOURS = {"video": "#2563eb", "image": "#ea580c"}
+
+
+def _not_logged(ax, keys: str) -> None:
+    ax.text(0.5, 0.5, f"{keys}\nnot logged", ha="center", va="center", color="#6b7280", fontsize=9,
+            transform=ax.transAxes)
+
+
+def _diagnostics_png(records: list[dict], config: dict, title: str) -> bytes:
+    """Four panels: each generator term's share of the generator gradient (stacked, from
+    ``diag/gradnorm/<term>``), the discriminators' accuracy with the bands where
+    :mod:`train.diagnose` warns, their mean logits on real and generated clips, and R1."""
+    series = _series(records)
+    figure = _figure(2, 2, 5.4, 2.6, f"{title}: diagnostics")
+    balance, accuracy, logits, r1 = (figure.add_subplot(2, 2, i) for i in range(1, 5))
+    adv_start = config.get("adv_start")
+
+    shares = gradient_shares(records)
+    if shares:
+        steps = sorted({step for points in shares.values() for step, _ in points})
+        terms = [t for t in TERM_WEIGHTS if t in shares] + sorted(t for t in shares if t not in TERM_WEIGHTS)
+        stacked = []
+        for term in terms:
+            by_step = dict(shares[term])
+            stacked.append([by_step.get(step, 0.0) for step in steps])
+        balance.stackplot(steps, stacked, labels=terms, colors=[_TERM_COLOURS.get(t, "#9ca3af") for t in terms],
+                          alpha=0.85, linewidth=0)
+        balance.set_ylim(0, 1)
+        balance.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        _not_logged(balance, "diag/gradnorm/<term>")
+    _style(balance, "loss balance: share of the generator gradient")
+
+    t = Thresholds()
+    drawn = False
+    for disc in DISCRIMINATORS:
+        if (key := f"diag/d_accuracy/{disc}") in series:
+            accuracy.plot(*series[key], color=_DISC_COLOURS[disc], linewidth=1.2, label=disc)
+            drawn = True
+        for side, style in (("real", "-"), ("fake", "--")):
+            if (key := f"diag/d_{side}/{disc}") in series:
+                logits.plot(*series[key], color=_DISC_COLOURS[disc], linestyle=style, linewidth=1.1,
+                            label=f"{disc} {side}")
+    if drawn:
+        accuracy.axhspan(0.5 - t.chance_accuracy, 0.5 + t.chance_accuracy, color="#9ca3af", alpha=0.25, linewidth=0,
+                         label="chance")
+        accuracy.axhspan(t.win_accuracy, 1.0, color="#ef4444", alpha=0.15, linewidth=0, label="wins outright")
+        accuracy.set_ylim(0, 1.02)
+        accuracy.legend(fontsize=7, frameon=False, loc="lower right")
+    else:
+        _not_logged(accuracy, "diag/d_accuracy/<disc>")
+    _style(accuracy, "discriminator accuracy")
+    if logits.lines:
+        logits.axhline(0.0, color="#6b7280", linewidth=0.8, linestyle=":")
+        logits.legend(fontsize=7, frameon=False, ncols=2)
+    else:
+        _not_logged(logits, "diag/d_real/<disc>, diag/d_fake/<disc>")
+    _style(logits, "discriminator mean logit: real (solid), generated (dashed)")
+    if "d/r1" in series:
+        r1.plot(*series["d/r1"], color="#1d4ed8", marker="o", markersize=2, linewidth=0.8)
+    else:
+        _not_logged(r1, "d/r1")
+    _style(r1, "R1 penalty (d/r1)")
+    if isinstance(adv_start, int) and not isinstance(adv_start, bool):
+        for ax in (balance, accuracy, logits, r1):
+            if ax.lines or ax.collections:  # panels with data: where the adversarial term starts
+                ax.axvline(adv_start, color="#dc2626", linewidth=0.8, linestyle=":", label="adv starts")
+    return _png(figure)
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,11 +242,47 @@ def _sample_steps(run_dir: Path) -> list[int]:
 
 
 def _latest_eval(records: list[dict]) -> dict | None:
+    """The ``eval/*`` values of the last evaluated step, merged over its records (the trainer logs
+    the end-of-run detector as a record of its own at the last step)."""
     evals = [r for r in records if any(k.startswith("eval/") for k in r)]
     if not evals:
         return None
-    last = evals[-1]
-    return {"step": last["step"], **{k: v for k, v in last.items() if k.startswith("eval/")}}
+    step = evals[-1]["step"]
+    merged = {"step": step}
+    for record in evals:
+        if record["step"] == step:
+            merged.update({k: v for k, v in record.items() if k.startswith("eval/")})
+    return merged
+
+
+_SET_METRICS = ("fvd", "kvd", "fid", "kid")
+
+
+def _eval_file(run_dir: Path, sample_dir: Path) -> dict | None:
+    """The newest ``eval-<step>.json`` of ``run_dir`` (``train/eval.py``), copied into ``sample_dir``
+    so the page can link it; returns what the card shows, or ``None`` if there is none (or it
+    can't be read: a warning says so)."""
+    found = [(int(m.group(1)), p) for p in run_dir.glob("eval-*.json") if (m := _EVAL_FILE.match(p.name))]
+    if not found:
+        return None
+    step, path = max(found)
+    data = _read_json(path)
+    if not isinstance(data.get("metrics"), dict):
+        warnings.warn(f"gallery: skipping unreadable {path}", RuntimeWarning, stacklevel=3)
+        return None
+    atomic_write(sample_dir / path.name, path.read_bytes())
+    metrics = {}
+    for key, value in data["metrics"].items():
+        if _is_number(value):
+            metrics[key] = value
+        elif key == "detector" and isinstance(value, dict):
+            metrics[key] = {k: value.get(k) for k in ("accuracy", "auc", "interval", "n_train", "n_test")}
+        elif key in _SET_METRICS and isinstance(value, dict):
+            protocol = value.get("protocol") or {}
+            metrics[key] = {"value": value.get("value"), "std": value.get("std"),
+                            **{k: protocol.get(k) for k in ("num_real", "num_fake", "deviations")}}
+    return {"file": path.name, "step": data.get("step", step), "clips": data.get("clips") or {},
+            "metrics": metrics}
 
 
 def _fmt(value: object) -> str:
@@ -235,26 +363,95 @@ def _status(last_step: object, max_steps: object) -> str:
     return f'<span class="pill live">step {_e(last_step or 0)}{of} · running or stopped</span>'
 
 
+def _card(label: str, value: str, *notes: str, kind: str = "card") -> str:
+    """One metric card; ``value`` and ``notes`` are escaped here (a note may be ``(class, text)``)."""
+    small = "".join(f'<small class="{n[0]}">{_e(n[1])}</small>' if isinstance(n, tuple) else f"<small>{_e(n)}</small>"
+                    for n in notes if n)
+    return f'<div class="{kind}"><span>{_e(label)}</span><b>{_e(value)}</b>{small}</div>'
+
+
+def _psnr_card(psnr: object, base: object) -> str | None:
+    if not _is_number(psnr):
+        return None
+    note = None
+    if _is_number(base):
+        note = ("up" if psnr > base else "down", f"{psnr - base:+.2f} dB vs copy-last-frame {base:.2f}")
+    return _card("PSNR", f"{psnr:.2f} dB", note)
+
+
+def _detector_card(accuracy: object, auc: object, low: object, high: object, n_test: object) -> str | None:
+    """The detector score: 0.5 means generated clips can't be told from real ones."""
+    if not _is_number(accuracy):
+        return None
+    interval = f"95% {low:.3f}–{high:.3f}" if _is_number(low) and _is_number(high) else ""
+    auc_text = f"AUC {auc:.3f}" if _is_number(auc) else ""
+    counts = f"{n_test} test clips · " if _is_number(n_test) else ""
+    return _card("detector accuracy", f"{accuracy:.3f}", " · ".join(t for t in (interval, auc_text) if t),
+                 f"{counts}0.5 = can't tell from real", kind="card detector")
+
+
 def _eval_cards(latest: dict | None) -> str:
     if not latest:
         return '<p class="empty">No evaluation yet.</p>'
-    cards = []
-    psnr, base = latest.get("eval/psnr"), latest.get("eval/psnr_baseline")
-    if _is_number(psnr):
-        note = ""
-        if _is_number(base):
-            trend = "up" if psnr > base else "down"
-            delta = f"{psnr - base:+.2f} dB vs copy-last-frame {base:.2f}"
-            note = f'<small class="{trend}">{delta}</small>'
-        cards.append(f'<div class="card"><span>PSNR</span><b>{psnr:.2f} dB</b>{note}</div>')
+    cards = [_psnr_card(latest.get("eval/psnr"), latest.get("eval/psnr_baseline")),
+             _detector_card(*(latest.get(f"eval/detect_{k}") for k in ("acc", "auc", "acc_low", "acc_high", "n_test")))]
     for key, value in latest.items():
-        if key in ("step", "eval/psnr", "eval/psnr_baseline") or not _is_number(value):
+        if key in ("step", "eval/psnr", "eval/psnr_baseline") or key.startswith("eval/detect_") or not _is_number(value):
             continue
         label, hint = _EVAL_NAMES.get(key, (key.removeprefix("eval/"), ""))
-        card = f"<span>{_e(label)}</span><b>{_e(value)}</b><small>{_e(hint)}</small>"
-        cards.append(f'<div class="card">{card}</div>')
+        cards.append(_card(label, _fmt(value), hint))
     at = f'<p class="at">eval at step {_e(latest["step"])}</p>'
-    return f'<div class="evals">{"".join(cards)}{at}</div>'
+    return f'<div class="evals">{"".join(c for c in cards if c)}{at}</div>'
+
+
+_FILE_METRICS = {  # eval.py metric -> (card label, reading hint)
+    "ssim": ("SSIM", "higher is better"),
+    "lpips": ("LPIPS", "lower is better"),
+    "tlp": ("tLP", "lower is better"),
+    "tof": ("tOF", "px, lower is better"),
+    "warping_error": ("warping error", "lower is better"),
+    "motion": ("motion", "1.0 is right"),
+}
+
+
+def _eval_file_cards(run_name: str, summary: dict | None) -> str:
+    """The card block of ``train/eval.py``'s newest result."""
+    if not summary:
+        return ""
+    metrics, clips = summary.get("metrics") or {}, summary.get("clips") or {}
+    cards = [_psnr_card(metrics.get("psnr"), metrics.get("psnr_baseline"))]
+    detector = metrics.get("detector") or {}
+    interval = detector.get("interval") or (None, None)
+    cards.append(_detector_card(detector.get("accuracy"), detector.get("auc"), *interval, detector.get("n_test")))
+    for key, (label, hint) in _FILE_METRICS.items():
+        if _is_number(metrics.get(key)):
+            if key == "warping_error" and _is_number(metrics.get("warping_error_real")):
+                hint = f"real clips: {_fmt(metrics['warping_error_real'])}"
+            cards.append(_card(label, _fmt(metrics[key]), hint))
+    for key in _SET_METRICS:
+        result = metrics.get(key)
+        if not isinstance(result, dict) or not _is_number(result.get("value")):
+            continue
+        value = _fmt(result["value"]) + (f" ± {_fmt(result['std'])}" if _is_number(result.get("std")) else "")
+        deviations = result.get("deviations") or []
+        notes = [f"{result.get('num_real')} real / {result.get('num_fake')} generated",
+                 f"{len(deviations)} deviation(s) from the reference protocol" if deviations else "reference protocol"]
+        cards.append(_card(key.upper(), value, *notes))
+    count, source = clips.get("count"), clips.get("source")
+    what = " · ".join(_e(t) for t in (f"{count} clips" if count else "", source) if t)
+    link = f'<a href="{_link(run_name, summary["file"])}">{_e(summary["file"])}</a>'
+    head = f'<h4>train/eval.py at step {_e(summary.get("step"))} · {what} · {link}</h4>'
+    return f'<div class="evalfile">{head}<div class="evals">{"".join(c for c in cards if c)}</div></div>'
+
+
+def _warnings(findings: list[dict]) -> tuple[str, str]:
+    """The header badge and the list of a run's :mod:`train.diagnose` warnings (empty when none)."""
+    if not findings:
+        return "", ""
+    count = len(findings)
+    badge = f'<span class="pill warn">⚠ {count} warning{"s" if count > 1 else ""}</span>'
+    items = "".join(f'<li><b>{_e(f.get("check"))}</b> {_e(f.get("message"))}</li>' for f in findings)
+    return badge, f'<ul class="warnings">{items}</ul>'
 
 
 def _section(record: dict, anchor: str, templates: dict[str, string.Template]) -> str:
@@ -273,16 +470,19 @@ def _section(record: dict, anchor: str, templates: dict[str, string.Template]) -
             mp4=_link(name, f"step-{steps[-1]:06d}.mp4"),
             strips=strips,
         )
+    badge, warning_list = _warnings(record.get("warnings") or [])
     return templates["run"].substitute(
         anchor=anchor,
         name=_e(name),
         date=_e(_date(record.get("started"))),
-        status=_status(record.get("last_step"), config.get("max_steps")),
+        status=_status(record.get("last_step"), config.get("max_steps")) + badge,
         settings="".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in _settings(config)),
         losses=_loss_chips(config),
-        evals=_eval_cards(record.get("latest_eval")),
+        warnings=warning_list,
+        evals=_eval_cards(record.get("latest_eval")) + _eval_file_cards(name, record.get("eval_file")),
         samples=samples,
         curves=_link(name, "curves.png"),
+        diagnostics=_link(name, "diagnostics.png"),
         config="".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in config.items()),
     )
 
@@ -290,9 +490,14 @@ def _section(record: dict, anchor: str, templates: dict[str, string.Template]) -
 def _summary_row(record: dict, anchor: str, templates: dict[str, string.Template]) -> str:
     config, latest = record.get("config") or {}, record.get("latest_eval") or {}
     psnr, base, motion = (latest.get(k) for k in ("eval/psnr", "eval/psnr_baseline", "eval/motion"))
+    detector = latest.get("eval/detect_acc")
+    if not _is_number(detector):  # else train/eval.py's, if it ran
+        detector = (((record.get("eval_file") or {}).get("metrics") or {}).get("detector") or {}).get("accuracy")
     return templates["summary"].substitute(
         anchor=anchor,
         name=_e(record["run_name"]),
+        badge=_warnings(record.get("warnings") or [])[0],
+        detector=f"{detector:.3f}" if _is_number(detector) else "–",
         date=_e(_date(record.get("started"))),
         step=_e(record.get("last_step") or 0),
         max_steps=_e(config.get("max_steps", "?")),
@@ -337,14 +542,26 @@ def _index_html(samples_dir: Path) -> str:
     )
 
 
+def _diagnosis(records: list[dict], config: dict, run_name: str) -> list[dict]:
+    """:func:`train.diagnose.diagnose` as dicts; a config it can't read gets a warning, not a broken page."""
+    try:
+        return [finding.as_dict() for finding in diagnose(records, config)]
+    except (TypeError, ValueError) as error:
+        warnings.warn(f"gallery: no diagnostics for run {run_name!r}: {error}", RuntimeWarning, stacklevel=3)
+        return []
+
+
 def update_gallery(samples_dir: Path, run_name: str, config: dict, metrics_path: Path) -> Path:
-    """Redraw ``curves.png`` and ``run.json`` of one run and rewrite ``<samples_dir>/index.html``.
+    """Redraw ``curves.png``, ``diagnostics.png`` and ``run.json`` of one run and rewrite
+    ``<samples_dir>/index.html``.
 
     Args:
         samples_dir: the gallery root; each run has a folder ``<samples_dir>/<run_name>/``.
         run_name: this run's folder name.
-        config: the trainer's resolved config (any keys; missing ones are left off the page).
-        metrics_path: the run's ``metrics.jsonl`` (may be missing, empty or end mid-line).
+        config: the trainer's resolved config (any keys; missing ones are left off the page or,
+            for the diagnostics, take ``TrainConfig``'s defaults).
+        metrics_path: the run's ``metrics.jsonl`` (may be missing, empty or end mid-line). The
+            newest ``eval-<step>.json`` beside it (``train/eval.py``) is shown on the run's card.
 
     Returns:
         The path of ``index.html``.
@@ -358,6 +575,7 @@ def update_gallery(samples_dir: Path, run_name: str, config: dict, metrics_path:
     run_dir.mkdir(parents=True, exist_ok=True)
     records = read_metrics(metrics_path)
     atomic_write(run_dir / "curves.png", _curves_png(records, run_name))
+    atomic_write(run_dir / "diagnostics.png", _diagnostics_png(records, config, run_name))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     previous = _read_json(run_dir / "run.json")
     record = {
@@ -367,6 +585,8 @@ def update_gallery(samples_dir: Path, run_name: str, config: dict, metrics_path:
         "updated": now,
         "last_step": max((r["step"] for r in records), default=None),
         "latest_eval": _latest_eval(records),
+        "eval_file": _eval_file(Path(metrics_path).parent, run_dir),
+        "warnings": _diagnosis(records, config, run_name),
         "sample_steps": _sample_steps(run_dir),
         "config": config,
     }

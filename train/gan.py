@@ -38,7 +38,15 @@ from models import sample_frames  # noqa: E402
 from train import state as st  # noqa: E402
 from train.build import build_datasets, build_models, build_perceptual  # noqa: E402
 from train.config import TrainConfig, flat_config, write_config  # noqa: E402
-from train.evaluate import evaluate, fixed_noise, stack_clips, write_samples  # noqa: E402
+from train.evaluate import (  # noqa: E402
+    end_of_run_detector,
+    evaluate,
+    fixed_noise,
+    format_detector,
+    stack_clips,
+    write_samples,
+)
+from train.gallery import update_gallery  # noqa: E402
 from train.losses import Losses, build_losses, frame_indices, temporal_difference_from_context  # noqa: E402
 from train.options import Options, parse_args  # noqa: E402
 from train.run import (  # noqa: E402
@@ -328,6 +336,12 @@ def main(options: Options) -> None:
         raise SystemExit(f"error: the data ran out at step {progress.step} < --max-steps {cfg.max_steps}")
     if start_step >= cfg.max_steps:
         say(f"already at step {progress.step} >= --max-steps {cfg.max_steps}; nothing to train")
+    elif cfg.detect_clips:  # the final EMA generator's detector score (train/evaluate.py has the protocol)
+        values = end_of_run_detector(ema.model, heldout, cfg, accelerator.device)
+        log.write(progress.step, values)
+        say(f"step {progress.step}: {format_detector(values)}")
+        if accelerator.is_main_process:  # the run's card shows it
+            update_gallery(Path(cfg.samples_dir), run_name, flat_config(cfg, record), log.path)
     say(f"done: {progress.step} steps in {time.time() - start_time:.0f} s; "
         f"metrics {log.path}, gallery {Path(cfg.samples_dir) / 'index.html'}")
     accelerator.end_training()

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(r, "--log-every", "append training losses to metrics.jsonl every N steps")
     add(r, "--eval-clips", "held-out clips per evaluation (split across processes)")
     add(r, "--sample-clips", "held-out clips shown in each sample grid")
+    add(r, "--detect-clips", "held-out clips scored against their generated continuations by the end-of-run "
+        "detector (genloss.metrics.detectability, logged as eval/detect_*); 0 = off")
     add(r, "--report-to", "also send metrics.jsonl's values to TensorBoard (<run>/tensorboard), Weights & "
         "Biases, or all of those installed", choices=REPORT_TO_CHOICES)
     add(r, "--seed", "seed for data, initialisation, noise and the held-out split")
