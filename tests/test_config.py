@@ -69,7 +69,7 @@ class TestTrainConfig:
     def test_every_setting_is_a_flag_with_the_same_default(self):
         flags = {a.dest for a in build_parser()._actions if a.option_strings and a.dest != "help"}
         settings = {f.name for f in dataclasses.fields(TrainConfig)}
-        assert flags - settings == {"config", "run_name", "resume"}  # per invocation, not settings
+        assert flags - settings == {"config", "run_name", "resume", "overwrite"}  # per invocation, not settings
         assert settings <= flags
         assert parse_args([]).config == TrainConfig()
 

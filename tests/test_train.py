@@ -23,6 +23,7 @@ from eval_reference import check_eval_record, ema_generator, heldout_clips
 from train.build import build_datasets
 from train.config import load_config
 from train.options import parse_args
+from train.safety import RunError
 from trainer_utils import TINY_SETTINGS, StubAccelerator, launch, read_config, read_metrics
 
 
@@ -348,7 +349,7 @@ def test_dataset_with_nothing_usable_stops_before_training(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"nope")
     iio.imwrite(tmp_path / "short.gif", np.zeros((2, 16, 16, 3), np.uint8), duration=100)
     options = parse_args(["--dataset", str(tmp_path), "--frames", "4"])
-    with pytest.raises(SystemExit, match="no usable video with at least 4 frames"):
+    with pytest.raises(RunError, match="no usable video with at least 4 frames"):
         build_datasets(options.config, 10, log=lambda *_: None)
 
 
@@ -426,7 +427,7 @@ def test_lpips_on_frames_too_small_is_a_clear_error(tmp_path):
 
     weights = tmp_path / "alexnet.pth"
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
-    with pytest.raises(SystemExit, match="--perceptual lpips-alex can't take --size 16 frames"):
+    with pytest.raises(RunError, match="--perceptual lpips-alex can't take --size 16 frames"):
         build_perceptual("lpips-alex", str(weights), 16)
     module, used, message = build_perceptual("auto", str(weights), 16)
     assert module is None and used == "feature-matching" and "can't take 16x16 frames" in message

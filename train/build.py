@@ -12,6 +12,7 @@ import genloss as gl
 from models import DiscriminatorConfig, Generator, GeneratorConfig, ImageDiscriminator, VideoDiscriminator
 from train.config import TrainConfig
 from train.data import MovingShapes, VideoFolder, scan_folder
+from train.safety import RunError
 
 __all__ = ["build_datasets", "build_generator", "build_models", "build_perceptual"]
 
@@ -35,13 +36,16 @@ def _too_small(module: nn.Module, size: int) -> str | None:
     return None
 
 
-def build_perceptual(choice: str, weights_path: str | None, size: int) -> tuple[nn.Module | None, str, str]:
+def build_perceptual(choice: str, weights_path: str | None, size: int,
+                     resumed: str | None = None) -> tuple[nn.Module | None, str, str]:
     """The LPIPS module (or ``None``), what is used, and the notice that says so.
 
     ``choice`` is a ``--perceptual`` value. ``"auto"`` tries LPIPS-alex with ImageNet weights from
-    ``weights_path`` or the torch hub cache (no download) and otherwise falls back to
-    discriminator feature matching; the notice is then one sentence saying why plus a hint.
-    Explicit ``lpips-*`` choices raise if the weights can't be had.
+    the torch hub cache (no download) and otherwise falls back to discriminator feature matching;
+    the notice is then one sentence saying why plus a hint. An explicit request can't fall back:
+    an ``lpips-*`` choice, or a ``weights_path`` that can't be loaded, is a :class:`RunError`.
+    ``resumed`` is the term a resumed run trained with (its ``config.json``'s ``run.perceptual``):
+    ``auto`` then uses that term again, whatever the hub cache holds today, and fails if it can't.
     Returns ``(module, used, notice)`` with ``used`` in ``lpips-alex | lpips-vgg |
     lpips-squeeze | feature-matching | none``.
     """
@@ -49,13 +53,24 @@ def build_perceptual(choice: str, weights_path: str | None, size: int) -> tuple[
         return None, "none", "perceptual term: off (--perceptual none)"
     net = "alex" if choice == "auto" else choice.removeprefix("lpips-")
     weights = weights_path if weights_path is not None else "imagenet"
-    if choice != "auto":
-        module = gl.LPIPS(net, weights=weights)
-        if (reason := _too_small(module, size)) is not None:
-            raise SystemExit(f"error: --perceptual {choice} can't take --size {size} frames ({reason}); "
-                             "use a larger --size, another net (lpips-vgg works from 16) or --perceptual none")
-        return module, choice, f"perceptual term: LPIPS-{net} ({weights})"
     fallback = "perceptual term: discriminator feature matching instead of LPIPS-alex"
+    if choice == "auto" and resumed == "feature-matching":
+        return None, "feature-matching", (f"{fallback}, as this run started (--perceptual auto keeps a resumed "
+                                          "run's term)")
+    if choice != "auto" or weights_path is not None or resumed == "lpips-alex":
+        why = ("--perceptual auto, which a resumed run that trained with LPIPS-alex keeps"
+               if choice == "auto" and resumed == "lpips-alex" else f"--perceptual {choice}")
+        module = _load_lpips(net, weights, download=choice != "auto", why=why)
+        if (reason := _too_small(module, size)) is None:
+            auto = "; --perceptual auto" if choice == "auto" else ""
+            return module, f"lpips-{net}", f"perceptual term: LPIPS-{net} ({weights}{auto})"
+        if choice != "auto":
+            raise RunError(f"--perceptual {choice} can't take --size {size} frames ({reason}); "
+                           "use a larger --size, another net (lpips-vgg works from 16) or --perceptual none")
+        return None, "feature-matching", (
+            f"{fallback} (it can't take {size}x{size} frames: {reason}).\n"
+            "  hint: --perceptual lpips-vgg works from 16x16."
+        )
     try:
         module = gl.LPIPS(net, weights=weights, download=False)
     except gl.WeightsNotFoundError:
@@ -64,9 +79,9 @@ def build_perceptual(choice: str, weights_path: str | None, size: int) -> tuple[
             "  hint: pass --perceptual-weights FILE (torchvision's alexnet-owt-7be5be79.pth) to use LPIPS, "
             "or --perceptual none to train without the term."
         )
-    except (OSError, RuntimeError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 (a broken cached file: unpickling, shapes, I/O)
         return None, "feature-matching", (
-            f"{fallback} ({weights} can't be loaded: {str(error).splitlines()[0]}).\n"
+            f"{fallback} (the cached ImageNet weights can't be loaded: {_first_line(error)}).\n"
             "  hint: pass --perceptual-weights FILE with torchvision's alexnet state dict to use LPIPS."
         )
     if (reason := _too_small(module, size)) is not None:
@@ -77,11 +92,27 @@ def build_perceptual(choice: str, weights_path: str | None, size: int) -> tuple[
     return module, "lpips-alex", f"perceptual term: LPIPS-alex ({weights}; --perceptual auto)"
 
 
+def _load_lpips(net: str, weights: str, download: bool, why: str) -> nn.Module:
+    """``gl.LPIPS(net, weights=...)`` for an explicit request: any failure is a :class:`RunError`."""
+    what = f"--perceptual-weights {weights!r}" if weights != "imagenet" else f"the ImageNet weights of {net}"
+    try:
+        return gl.LPIPS(net, weights=weights, download=download)
+    except Exception as error:  # noqa: BLE001 (unpickling, wrong keys or shapes, I/O: all mean "can't load")
+        raise RunError(f"{what} can't be loaded for LPIPS-{net} ({why}): {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: bool = False) -> tuple:
-    """The training and held-out datasets: procedural shapes, or clips from ``cfg.dataset``.
+    """The training and held-out datasets: procedural shapes, or clips from ``cfg.dataset``
+    (every file it skipped or ignored is logged by name, then the scan's summary).
 
     ``progress`` shows a bar while a dataset folder is decoded (pass it on the main process only).
-    Raises ``SystemExit`` with the list of skipped files when a dataset folder has nothing usable.
+    Raises :class:`RunError` when a dataset folder has nothing usable, or no video long enough to
+    hold out its end (``--heldout-fraction``).
     """
     frames, size, seed = cfg.frames, cfg.size, cfg.seed
     heldout = max(cfg.eval_clips, cfg.detect_clips)  # the end-of-run detector reads the first detect_clips
@@ -89,16 +120,21 @@ def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: boo
         kwargs = dict(frames=frames, size=size, seed=seed, num_shapes=cfg.num_shapes)
         return (MovingShapes(train_length, split="train", **kwargs),
                 MovingShapes(heldout, split="heldout", **kwargs))
-    scan = scan_folder(cfg.dataset, frames, size, progress=progress)
+    scan = scan_folder(cfg.dataset, frames, size, heldout_fraction=cfg.heldout_fraction, progress=progress)
     for line in scan.corrupt:
         log(f"dataset: skipped unreadable file {line}")
     for line in scan.too_short:
         log(f"dataset: skipped {line}, shorter than --frames {frames}")
+    for name in scan.unknown:
+        log(f"dataset: ignored {name}, neither a video nor a frame of a frame folder")
+    for line in scan.train_only:
+        log(f"dataset: {line} is too short to hold out its last {100 * cfg.heldout_fraction:g}%: training only")
     log(f"dataset {cfg.dataset}: {scan.summary()}")
     if not scan.videos:
-        raise SystemExit(
-            f"error: --dataset {cfg.dataset} has no usable video with at least {frames} frames "
-            f"({scan.summary()}); nothing to train on"
-        )
-    return (VideoFolder(scan, train_length, frames, seed=seed, split="train"),
-            VideoFolder(scan, heldout, frames, seed=seed, split="heldout"))
+        raise RunError(f"--dataset {cfg.dataset} has no usable video with at least {frames} frames "
+                       f"({scan.summary()}); nothing to train on")
+    try:
+        return (VideoFolder(scan, train_length, frames, seed=seed, split="train"),
+                VideoFolder(scan, heldout, frames, seed=seed, split="heldout"))
+    except ValueError as error:  # no video long enough to split: the message says what to change
+        raise RunError(f"--dataset {cfg.dataset}: {error} (--heldout-fraction)") from None

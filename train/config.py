@@ -23,16 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genloss import KINDS
+from train.data import HELDOUT_FRACTION
 
 __all__ = [
     "LEGACY_KEYS",
     "PERCEPTUAL_CHOICES",
     "REPORT_TO_CHOICES",
+    "RESUME_RULES",
     "ConfigError",
     "RunRecord",
     "TrainConfig",
+    "config_text",
     "flat_config",
     "load_config",
+    "settings_for_resume",
     "write_config",
 ]
 
@@ -58,6 +62,7 @@ class TrainConfig:
     context_frames: int = 2  # K context frames given to the generator; 0 = unconditional
     size: int = 32  # frame height = width in pixels; a multiple of 8, at least 16
     dataset: str | None = None  # folder of videos or frame folders; None = procedural moving shapes
+    heldout_fraction: float = HELDOUT_FRACTION  # share of each --dataset video, at its end, held out for eval
     num_shapes: int = 2  # shapes per clip in the moving-shapes dataset
     # Outputs and their schedule.
     output_dir: str = "runs"  # where run folders (config, metrics, checkpoints) go
@@ -139,6 +144,7 @@ class TrainConfig:
         for name in ("lr_g", "lr_d"):
             _require(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         _require(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)", self.ema_decay)
+        _require(0 < self.heldout_fraction < 1, "heldout_fraction", "must be in (0, 1)", self.heldout_fraction)
         for name, choices in (("adv_loss", KINDS), ("rec_loss", REC_LOSSES), ("perceptual", PERCEPTUAL_CHOICES),
                               ("mixed_precision", PRECISIONS), ("report_to", REPORT_TO_CHOICES)):
             _require(getattr(self, name) in choices, name, f"must be one of {', '.join(choices)}", getattr(self, name))
@@ -238,6 +244,9 @@ class RunRecord:
     git: dict | None = None  # {"commit", "dirty"}; None outside a git checkout
     versions: dict = field(default_factory=dict)  # python, torch, torchvision, accelerate, genloss
     trackers: list = field(default_factory=list)  # the trackers fed, e.g. ["tensorboard"]
+    # Settings changed on a resume (only those RESUME_RULES allows), oldest first:
+    # [{"step", "setting", "saved", "given"}], carried over from resume to resume.
+    changes: list = field(default_factory=list)
 
 
 # How the flat config.json files written before the "settings"/"run" split load. Every other key
@@ -256,9 +265,71 @@ RENAMED_SETTINGS: dict[str, str] = {}
 RETIRED_SETTINGS: frozenset[str] = frozenset()
 
 
+def config_text(config: TrainConfig, record: RunRecord) -> str:
+    """The text of ``config.json``: also saved inside each checkpoint, which then names its settings."""
+    return json.dumps({"settings": config.to_dict(), "run": dataclasses.asdict(record)}, indent=2) + "\n"
+
+
 def write_config(path: str | Path, config: TrainConfig, record: RunRecord) -> None:
-    payload = {"settings": config.to_dict(), "run": dataclasses.asdict(record)}
-    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+    Path(path).write_text(config_text(config, record))
+
+
+# What a resumed run may change (``settings_for_resume``). Every setting is listed, so adding one
+# means deciding (tests/test_run_safety.py fails otherwise). "model", "data" and "training": the
+# run's models, the clips it sees (and in which order) or its optimisation recipe; changing one
+# would make a different run under the same name, and the optimisers' saved state (learning rates
+# included) would silently win anyway. "free": how long it trains and what it writes where.
+RESUME_RULES: dict[str, str] = {
+    **dict.fromkeys(("frames", "context_frames", "size", "g_channels", "g_output_scale", "d_channels", "z_dim",
+                     "spectral_norm"), "model"),
+    **dict.fromkeys(("batch_size", "grad_accum", "dataset", "heldout_fraction", "num_shapes", "seed",
+                     "eval_clips"), "data"),
+    **dict.fromkeys(("mixed_precision", "lr_g", "lr_d", "ema_decay", "max_grad_norm", "adv_loss", "adv_weight",
+                     "adv_start", "adv_ramp", "adaptive_weight", "r1_gamma", "r1_interval", "rec_loss", "rec_weight",
+                     "gdl_weight", "tdl_weight", "smooth_weight", "perceptual", "perceptual_weights",
+                     "perceptual_weight"), "training"),
+    **dict.fromkeys(("max_steps", "output_dir", "samples_dir", "sample_every", "eval_every", "checkpoint_every",
+                     "keep_checkpoints", "log_every", "sample_clips", "detect_clips", "cpu_threads",
+                     "nonfinite_patience", "report_to"), "free"),
+}
+
+
+def settings_for_resume(saved: TrainConfig, given: dict) -> tuple[TrainConfig, list[tuple[str, object, object]], list[str]]:
+    """The settings of a resumed run: the run's saved ones, with the ``given`` settings (those typed
+    on the command line) applied where :data:`RESUME_RULES` allows.
+
+    Returns ``(config, changes, notes)``: ``changes`` lists ``(setting, saved, given)`` for each
+    allowed change, ``notes`` what else was decided. Raises :class:`ConfigError` listing every
+    given setting that differs from the saved one and may not change (saved -> given).
+
+    With a new ``--max-steps``, a warm-up left to its default (derived from ``--max-steps``) keeps
+    the values the run started with, so the adversarial term does not switch off or jump mid-run.
+    """
+    differs = {name: (getattr(saved, name), value) for name, value in given.items() if getattr(saved, name) != value}
+    fixed = {name: pair for name, pair in differs.items() if RESUME_RULES[name] != "free"}
+    if fixed:
+        lines = "\n".join(f"  {_flag(name)}: {old!r} -> {new!r}  ({RESUME_RULES[name]})"
+                          for name, (old, new) in fixed.items())
+        hint = ""
+        if "dataset" in fixed or "perceptual_weights" in fixed:
+            hint = " If the files only moved, put a link to them at the old path."
+        raise ConfigError(
+            f"{len(fixed)} setting{'s' if len(fixed) > 1 else ''} differ{'' if len(fixed) > 1 else 's'} "
+            f"from the run's (saved -> given) and would change its models, data or training:\n{lines}\n"
+            f"Drop {'them' if len(fixed) > 1 else 'it'} to resume with the run's settings, or train them as a new "
+            f"run under another --run-name.{hint}")
+    config, notes = dataclasses.replace(saved, **given), []
+    if "max_steps" in differs:
+        start, ramp = saved.adversarial_warmup()
+        if (saved.adv_start, saved.adv_ramp) != (start, ramp):
+            config = dataclasses.replace(config, adv_start=start, adv_ramp=ramp)
+            notes.append(f"--max-steps {saved.max_steps} -> {config.max_steps}: the adversarial warm-up keeps the "
+                         f"run's start {start} and ramp {ramp} (its defaults were derived from --max-steps)")
+    return config, [(name, old, new) for name, (old, new) in differs.items()], notes
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def flat_config(config: TrainConfig, record: RunRecord) -> dict:
@@ -307,7 +378,7 @@ def load_config(path: str | Path) -> tuple[TrainConfig, dict]:
 
 def _require(ok: bool, name: str, what: str, value: object) -> None:
     if not ok:
-        raise ConfigError(f"--{name.replace('_', '-')} {what}; got {value!r}")
+        raise ConfigError(f"{_flag(name)} {what}; got {value!r}")
 
 
 @functools.cache

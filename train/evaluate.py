@@ -193,13 +193,13 @@ def end_of_run_detector(generator: nn.Module, heldout, cfg, device: torch.device
 
 
 def write_samples(samples_dir: Path, run_name: str, step: int, generator: nn.Module, clips: Tensor,
-                  noise: Tensor, context_frames: int, config: dict, metrics_path: Path) -> dict[str, Path]:
-    """Clip grids for ``step`` and the refreshed gallery page (call on the main process only)."""
+                  noise: Tensor, context_frames: int) -> dict[str, Path]:
+    """Clip grids for ``step`` (call on the main process only). The gallery page is refreshed
+    separately (``train.gallery.update_gallery``): the trainer stops when clips can't be written
+    but only warns when the page can't."""
     from train import gallery
 
     generated = generate(generator, clips.to(noise.device), noise, context_frames).cpu()
-    paths = gallery.write_clips(
+    return gallery.write_clips(
         samples_dir / run_name, step, clips[:, :, :context_frames].cpu(), generated.clamp(-1, 1), clips.cpu()
     )
-    paths["index"] = gallery.update_gallery(samples_dir, run_name, config, metrics_path)
-    return paths

@@ -9,8 +9,11 @@ Writes ``<output-dir>/<run-name>/{config.json, metrics.jsonl, checkpoints/checkp
 and sample clips under ``<samples-dir>/<run-name>/`` with the gallery ``<samples-dir>/index.html``.
 
 Read it top to bottom: ``train_step`` is one optimisation step (generator forward, discriminator
-update with lazy R1, generator update, the non-finite skip); ``main`` sets the run up and loops,
-evaluating, sampling and checkpointing on schedule.
+update with lazy R1, generator update, the non-finite skip); ``main`` decides which run folder the
+command writes and makes it its own; ``train`` sets the run up and loops, evaluating, sampling
+and checkpointing on schedule. A stop signal, a write that fails or too many non-finite steps end
+the loop after a step, with a checkpoint of it (``train.run.Checkpoints``). Exit codes and what
+each failure prints: ``train/safety.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from pathlib import Path
 # repository root on the path so `accelerate launch train/gan.py` finds them from any directory.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # before the heavy imports: a launcher killed meanwhile takes us along
+    from train.safety import tie_to_launcher
+
+    tie_to_launcher()
+
 import math  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -37,7 +47,7 @@ import genloss as gl  # noqa: E402
 from models import sample_frames  # noqa: E402
 from train import state as st  # noqa: E402
 from train.build import build_datasets, build_models, build_perceptual  # noqa: E402
-from train.config import TrainConfig, flat_config, write_config  # noqa: E402
+from train.config import ConfigError, TrainConfig, config_text, flat_config, write_config  # noqa: E402
 from train.evaluate import (  # noqa: E402
     end_of_run_detector,
     evaluate,
@@ -50,15 +60,21 @@ from train.gallery import update_gallery  # noqa: E402
 from train.losses import Losses, build_losses, frame_indices, temporal_difference_from_context  # noqa: E402
 from train.options import Options, parse_args  # noqa: E402
 from train.run import (  # noqa: E402
+    Checkpoints,
     LogWindow,
     MetricsLog,
+    RunPlan,
     check_one_job,  # noqa: F401  (re-exported: tests and users import it from here)
     check_ranks_in_sync,
+    claim_run,
     make_accelerator,
+    name_run,
     new_record,
-    resolve_run,
+    plan_run,
     start_trackers,
+    stop_requested,
 )
+from train.safety import Interrupted, RunError, SettingsError, Stopped, StopSignals  # noqa: E402
 
 
 @dataclass
@@ -231,17 +247,40 @@ def train_step(step: int, real: Tensor, gan: GAN, losses: Losses, cfg: TrainConf
     return ok, {**{f"g/{n}": v for n, v in g_logs.items()}, **{f"d/{n}": v for n, v in d_logs.items()}}
 
 
-def main(options: Options) -> None:
-    cfg = options.config
-    accelerator = make_accelerator(cfg)
+def main(options: Options, signals: StopSignals | None = None) -> None:
+    """Train as ``options`` asks: decide the run folder and its settings (:func:`~train.run.plan_run`),
+    make the folder this process's (writable outputs, the lock, no earlier run mixed in:
+    :func:`~train.run.claim_run`), then :func:`train`. The lock is released on every way out."""
+    plan = plan_run(options)
+    accelerator = make_accelerator(plan.config)
     say = tqdm.write if accelerator.is_main_process else (lambda *_: None)  # above the progress bar
-    run_name, resume_from = resolve_run(cfg, options.run_name, options.resume)
+    plan = name_run(accelerator, plan)
+    for note in plan.notes:
+        say(note)
+    saved_world = plan.saved.get("world_size") if plan.checkpoint else None
+    if saved_world not in (None, accelerator.num_processes):
+        raise SettingsError(f"run {plan.run_name} trained on {saved_world} processes and this job has "
+                            f"{accelerator.num_processes}: the global batch and the data order would change. "
+                            f"Resume it with --num_processes {saved_world}")
+    lock = claim_run(accelerator, plan, options.overwrite, say)
+    try:
+        train(accelerator, plan, signals, say)
+    finally:
+        for tracker in accelerator.trackers:  # flush TensorBoard's events on every way out
+            tracker.finish()
+        if lock is not None:
+            lock.release()
+
+
+def train(accelerator, plan: RunPlan, signals: StopSignals | None, say) -> None:
+    cfg, run_name, resume_from = plan.config, plan.run_name, plan.checkpoint
     run_dir = Path(cfg.output_dir) / run_name
     set_seed(cfg.seed, device_specific=True)  # different noise per rank; DDP syncs the weights
 
-    perceptual, perceptual_used, notice = build_perceptual(cfg.perceptual, cfg.perceptual_weights, cfg.size)
+    perceptual, perceptual_used, notice = build_perceptual(
+        cfg.perceptual, cfg.perceptual_weights, cfg.size, resumed=plan.saved.get("perceptual") if resume_from else None)
     say(notice)
-    record = new_record(cfg, accelerator, run_name, resume_from, perceptual_used, notice)
+    record = new_record(accelerator, plan, perceptual_used, notice)
     train_set, heldout = build_datasets(cfg, cfg.max_steps * record.global_batch_size, log=say,
                                         progress=accelerator.is_main_process)
     generator, d_image, d_video = build_models(cfg)
@@ -268,14 +307,16 @@ def main(options: Options) -> None:
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
         say(f"resumed from {resume_from} at step {progress.step}")
-    elif options.resume == "latest":
-        say("--resume latest: no checkpoint found, starting a new run")
     log = MetricsLog(run_dir / "metrics.jsonl", accelerator)
     if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir / "config.json", cfg, record)
-        log.trim(progress.step)
+        try:
+            write_config(run_dir / "config.json", cfg, record)
+            log.trim(progress.step)
+        except OSError as error:
+            raise RunError(f"can't write {run_dir}: {error}") from None
     start_trackers(accelerator, run_dir, run_name, cfg.to_dict())
+    checkpoints = Checkpoints(accelerator, run_dir, run_name, cfg.keep_checkpoints,
+                              {"config.json": config_text(cfg, record)}, record.command, say)
     say(f"run {run_name}: {accelerator.num_processes} process(es) on {accelerator.device}, "
         f"global batch {record.global_batch_size}, steps {progress.step} -> {cfg.max_steps}")
 
@@ -287,7 +328,9 @@ def main(options: Options) -> None:
     bar = tqdm(total=cfg.max_steps, initial=progress.step, disable=not accelerator.is_main_process,
                desc="train", dynamic_ncols=True)
     start_time, start_step = time.time(), progress.step
-    window_ok, bar_window = True, LogWindow()
+    window_ok, bar_window, samples_failure = True, LogWindow(), None
+    if signals is not None:
+        signals.arm()  # from here on a stop signal ends the loop after a step, with a checkpoint
     for real in batches:
         if progress.step >= cfg.max_steps:
             break
@@ -309,12 +352,16 @@ def main(options: Options) -> None:
             log.write_losses(progress.step, logs, skipped_steps=progress.skipped,
                              steps_per_s=(progress.step - start_step) / (time.time() - start_time))
             bar.set_postfix(bar_window.means())
-        if guard.exhausted:
-            path = st.save_checkpoint(accelerator, run_dir / "checkpoints", progress.step, ema, cfg.keep_checkpoints)
-            try:
-                guard.check(progress.step)
-            except st.NonFiniteLossError as error:
-                raise SystemExit(f"error: {error} Saved {path}.") from error
+        # Stop after this step, with a checkpoint of it: a stop signal (on any process), an output
+        # that could not be written, or too many non-finite steps in a row.
+        signum, failed = stop_requested(accelerator, signals, bool(log.failure or samples_failure))
+        if signum or failed or guard.exhausted:
+            bar.close()
+            if signals is not None:
+                signals.stopping()
+            why = log.failure or samples_failure or ("another process failed to write" if failed else
+                                                      guard.message(progress.step) if guard.exhausted else None)
+            checkpoints.stop(progress.step, ema, signum=signum, why=why)
         if progress.step % cfg.eval_every == 0 or done:
             values = evaluate(accelerator, ema.model.to(accelerator.device), eval_clips, eval_noise,
                               cfg.context_frames, perceptual)
@@ -322,18 +369,21 @@ def main(options: Options) -> None:
             say(f"step {progress.step}: " + "  ".join(f"{n}={v:.4g}" for n, v in values.items()))
         if progress.step % cfg.sample_every == 0 or done:
             if accelerator.is_main_process:
-                paths = write_samples(Path(cfg.samples_dir), run_name, progress.step, ema.model,
-                                      eval_clips[:sample_count], eval_noise[:sample_count].to(accelerator.device),
-                                      cfg.context_frames, flat_config(cfg, record), log.path)
-                say(f"step {progress.step}: wrote {paths['gif']}")
+                samples_failure = publish_samples(cfg, run_name, progress.step, ema.model, eval_clips[:sample_count],
+                                                  eval_noise[:sample_count].to(accelerator.device),
+                                                  flat_config(cfg, record), log.path, say)
             accelerator.wait_for_everyone()
         if progress.step % cfg.checkpoint_every == 0 or done:
-            path = st.save_checkpoint(accelerator, run_dir / "checkpoints", progress.step, ema, cfg.keep_checkpoints)
+            path = checkpoints.save(progress.step, ema)
             say(f"step {progress.step}: saved {path.name}")
     bar.close()
+    if signals is not None:
+        signals.finish()
+    if log.failure or samples_failure:  # at the last step: its checkpoint is saved, so stop says where
+        checkpoints.stop(progress.step, ema, why=log.failure or samples_failure)
     check_ranks_in_sync(accelerator, g_raw, log, progress.step)
     if progress.step < cfg.max_steps:
-        raise SystemExit(f"error: the data ran out at step {progress.step} < --max-steps {cfg.max_steps}")
+        raise RunError(f"the data ran out at step {progress.step} < --max-steps {cfg.max_steps}")
     if start_step >= cfg.max_steps:
         say(f"already at step {progress.step} >= --max-steps {cfg.max_steps}; nothing to train")
     elif cfg.detect_clips:  # the final EMA generator's detector score (train/evaluate.py has the protocol)
@@ -341,11 +391,58 @@ def main(options: Options) -> None:
         log.write(progress.step, values)
         say(f"step {progress.step}: {format_detector(values)}")
         if accelerator.is_main_process:  # the run's card shows it
-            update_gallery(Path(cfg.samples_dir), run_name, flat_config(cfg, record), log.path)
+            refresh_gallery(cfg, run_name, flat_config(cfg, record), log.path, say)
     say(f"done: {progress.step} steps in {time.time() - start_time:.0f} s; "
         f"metrics {log.path}, gallery {Path(cfg.samples_dir) / 'index.html'}")
     accelerator.end_training()
 
 
+def publish_samples(cfg: TrainConfig, run_name: str, step: int, generator: nn.Module, clips: Tensor, noise: Tensor,
+                    config: dict, metrics: Path, say) -> str | None:
+    """Sample clips for ``step`` and the gallery page (main process). Returns why the clips could
+    not be written (the loop then stops with a checkpoint), or ``None``. A gallery page that can't
+    be written is only a warning: the clips are the record, the page an index of them."""
+    try:
+        paths = write_samples(Path(cfg.samples_dir), run_name, step, generator, clips, noise, cfg.context_frames)
+    except OSError as error:
+        return f"writing sample clips to {Path(cfg.samples_dir) / run_name} failed ({error.strerror or error})"
+    say(f"step {step}: wrote {paths['gif']}")
+    refresh_gallery(cfg, run_name, config, metrics, say)
+    return None
+
+
+def refresh_gallery(cfg: TrainConfig, run_name: str, config: dict, metrics: Path, say) -> None:
+    try:
+        update_gallery(Path(cfg.samples_dir), run_name, config, metrics)
+    except OSError as error:
+        say(f"warning: couldn't update the gallery page in {cfg.samples_dir} ({error}); training continues")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python train/gan.py ...``: parse the flags, train, and turn the errors a user can fix into
+    one message on stderr and an exit code (``train/safety.py`` lists them), without a traceback."""
+    options = parse_args(argv)  # bad flags: argparse's message, exit 2
+    main_process = os.environ.get("RANK", "0") == "0"  # the others stay quiet: one message per job
+    # The handlers stay until the message is out: torchrun sends SIGTERM to the ranks still running
+    # as soon as one exits non-zero, and the default action would kill this one mid-sentence.
+    with StopSignals() as signals:
+        try:
+            main(options, signals)
+            return 0
+        except (RunError, ConfigError) as error:
+            message, code = f"error: {error}", getattr(error, "exit_code", SettingsError.exit_code)
+        except Stopped as stop:
+            message, code = str(stop), stop.exit_code
+        except Interrupted as interrupted:
+            message, code = f"interrupted: {interrupted}", interrupted.exit_code
+        if main_process:
+            sys.stdout.flush()
+            print(message, file=sys.stderr, flush=True)
+    # Exiting anyway: a SIGTERM from torchrun (another rank exited first) must not turn this exit
+    # code into a death by signal.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return code
+
+
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(cli())

@@ -42,14 +42,24 @@ MERGE_RULE = (
 class Options:
     """What one command asks for: the settings, and which run folder to write."""
 
-    config: TrainConfig
+    config: TrainConfig  # with --resume: not yet merged with the run's saved settings, nor validated
     run_name: str | None = None  # the run folder's name; None = <date>-<time>-<task>
     resume: str | None = None  # "latest", a checkpoint folder, or None for a fresh run
     config_file: str | None = None  # the --config file the settings started from
+    given: dict = dataclasses.field(default_factory=dict)  # the settings typed on the command line
+    overwrite: bool = False  # replace what a run folder of the same name holds
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a one-line usage above an error: the full usage of ~50 flags would bury it."""
+
+    def error(self, message: str):
+        self.exit(2, f"usage: {self.prog} [flags]  (--help lists them)\n{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
+        allow_abbrev=False,  # a flag is spelled out: --run or --res must not silently mean --run-name, --resume
         description="Train the reference video GAN (video continuation by default) with genloss "
         "and Accelerate. With no flags: the CPU reference run on procedural moving shapes.",
         epilog=MERGE_RULE,
@@ -73,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a hand-written {\"setting\": value} file); flags given on the command line override it")
     r.add_argument("--run-name", help="run folder name (default: <date>-<time>-<task>)")
     r.add_argument("--resume", help="'latest' (newest checkpoint of --run-name, or of any run in --output-dir) "
-                   "or a checkpoint folder")
+                   "or a checkpoint folder. The run's saved settings are kept: flags that would change its models, "
+                   "data or training are an error, others (--max-steps, the every-N intervals, where outputs go, "
+                   "trackers) are recorded as changes")
+    r.add_argument("--overwrite", action="store_true", help="start a new run in --run-name's folder even if it holds "
+                   "an earlier run's checkpoints or metrics, deleting them and its samples (refused otherwise)")
     add(r, "--max-steps", "optimisation steps to train for (in total, across resumes)")
     add(r, "--batch-size", "clips per process per micro-batch")
     add(r, "--grad-accum", "micro-batches accumulated per optimisation step")
@@ -83,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(r, "--dataset", "folder of videos (.mp4 .webm .avi .gif) or of frame folders (.png/.jpg)",
         "procedural moving shapes")
     add(r, "--num-shapes", "shapes per clip in the procedural moving-shapes dataset")
+    add(r, "--heldout-fraction", "share of each --dataset video, at its end, held out for evaluation (training "
+        "clips come from the frames before it)")
     add(r, "--output-dir", "where run folders (config, metrics, checkpoints) go")
     add(r, "--samples-dir", "where sample clips and the gallery index.html go")
     add(r, "--sample-every", "write sample clips every N steps (and at the end)")
@@ -142,14 +158,26 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser = build_parser()
     given = vars(parser.parse_args(argv))  # only the flags typed (SUPPRESS defaults)
     config_file = given.pop("config", None)
+    run_name, resume, overwrite = given.get("run_name"), given.get("resume"), given.get("overwrite", False)
+    settings = {k: v for k, v in given.items() if k in _SETTINGS}
+    if resume is not None and config_file is not None:
+        parser.error("--config can't be combined with --resume: a resumed run keeps its own saved settings "
+                     "(type only the flags to change)")
+    if resume is not None and overwrite:
+        parser.error("--overwrite starts a run afresh and --resume continues one: give one of them")
     try:
         base = TrainConfig() if config_file is None else load_config(config_file)[0]
-        config = dataclasses.replace(base, **{k: v for k, v in given.items() if k in _SETTINGS}).validate()
+        config = dataclasses.replace(base, **settings)
+        if resume is None:  # a resumed run's settings are validated once merged with its saved ones
+            config.validate()
+            if "heldout_fraction" in settings and config.dataset is None:
+                raise ConfigError("--heldout-fraction applies to --dataset folders; the moving-shapes data "
+                                  "draws its held-out clips from a separate random stream")
     except ConfigError as error:
         parser.error(str(error))
-    run_name, resume = given.get("run_name"), given.get("resume")
     if run_name is not None and not _RUN_NAME.match(run_name):
         parser.error(f"--run-name must be letters, digits, '.', '_' or '-' (a folder name); got {run_name!r}")
     if resume not in (None, "latest") and not Path(resume).is_dir():
         parser.error(f"--resume {resume!r} is neither 'latest' nor an existing checkpoint folder")
-    return Options(config=config, run_name=run_name, resume=resume, config_file=config_file)
+    return Options(config=config, run_name=run_name, resume=resume, config_file=config_file, given=settings,
+                   overwrite=overwrite)

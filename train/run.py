@@ -1,5 +1,10 @@
-"""A run's processes and folder: the Accelerator, the run's name, its provenance, metrics.jsonl and
-the trackers fed with the same values.
+"""A run's processes and folder: the Accelerator, which run folder a command writes (and with which
+settings when it resumes one), its provenance, metrics.jsonl and the trackers fed with the same values.
+
+A run folder holds one run. A new run is refused a folder that holds an earlier run's checkpoints
+or metrics (``--overwrite`` replaces them), a running trainer keeps its folder locked
+(:class:`train.safety.RunLock`), and a resumed run keeps its saved settings
+(:func:`train.config.settings_for_resume`).
 
 Provenance recorded in ``config.json`` (:class:`train.config.RunRecord`): the exact command line,
 the git commit of the code and whether tracked files differed from it, the versions of python,
@@ -8,13 +13,18 @@ torch, torchvision, accelerate and genloss, the device and the start time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import platform
 import shlex
+import shutil
+import signal
+import typing
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -23,20 +33,37 @@ from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list
 
 from train import state as st
-from train.config import RunRecord, TrainConfig
+from train.config import ConfigError, RunRecord, TrainConfig, load_config, settings_for_resume
+from train.safety import (
+    RunError,
+    RunLock,
+    SettingsError,
+    Stopped,
+    StopSignals,
+    check_writable,
+    exit_code_of_signal,
+    first_error,
+)
 
 __all__ = [
+    "Checkpoints",
     "LogWindow",
     "MetricsLog",
+    "RunPlan",
     "check_one_job",
     "check_ranks_in_sync",
+    "claim_run",
     "command_line",
     "device_name",
+    "earlier_run",
     "git_state",
     "make_accelerator",
+    "name_run",
     "new_record",
-    "resolve_run",
+    "plan_run",
+    "resume_command",
     "start_trackers",
+    "stop_requested",
     "versions",
 ]
 
@@ -82,25 +109,289 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     return accelerator
 
 
-def resolve_run(cfg: TrainConfig, run_name: str | None, resume: str | None) -> tuple[str, Path | None]:
-    """The run name and the checkpoint to resume from (``None`` for a fresh start), the same on
-    every process."""
-    checkpoint = None
-    if resume == "latest":
-        roots = [Path(cfg.output_dir) / run_name / "checkpoints"] if run_name else \
-            list(Path(cfg.output_dir).glob("*/checkpoints"))
-        found = [c for c in (st.latest_checkpoint(r) for r in roots) if c is not None]
-        checkpoint = max(found, key=lambda c: c.stat().st_mtime) if found else None
-    elif resume is not None:
-        checkpoint = Path(resume)
-    if checkpoint is not None and run_name is None:
-        run_name = st.run_dir_of_checkpoint(checkpoint).name
-    if run_name is None:
+@dataclass
+class RunPlan:
+    """Which run folder a command writes, from which checkpoint, with which settings."""
+
+    config: TrainConfig  # the settings to train with (with --resume: the saved ones, changed as allowed)
+    run_name: str | None  # None until name_run() names a new run
+    checkpoint: Path | None = None  # the checkpoint to resume from
+    resuming: bool = False  # --resume was given (even if no checkpoint was found)
+    saved: dict = field(default_factory=dict)  # the resumed run's recorded "run" section
+    changes: list = field(default_factory=list)  # [(setting, saved, given)] changed on this resume
+    notes: list = field(default_factory=list)  # lines to print once at start-up
+
+
+def plan_run(options) -> RunPlan:
+    """The run folder and settings of a command (``train.options.Options``), from the files alone:
+    every process computes the same plan, before any process group exists (the Accelerator is
+    built from its settings).
+
+    ``--resume latest`` takes the newest checkpoint of ``--run-name`` (its ``checkpoints/`` or
+    ``rescue/``), or without ``--run-name`` the newest of all runs in ``--output-dir``, saying which
+    and why. ``--resume PATH`` takes a checkpoint folder (or a run folder's newest). The settings
+    are then the checkpoint's own ``config.json`` (else its run's) with the typed flags applied as
+    :func:`~train.config.settings_for_resume` allows. Raises :class:`SettingsError` /
+    :class:`~train.config.ConfigError` (exit 2) for a checkpoint that isn't one or a forbidden change.
+    """
+    cfg, name = options.config, options.run_name
+    if options.resume is None:
+        return RunPlan(cfg, name)
+    output_dir = Path(cfg.output_dir)
+    notes = []
+    if options.resume == "latest":
+        if name is not None:
+            checkpoint = st.latest_in_run(output_dir / name)
+            if checkpoint is None:
+                notes.append(f"--resume latest: run {name} has no checkpoint in {output_dir / name}; starting it")
+        else:
+            found = [c for c in (st.latest_in_run(d) for d in sorted(output_dir.glob("*/"))) if c is not None]
+            checkpoint = max(found, key=lambda c: c.stat().st_mtime) if found else None
+            if checkpoint is None:
+                notes.append(f"--resume latest: no run in {output_dir} has a checkpoint; starting a new run")
+            else:
+                name = st.run_dir_of_checkpoint(checkpoint).name
+                saved_at = datetime.fromtimestamp(checkpoint.stat().st_mtime).isoformat(sep=" ", timespec="seconds")
+                notes.append(f"--resume latest: picked run {name}, whose {checkpoint.name} (saved {saved_at}) is the "
+                             f"newest checkpoint of the {len(found)} run(s) in {output_dir} that have one; "
+                             "pass --run-name to choose")
+    else:
+        checkpoint = Path(options.resume)
+        if st.checkpoint_step(checkpoint) is None:
+            checkpoint = st.latest_in_run(checkpoint)
+            if checkpoint is None:
+                raise SettingsError(f"--resume {options.resume}: neither a checkpoint-<step> folder nor a run folder "
+                                    "with checkpoints")
+    if checkpoint is None:
+        return RunPlan(cfg.validate(), name, resuming=True, notes=notes)
+    saved, record = _saved_settings(checkpoint, None if name is None else output_dir / name)
+    name = name or record.get("run_name") or st.run_dir_of_checkpoint(checkpoint).name
+    try:
+        config, changes, more = settings_for_resume(saved, options.given)
+        config.validate()
+        if "heldout_fraction" in options.given and config.dataset is None:
+            raise ConfigError("--heldout-fraction applies to --dataset folders, and this run trains on moving shapes")
+    except ConfigError as error:
+        picked = f" ({notes[-1]})" if notes else ""
+        raise ConfigError(f"resuming run {name}{picked}: {error}") from None
+    notes += [f"--resume: {_flag(n)} {old!r} -> {new!r} (the run's saved value -> given; recorded in config.json)"
+              for n, old, new in changes] + more
+    return RunPlan(config, name, checkpoint, True, record, changes, notes)
+
+
+def _saved_settings(checkpoint: Path, run_dir: Path | None) -> tuple[TrainConfig, dict]:
+    """The settings a checkpoint was trained with and its run's record: its own ``config.json``
+    (checkpoints carry one), else that of the run folder written to, else of the folder it sits in."""
+    folders = [f for f in (checkpoint, run_dir, st.run_dir_of_checkpoint(checkpoint)) if f is not None]
+    for folder in folders:
+        if (folder / "config.json").is_file():
+            return load_config(folder / "config.json")
+    raise RunError(f"--resume {checkpoint}: can't find the settings it was trained with (no config.json in "
+                   f"{', '.join(map(str, folders))})")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def name_run(accelerator: Accelerator, plan: RunPlan) -> RunPlan:
+    """The plan every process follows: the main process's, with a new run named
+    ``<date>-<time>-<task>`` (clocks may tick between processes, so one process names it)."""
+    if plan.run_name is None:
+        cfg = plan.config
         task = f"continue{cfg.context_frames}" if cfg.context_frames else "uncond"
-        run_name = f"{datetime.now():%Y%m%d-%H%M%S}-{task}-{cfg.frames}x{cfg.size}"
-    # Every process must agree on the name (clocks may tick between processes).
-    run_name = broadcast_object_list([run_name])[0]
-    return run_name, checkpoint
+        plan = dataclasses.replace(plan, run_name=f"{datetime.now():%Y%m%d-%H%M%S}-{task}-{cfg.frames}x{cfg.size}")
+    if accelerator.num_processes > 1:
+        name, checkpoint = broadcast_object_list([plan.run_name, plan.checkpoint])
+        plan = dataclasses.replace(plan, run_name=name, checkpoint=checkpoint)
+    return plan
+
+
+def earlier_run(run_dir: Path) -> str | None:
+    """What an earlier run left in ``run_dir`` (checkpoints, metrics), or ``None``."""
+    held = []
+    checkpoints = [p for sub in ("checkpoints", "rescue") if (run_dir / sub).is_dir() for p in (run_dir / sub).iterdir()
+                   if p.is_dir() and (st.checkpoint_step(p) is not None or p.name.startswith(".tmp-checkpoint-"))]
+    if checkpoints:
+        newest = st.latest_in_run(run_dir)
+        held.append(f"{len(checkpoints)} checkpoint folder(s)" + (f", the newest {newest.name}" if newest else ""))
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        held.append("metrics.jsonl")
+    return " and ".join(held) or None
+
+
+def claim_run(accelerator: Accelerator, plan: RunPlan, overwrite: bool, say) -> RunLock | None:
+    """Make the run folder this command's, before any scan or model build; returns the lock (held by
+    the main process, ``None`` elsewhere), which the caller releases on every exit path.
+
+    In order: every output folder must be writable (:func:`train.safety.check_writable`); the
+    main process locks the run folder (a second trainer on the same run stops here); a new run
+    is refused a folder holding an earlier run, unless ``overwrite`` deletes that run's
+    checkpoints, metrics, config, tracker logs and samples. Errors are agreed on by every process.
+    """
+    cfg = plan.config
+    run_dir = Path(cfg.output_dir) / plan.run_name
+    samples = Path(cfg.samples_dir)
+    main = accelerator.is_main_process
+    folders = {"--output-dir": run_dir, "--output-dir (checkpoints)": run_dir / "checkpoints"}
+    if main:
+        folders["--samples-dir"] = samples
+        if (samples / plan.run_name).is_dir():
+            folders["--samples-dir"] = samples / plan.run_name
+    elif accelerator.num_processes > 1:
+        folders = {"--output-dir (checkpoints)": run_dir / "checkpoints"}  # every rank writes its RNG state there
+    lock, error = None, None
+    try:
+        check_writable(folders)
+        if main:
+            lock = RunLock(run_dir)
+            if (warning := lock.acquire(command_line()["line"])) is not None:
+                say(warning)
+            held = earlier_run(run_dir)
+            # A checkpoint of this run (in its folder, or a rescue elsewhere that names it) continues it.
+            new_here = plan.checkpoint is None or (plan.saved.get("run_name") != plan.run_name
+                                                   and st.run_dir_of_checkpoint(plan.checkpoint) != run_dir.resolve())
+            if held and new_here and not plan.resuming and not overwrite:
+                raise SettingsError(
+                    f"run folder {run_dir} already holds an earlier run ({held}). Continue it with "
+                    f"--run-name {plan.run_name} --resume latest, start a new run under another --run-name, "
+                    "or replace it with --overwrite")
+            if held and new_here and plan.checkpoint is not None:
+                raise SettingsError(f"run folder {run_dir} already holds a run ({held}): resume "
+                                    f"{plan.checkpoint} into a new --run-name")
+            if overwrite:
+                for line in _clear_run(run_dir, samples / plan.run_name):
+                    say(line)
+    except RunError as exc:
+        error = exc
+    message = first_error(accelerator, None if error is None else f"{type(error).__name__}\0{error}")
+    if message is not None:
+        if lock is not None:
+            lock.release()
+        kind, _, text = message.partition("\0")
+        if error is not None:
+            raise error
+        raise (SettingsError if kind.endswith("SettingsError") else RunError)(text)
+    return lock
+
+
+def _clear_run(run_dir: Path, samples: Path) -> list[str]:
+    """``--overwrite``: delete what an earlier run wrote (its lock is ours by now)."""
+    removed = []
+    for path in (run_dir / "checkpoints", run_dir / "rescue", run_dir / "tensorboard", run_dir / "wandb",
+                 run_dir / "metrics.jsonl", run_dir / "config.json", samples):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(str(path))
+    return [f"--overwrite: deleted the earlier run's {', '.join(removed)}"] if removed else []
+
+
+# Flags of one invocation, and how many values each takes: not repeated in a resume command.
+_PER_INVOCATION = {"--resume": 1, "--run-name": 1, "--config": 1, "--overwrite": 0}
+
+
+def resume_command(command: dict, run_name: str, checkpoint: Path | None = None) -> str:
+    """The command that continues a run: the command line that started this process (``command``,
+    as :func:`command_line` records it) without ``--resume``, ``--run-name``, ``--config`` and
+    ``--overwrite``, plus ``--run-name <run> --resume latest``, or the checkpoint's path when it
+    lies outside the run folder (a rescue in the temporary folder)."""
+    line, argv = shlex.split(command["line"]), list(command["argv"])
+    tail = len(argv)
+    prefix = line[:-tail] if 0 < tail <= len(line) and line[-tail:] == argv else [sys.executable]
+    kept, skip = [], 0
+    for arg in argv[1:]:
+        if skip:
+            skip -= 1
+            continue
+        flag, has_value, _ = arg.partition("=")
+        if flag in _PER_INVOCATION:
+            skip = 0 if has_value else _PER_INVOCATION[flag]
+            continue
+        kept.append(arg)
+    where = "latest" if checkpoint is None else str(checkpoint)
+    return shlex.join([*prefix, argv[0], *kept, "--run-name", run_name, "--resume", where])
+
+
+class Checkpoints:
+    """Where a run's checkpoints go, and how it stops: every stop first saves the steps trained so
+    far, wherever that works (:func:`train.state.checkpoint_places`), and says where and how to
+    resume. Call its methods on every process (saves are collective).
+
+    Args:
+        files: name -> text written into every checkpoint (the run's ``config.json``).
+        command: the run's recorded command line (``RunRecord.command``), for the resume command.
+    """
+
+    def __init__(self, accelerator: Accelerator, run_dir: Path, run_name: str, keep: int, files: dict[str, str],
+                 command: dict, say) -> None:
+        self.accelerator, self.run_dir, self.run_name, self.keep = accelerator, Path(run_dir), run_name, keep
+        self.files, self.command, self.say = files, command, say
+        self.places = st.checkpoint_places(run_dir, run_name)
+        self.last: tuple[int, Path] | None = None  # (step, folder) of the newest checkpoint saved here
+
+    def save(self, step: int, ema: st.EMA) -> Path:
+        """A scheduled checkpoint into the run's ``checkpoints/``. When that fails it goes to the next
+        place that works and the run stops (:class:`RunError` saying where): the disk needs attention."""
+        path, failures = self._save(step, ema)
+        if path is None or failures:
+            raise RunError(self._report(step, f"saving checkpoint-{step} failed ({failures[0]})", path, failures))
+        return path
+
+    def stop(self, step: int, ema: st.EMA, *, signum: int = 0, why: str | None = None) -> typing.NoReturn:
+        """Save step ``step`` (unless saved already), then raise :class:`Stopped` for a stop signal
+        (exit code ``128 + signum``) or :class:`RunError` with ``why``."""
+        path, failures = (self.last[1], []) if self.last and self.last[0] == step else self._save(step, ema)
+        for failure in failures:
+            self.say(f"warning: couldn't save checkpoint-{step} in {failure}")
+        if path is not None:
+            self.say(f"step {step}: saved {path}")
+        if signum and why:
+            self.say(f"warning: {why}")
+        if signum:
+            if path is None:
+                raise Stopped(self._report(step, f"interrupted by {signal.Signals(signum).name}", None, failures),
+                              exit_code_of_signal(signum))
+            raise Stopped(f"interrupted at step {step}; resume with: {self.resume_command(path)}",
+                          exit_code_of_signal(signum))
+        raise RunError(self._report(step, why, path, failures))
+
+    def resume_command(self, checkpoint: Path | None) -> str:
+        """The command that continues the run from ``checkpoint`` (``--resume latest`` finds it
+        when it lies in the run folder)."""
+        inside = checkpoint is None or self.run_dir.resolve() in Path(checkpoint).resolve().parents
+        return resume_command(self.command, self.run_name, None if inside else checkpoint)
+
+    def _save(self, step: int, ema: st.EMA) -> tuple[Path | None, list[str]]:
+        path, failures = st.save_checkpoint_somewhere(self.accelerator, self.places, step, ema, self.keep, self.files)
+        if path is not None:
+            self.last = (step, path)
+        return path, failures
+
+    def _report(self, step: int, why: str, path: Path | None, failures: list[str]) -> str:
+        if path is None:
+            newest = st.latest_in_run(self.run_dir)
+            return (f"{why} at step {step}, and no checkpoint could be saved anywhere ({'; '.join(failures)}); "
+                    f"the newest checkpoint is {newest or 'none'}")
+        return (f"{why} at step {step}. The {step} steps trained so far are saved in {path}; once that is fixed, "
+                f"resume with: {self.resume_command(path)}")
+
+
+def stop_requested(accelerator: Accelerator, signals: StopSignals | None, failed: bool) -> tuple[int, bool]:
+    """``(signal, failed)`` as every process agrees: the stop signal a process received (0 for none;
+    the highest number if several did) and whether a process failed to write an output. One
+    all-gather of two integers per step in a multi-process job, so that every rank stops at the
+    same step even when only one of them got the signal."""
+    signum = (signals.received or 0) if signals is not None else 0
+    if accelerator.num_processes == 1:
+        return signum, failed
+    flags = torch.tensor([[signum, int(failed)]], device=accelerator.device)
+    signum, failed = accelerator.gather(flags).amax(dim=0).tolist()
+    return int(signum), bool(failed)
 
 
 def command_line() -> dict:
@@ -158,12 +449,16 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
-def new_record(cfg: TrainConfig, accelerator: Accelerator, run_name: str, resumed_from: Path | None,
-               perceptual: str, perceptual_note: str) -> RunRecord:
-    """What this run records about itself in ``config.json``, provenance included."""
+def new_record(accelerator: Accelerator, plan: RunPlan, perceptual: str, perceptual_note: str) -> RunRecord:
+    """What this run records about itself in ``config.json``, provenance included; on a resume, the
+    settings changed then and on earlier resumes (``changes``)."""
+    cfg, resumed_from = plan.config, plan.checkpoint
     adv_start, adv_ramp = cfg.adversarial_warmup()
+    step = st.checkpoint_step(resumed_from) if resumed_from else None
+    changes = list(plan.saved.get("changes", [])) + [{"step": step, "setting": name, "saved": old, "given": new}
+                                                     for name, old, new in plan.changes]
     return RunRecord(
-        run_name=run_name, resumed_from=str(resumed_from) if resumed_from else None,
+        run_name=plan.run_name, resumed_from=str(resumed_from) if resumed_from else None, changes=changes,
         perceptual=perceptual, perceptual_note=perceptual_note, adv_start=adv_start, adv_ramp=adv_ramp,
         world_size=accelerator.num_processes, global_batch_size=cfg.global_batch_size(accelerator.num_processes),
         device=device_name(accelerator.device), started=datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -185,11 +480,16 @@ def start_trackers(accelerator: Accelerator, run_dir: Path, run_name: str, setti
 
 class MetricsLog:
     """``metrics.jsonl`` (one JSON record per line, ``{"step", <name>: value, ...}``) and the
-    trackers, fed the same numbers. Writes on the main process only."""
+    trackers, fed the same numbers. Writes on the main process only.
+
+    A write that fails (a full disk) does not raise: it is kept in :attr:`failure` for the training
+    loop, which then saves a checkpoint and stops, and later records are not attempted.
+    """
 
     def __init__(self, path: Path, accelerator: Accelerator) -> None:
         self.path = path
         self.accelerator = accelerator
+        self.failure: str | None = None
 
     def trim(self, step: int) -> None:
         """Drop the records an interrupted run logged after the checkpoint it resumes from."""
@@ -198,23 +498,28 @@ class MetricsLog:
                     if line.strip() and json.loads(line)["step"] <= step]
             self.path.write_text("".join(line + "\n" for line in kept))
 
-    def write_losses(self, step: int, logs: dict[str, torch.Tensor], **values: float) -> None:
+    def write_losses(self, step: int, logs: dict[str, torch.Tensor], **values: float) -> dict:
         """One step's loss logs (0-d tensors), averaged over processes (call on every process),
-        and ``values``."""
+        and ``values``. Returns the record (on every process)."""
         names = sorted(logs)
         means = self.accelerator.reduce(torch.stack([logs[n].float() for n in names]), reduction="mean")
-        self.write(step, {**dict(zip(names, means.tolist())), **values})
+        record = {**dict(zip(names, means.tolist())), **values}
+        self.write(step, record)
+        return {"step": step, **record}
 
     def write(self, step: int, values: dict) -> None:
-        if not self.accelerator.is_main_process:
+        if not self.accelerator.is_main_process or self.failure is not None:
             return
         # Non-finite values become null: NaN is not JSON, and browsers reject it.
         finite = {n: v if not isinstance(v, float) or math.isfinite(v) else None for n, v in values.items()}
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **finite}) + "\n")
         numbers = {n: v for n, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if self.accelerator.log_with and numbers:
-            self.accelerator.log(numbers, step=step)
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": step, **finite}) + "\n")
+            if self.accelerator.log_with and numbers:
+                self.accelerator.log(numbers, step=step)
+        except OSError as error:
+            self.failure = f"writing {self.path} failed ({error.strerror or error})"
 
 
 class LogWindow:
@@ -224,17 +529,20 @@ class LogWindow:
     def __init__(self) -> None:
         self.sums: torch.Tensor | None = None
         self.steps = 0
+        self.names: list[str] = []
 
     def add(self, logs: dict[str, torch.Tensor]) -> None:
-        totals = torch.stack([logs["g/total"], logs["d/total"]]).float()
+        # No "d/total" in a run whose discriminators are off (train.losses.DISCRIMINATORS_OFF).
+        self.names = [name for name in ("g/total", "d/total") if name in logs]
+        totals = torch.stack([logs[name] for name in self.names]).float()
         self.sums = totals if self.sums is None else self.sums + totals
         self.steps += 1
 
     def means(self) -> dict[str, str]:
         """``{"g": ..., "d": ...}`` formatted for ``tqdm.set_postfix``; starts a new window."""
-        g, d = (self.sums / self.steps).tolist()
+        means = (self.sums / self.steps).tolist()
         self.sums, self.steps = None, 0
-        return {"g": f"{g:.3f}", "d": f"{d:.3f}"}
+        return {name.removesuffix("/total"): f"{value:.3f}" for name, value in zip(self.names, means, strict=True)}
 
 
 def check_ranks_in_sync(accelerator: Accelerator, model: torch.nn.Module, log: MetricsLog, step: int) -> None:

@@ -2,11 +2,13 @@
 
     python train/sample.py --checkpoint runs/<run>/checkpoints/checkpoint-3000 --num 16
     python train/sample.py --checkpoint runs/<run> --num 16          # the run's newest checkpoint
+    python train/sample.py --checkpoint runs/<run> --dataset /new/place/of/clips   # the data moved
 
-Rebuilds the EMA generator from the run's ``config.json`` (read as a ``TrainConfig``) and the
-checkpoint's EMA weights, and
-writes a GIF/MP4 grid and a strip (context + generated | ground truth) of ``--num`` held-out
+Rebuilds the EMA generator from the checkpoint's ``config.json`` (or, for checkpoints saved
+before they carried one, its run's), read as a ``TrainConfig``, and the checkpoint's EMA weights,
+and writes a GIF/MP4 grid and a strip (context + generated | ground truth) of ``--num`` held-out
 clips under ``<out>/`` (default: ``<samples-dir of the run>/<run-name>/from-checkpoint-<step>/``).
+The held-out clips are the run's: same data, seed and ``--heldout-fraction``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from train import state as st  # noqa: E402
 from train.build import build_datasets, build_generator  # noqa: E402
 from train.config import ConfigError, load_config  # noqa: E402
 from train.evaluate import fixed_noise, generate, stack_clips  # noqa: E402
+from train.safety import RunError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,15 +40,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: the run's seed, i.e. the training samples' noise)")
     p.add_argument("--fps", type=int, default=8, help="frames per second of the GIF and MP4")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--dataset", default=None, help="the run's --dataset folder, when it has moved since (default: "
+                   "the path the run recorded)")
     args = p.parse_args(argv)
     path = Path(args.checkpoint)
+    if not path.exists():
+        p.error(f"--checkpoint {str(path)!r} does not exist")
     if st.checkpoint_step(path) is None:
-        latest = st.latest_checkpoint(path / "checkpoints")
+        latest = st.latest_in_run(path)
         if latest is None:
             p.error(f"--checkpoint {str(path)!r} is neither a checkpoint-<step> folder nor a run folder with checkpoints")
         path = latest
     if not (path / st.EMA_FILE).is_file():
-        p.error(f"--checkpoint {str(path)!r} has no {st.EMA_FILE}")
+        p.error(f"--checkpoint {str(path)!r} has no {st.EMA_FILE}: not a complete checkpoint of train/gan.py")
+    if args.dataset is not None and not Path(args.dataset).is_dir():
+        p.error(f"--dataset {args.dataset!r} is not an existing folder")
     if args.num < 1 or args.fps < 1:
         p.error("--num and --fps must be >= 1")
     args.checkpoint = path
@@ -56,16 +65,25 @@ def main(args: argparse.Namespace) -> dict[str, Path]:
     from train.clips import write_clips
 
     run_dir = st.run_dir_of_checkpoint(args.checkpoint)
+    own = args.checkpoint / "config.json"
     try:
-        config, run = load_config(run_dir / "config.json")
+        config, run = load_config(own if own.is_file() else run_dir / "config.json")
         config.validate(environment=False)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from error
+    if args.dataset is not None:
+        config = dataclasses.replace(config, dataset=args.dataset)
+    elif config.dataset is not None and not Path(config.dataset).is_dir():
+        raise SystemExit(f"error: the run's --dataset {config.dataset!r} is not a folder any more; "
+                         "pass --dataset with its new place")
     step = st.checkpoint_step(args.checkpoint)
     generator = build_generator(config)
     generator.load_state_dict(torch.load(args.checkpoint / st.EMA_FILE, map_location="cpu", weights_only=True))
     generator.to(args.device).eval()
-    _, heldout = build_datasets(dataclasses.replace(config, eval_clips=max(args.num, config.eval_clips)), 1)
+    try:
+        _, heldout = build_datasets(dataclasses.replace(config, eval_clips=max(args.num, config.eval_clips)), 1)
+    except RunError as error:
+        raise SystemExit(f"error: {error}") from None
     clips = stack_clips(heldout, range(args.num))
     seed = config.seed if args.seed is None else args.seed
     noise = fixed_noise(args.num, config.z_dim, seed).to(args.device)

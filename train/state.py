@@ -5,6 +5,11 @@ Checkpoints are folders ``<run>/checkpoints/checkpoint-<step>/`` written by
 process killed at any moment leaves either a complete checkpoint or none: ``latest_checkpoint``
 only considers folders whose name is exactly ``checkpoint-<digits>``. The step number is parsed
 from folder names in this module only.
+
+A save that fails on any process (a full disk, a read-only folder) fails on all of them, leaves
+no partial folder, and can be retried elsewhere: :func:`save_checkpoint_somewhere` tries the
+run's ``checkpoints/``, then its ``rescue/`` folder, then the system's temporary folder
+(:func:`checkpoint_places`), so the steps trained are kept if any of them can be written.
 """
 
 from __future__ import annotations
@@ -13,23 +18,30 @@ import copy
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from train.safety import first_error
+
 __all__ = [
     "EMA",
+    "CheckpointError",
     "NonFiniteGuard",
     "NonFiniteLossError",
     "OptimizerSnapshot",
     "TrainState",
+    "checkpoint_places",
     "checkpoint_step",
     "latest_checkpoint",
+    "latest_in_run",
     "prune_checkpoints",
     "publish_checkpoint",
     "run_dir_of_checkpoint",
     "save_checkpoint",
+    "save_checkpoint_somewhere",
     "staging_dir",
 ]
 
@@ -133,13 +145,15 @@ class NonFiniteGuard:
     def exhausted(self) -> bool:
         return self.in_a_row >= self.patience
 
+    def message(self, step: int) -> str:
+        """Why the run stops, once :attr:`exhausted`."""
+        return (f"{self.in_a_row} steps in a row up to step {step} had a non-finite loss or gradient "
+                "(their updates were skipped). Lower the learning rate or the loss weights, try "
+                "--mixed-precision no, or resume from an earlier checkpoint")
+
     def check(self, step: int) -> None:
         if self.exhausted:
-            raise NonFiniteLossError(
-                f"{self.in_a_row} steps in a row up to step {step} had a non-finite loss or gradient "
-                "(their updates were skipped). Lower the learning rate or the loss weights, try "
-                "--mixed-precision no, or resume from an earlier checkpoint."
-            )
+            raise NonFiniteLossError(self.message(step) + ".")
 
 
 def checkpoint_step(path: str | Path) -> int | None:
@@ -181,22 +195,92 @@ def run_dir_of_checkpoint(checkpoint: str | Path) -> Path:
     return Path(checkpoint).resolve().parent.parent
 
 
-def save_checkpoint(accelerator, ckpt_root: Path, step: int, ema: EMA, keep: int) -> Path:
-    """``save_state`` into a hidden folder, then rename it: never a half-written checkpoint."""
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be saved on some process; raised on every process."""
+
+
+def _on_every_process(accelerator, action) -> None:
+    """Run ``action`` on this process, then raise :class:`CheckpointError` on every process if it
+    failed on any (one collective, which also serves as the barrier between the phases of a save).
+    Any exception counts: torch and safetensors report a full disk as ``RuntimeError`` or their own
+    error types, not ``OSError``."""
+    try:
+        action()
+        error = None
+    except Exception as exc:  # noqa: BLE001 (see above)
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    error = first_error(accelerator, error)
+    if error is not None:
+        raise CheckpointError(error)
+
+
+def save_checkpoint(accelerator, ckpt_root: Path, step: int, ema: EMA, keep: int,
+                    files: dict[str, str] | None = None) -> Path:
+    """``save_state`` into a hidden folder, then rename it: never a half-written checkpoint.
+
+    ``files`` (name -> text, e.g. the run's ``config.json``) are written into the checkpoint too.
+    Raises :class:`CheckpointError` on every process if any process failed; the hidden folder is
+    then deleted (freeing what it took on a full disk).
+    """
+    ckpt_root = Path(ckpt_root)
     staging = staging_dir(ckpt_root, step)
-    if accelerator.is_main_process and staging.exists():
-        shutil.rmtree(staging)  # left by a process killed mid-save
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))  # every rank writes its RNG state here
-    if accelerator.is_main_process:
-        torch.save(ema.model.state_dict(), staging / EMA_FILE)
-    accelerator.wait_for_everyone()
-    final = ckpt_root / f"checkpoint-{step}"
-    if accelerator.is_main_process:
-        final = publish_checkpoint(staging, step)
-        prune_checkpoints(ckpt_root, keep)
-    accelerator.wait_for_everyone()
-    return final
+    main = accelerator.is_main_process
+
+    def prepare() -> None:
+        if main:
+            if staging.exists():
+                shutil.rmtree(staging)  # left by a process killed mid-save
+            staging.mkdir(parents=True)
+
+    def write() -> None:
+        accelerator.save_state(str(staging))  # every rank writes its RNG state here
+        if main:
+            torch.save(ema.model.state_dict(), staging / EMA_FILE)
+            for name, text in (files or {}).items():
+                (staging / name).write_text(text)
+
+    def publish() -> None:
+        if main:
+            publish_checkpoint(staging, step)
+            prune_checkpoints(ckpt_root, keep)
+
+    try:
+        _on_every_process(accelerator, prepare)
+        _on_every_process(accelerator, write)
+        _on_every_process(accelerator, publish)
+    except CheckpointError:
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ckpt_root / f"checkpoint-{step}"
+
+
+def checkpoint_places(run_dir: Path, run_name: str) -> list[Path]:
+    """Where a checkpoint goes, in order of preference: the run's ``checkpoints/``; its
+    ``rescue/`` (when only ``checkpoints/`` is broken); the system's temporary folder (``$TMPDIR``,
+    often another disk, when the run's disk is full or read-only)."""
+    return [Path(run_dir) / "checkpoints", Path(run_dir) / "rescue",
+            Path(tempfile.gettempdir()) / "genloss-rescue" / run_name]
+
+
+def save_checkpoint_somewhere(accelerator, places: list[Path], step: int, ema: EMA, keep: int,
+                              files: dict[str, str] | None = None) -> tuple[Path | None, list[str]]:
+    """:func:`save_checkpoint` into the first of ``places`` that works (only the first is pruned to
+    ``keep``). Returns the checkpoint (``None`` if every place failed) and one line per failure."""
+    failures = []
+    for i, root in enumerate(places):
+        try:
+            return save_checkpoint(accelerator, root, step, ema, keep if i == 0 else 0, files), failures
+        except CheckpointError as error:
+            failures.append(f"{root}: {error}")
+    return None, failures
+
+
+def latest_in_run(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run: in ``checkpoints/`` or, after a failed save,
+    ``rescue/`` (the higher step wins; ``checkpoints/`` on a tie)."""
+    found = [c for c in (latest_checkpoint(Path(run_dir) / sub) for sub in ("checkpoints", "rescue")) if c]
+    return max(found, key=checkpoint_step) if found else None
 
 
 def prune_checkpoints(root: str | Path, keep: int) -> list[Path]:
