@@ -300,9 +300,10 @@ def _hinge_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tens
 
 
 def _r1(d: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Mean over samples of ||d sum D(x) / dx||^2, differentiable in D's weights."""
+    """Mean over samples of ||d mean_p D(x)_p / dx||^2 (each sample's mean patch logit: R1 in
+    per-sample units), differentiable in D's weights."""
     x = x.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(d(x)[0].sum(), x, create_graph=True)
+    (grad,) = torch.autograd.grad(d(x)[0].flatten(1).mean(1).sum(), x, create_graph=True)
     return grad.square().flatten(1).sum(dim=1).mean()
 
 
@@ -518,7 +519,8 @@ def loop_run(tmp_path_factory):
 
     def recording_step(step, real, gan, *args, **kwargs):
         if not steps:
-            steps.append((-1, True, weights(gan.generator), {}))
+            d = {**weights(gan.d_image), **{"v." + n: v for n, v in weights(gan.d_video).items()}}
+            steps.append((-1, True, weights(gan.generator), d))
         state["step"] = step
         ok, logs = real_step(step, real, gan, *args, **kwargs)
         d = {**weights(gan.d_image), **{"v." + n: v for n, v in weights(gan.d_video).items()}}
@@ -555,6 +557,14 @@ class TestLoop:
         records = [r for r in read_metrics(run_dir) if "skipped_steps" in r]
         assert [r["skipped_steps"] for r in records] == [0, 1, 2, 2]
 
+    def test_first_step_moves_each_model_by_its_learning_rate(self, loop_run):
+        # Adam's first update is lr * g / (|g| + eps): every weight with a gradient well above eps
+        # moves by lr, so the largest move of each model is its --lr-g / --lr-d.
+        _, steps, cfg = loop_run
+        for i, lr in ((2, cfg.lr_g), (3, cfg.lr_d)):
+            moved = max((steps[1][i][n].double() - v.double()).abs().max().item() for n, v in steps[0][i].items())
+            assert moved == pytest.approx(lr, rel=1e-3)  # float32 weights of order 0.1: 1e-5 relative
+
     def test_ema_averages_the_applied_steps_only(self, loop_run):
         run_dir, steps, cfg = loop_run
         ckpt = run_dir / "checkpoints" / "checkpoint-4"
@@ -579,3 +589,86 @@ class TestLoop:
         record = [r for r in read_metrics(run_dir) if "eval/psnr" in r][-1]
         assert record["step"] == 4
         check_eval_record(record, heldout_clips(cfg), ema_generator(run_dir, 4, cfg), cfg)
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings' ranges and the progress bar's window
+
+
+POSITIVE = ("max_steps", "batch_size", "grad_accum", "sample_every", "eval_every", "checkpoint_every",
+            "keep_checkpoints", "log_every", "eval_clips", "sample_clips", "z_dim", "r1_interval", "nonfinite_patience")
+NON_NEGATIVE = ("adv_weight", "r1_gamma", "rec_weight", "gdl_weight", "tdl_weight", "smooth_weight",
+                "perceptual_weight", "max_grad_norm")
+
+
+@pytest.mark.parametrize("name,bad,edge", [
+    *((name, 0, 1) for name in POSITIVE),
+    *((name, bad, 0.0) for name in NON_NEGATIVE for bad in (-1e-9, math.nan)),
+    ("ema_decay", 1.0, 0.0), ("ema_decay", -1e-9, 0.999), ("lr_g", 0.0, 1e-9), ("lr_d", -1.0, 1e-9),
+])
+def test_settings_out_of_range_are_refused_naming_the_flag(name, bad, edge):
+    import dataclasses
+
+    from train.config import ConfigError
+
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(ConfigError, match=rf"^{flag} must be"):
+        dataclasses.replace(TrainConfig(), **{name: bad}).validate(environment=False)
+    dataclasses.replace(TrainConfig(), **{name: edge}).validate(environment=False)
+
+
+def test_progress_bar_numbers_are_window_means():
+    from train.run import LogWindow
+
+    window = LogWindow()
+    for g, d in ((1.0, 4.0), (2.0, 5.0), (6.0, 0.0)):
+        window.add({"g/total": torch.tensor(g), "d/total": torch.tensor(d), "g/rec": torch.tensor(9.0)})
+    assert window.means() == {"g": "3.000", "d": "3.000"}
+    window.add({"g/total": torch.tensor(0.5), "d/total": torch.tensor(-1.0)})
+    assert window.means() == {"g": "0.500", "d": "-1.000"}  # a new window
+
+
+def test_ema_copies_buffers_and_averages_parameters():
+    from train.state import EMA
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema = EMA(model, decay=0.5)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.train()(torch.randn(8, 2))  # moves the batch-norm running statistics
+    ema.update(model)
+    d = min(0.5, 1 / 10)
+    for name, p in ema.model.named_parameters():
+        torch.testing.assert_close(p, d * before[name] + (1 - d) * (before[name] + 1), rtol=1e-6, atol=1e-7)
+    for name, b in ema.model.named_buffers():
+        assert torch.equal(b, dict(model.named_buffers())[name]), name
+    assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_metrics_log_averages_the_losses_over_processes(tmp_path):
+    import json
+
+    from train.run import MetricsLog
+
+    logs = [{"g/total": torch.tensor(1.0), "d/r1": torch.tensor(4.0)},
+            {"g/total": torch.tensor(3.0), "d/r1": torch.tensor(0.0)}]
+    names = sorted(logs[0])
+    shares = [torch.stack([log[n] for n in names]) for log in logs]
+    main = _ShardedAccelerator(0, 2, [shares[1]])
+    main.log_with = []
+    MetricsLog(tmp_path / "metrics.jsonl", main).write_losses(7, logs[0], skipped_steps=1)
+    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert record == {"step": 7, "d/r1": 2.0, "g/total": 2.0, "skipped_steps": 1}
+
+
+def test_moving_shapes_stay_in_the_frame():
+    # One shape over 48 frames at up to 2 px per frame in a 16 px frame bounces many times: its
+    # anti-aliased area is the same in every frame (it never leaves, nor sticks to, a border).
+    clip = MovingShapes(3, frames=48, size=16, num_shapes=1, seed=2)
+    for i in range(3):
+        area = ((clip[i] + 1) / 2).amax(dim=0).sum(dim=(1, 2))  # (T,) coverage of the brightest channel
+        assert (area.max() - area.min()) / area.mean() < 0.15, area
+        positions = ((clip[i] + 1) / 2).amax(dim=0).flatten(1).argmax(dim=1)
+        assert len(set(positions.tolist())) > 10  # it moves
