@@ -549,3 +549,16 @@ def test_sample_script_with_a_moved_dataset(tiny_run, tmp_path):
     assert paths["gif"].is_file()
     with pytest.raises(SystemExit):
         sample.parse_args(["--checkpoint", str(tmp_path / "missing")])
+
+
+def test_a_checkpoint_that_does_not_fit_is_one_line():
+    from train.gan import load_error_summary
+
+    try:
+        torch.nn.Conv2d(3, 8, 3).load_state_dict(torch.nn.Conv2d(3, 16, 3).state_dict())
+    except RuntimeError as error:
+        summary = load_error_summary(error)
+    assert summary == ("Error(s) in loading state_dict for Conv2d: 2 problem(s), the first: size mismatch for weight: "
+                       "copying a param with shape torch.Size([16, 3, 3, 3]) from checkpoint, the shape in current "
+                       "model is torch.Size([8, 3, 3, 3]).")
+    assert load_error_summary(OSError("disk gone")) == "OSError: disk gone"

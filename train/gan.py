@@ -305,7 +305,11 @@ def train(accelerator, plan: RunPlan, signals: StopSignals | None, say) -> None:
     accelerator.register_for_checkpointing(ema, progress)
 
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
+        try:
+            accelerator.load_state(str(resume_from))
+        except (RuntimeError, ValueError, KeyError, OSError) as error:  # mismatched or unreadable tensors
+            raise RunError(f"{resume_from} can't be loaded into the models its saved settings build: "
+                           f"{load_error_summary(error)}") from None
         say(f"resumed from {resume_from} at step {progress.step}")
     log = MetricsLog(run_dir / "metrics.jsonl", accelerator)
     if accelerator.is_main_process:
@@ -395,6 +399,15 @@ def train(accelerator, plan: RunPlan, signals: StopSignals | None, say) -> None:
     say(f"done: {progress.step} steps in {time.time() - start_time:.0f} s; "
         f"metrics {log.path}, gallery {Path(cfg.samples_dir) / 'index.html'}")
     accelerator.end_training()
+
+
+def load_error_summary(error: BaseException) -> str:
+    """One line for torch's ``load_state_dict`` error, which lists every mismatched tensor on a line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    mismatched = [line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))]
+    if not mismatched:
+        return f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return f"{lines[0]} {len(mismatched)} problem(s), the first: {mismatched[0]}"
 
 
 def publish_samples(cfg: TrainConfig, run_name: str, step: int, generator: nn.Module, clips: Tensor, noise: Tensor,
