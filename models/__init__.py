@@ -1,6 +1,12 @@
 """The reference video GAN trained by ``train/gan.py``: a generator and two discriminators."""
 
-from .discriminators import DiscriminatorConfig, ImageDiscriminator, VideoDiscriminator, sample_frames
+from .discriminators import (
+    DiscriminatorConfig,
+    ImageDiscriminator,
+    VideoDiscriminator,
+    sample_frames,
+    with_frame_differences,
+)
 from .generator import Generator, GeneratorConfig
 
 __all__ = [
@@ -10,4 +16,5 @@ __all__ = [
     "ImageDiscriminator",
     "VideoDiscriminator",
     "sample_frames",
+    "with_frame_differences",
 ]

@@ -15,12 +15,12 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-__all__ = ["DiscriminatorConfig", "ImageDiscriminator", "VideoDiscriminator", "sample_frames"]
+__all__ = ["DiscriminatorConfig", "ImageDiscriminator", "VideoDiscriminator", "sample_frames", "with_frame_differences"]
 
 
 @dataclass
 class DiscriminatorConfig:
-    channels: int = 3  # colour channels C
+    channels: int = 3  # input channels: C colours, or 2C for clips with their frame differences
     size: int = 32  # frame height = width; must be divisible by 2 ** levels
     base_channels: int = 32  # width of the first layer, doubled per level (capped at 8x)
     levels: int = 3  # stride-2 layers; the logit map is size / 2 ** levels wide
@@ -98,3 +98,14 @@ def sample_frames(video: Tensor, indices: Tensor) -> Tensor:
     discriminator compares like with like.
     """
     return rearrange(torch.index_select(video, 2, indices), "b c n h w -> (b n) c h w")
+
+
+def with_frame_differences(video: Tensor) -> Tensor:
+    """The clip and its frame differences as channels: ``(B, C, T, H, W) -> (B, 2C, T, H, W)``.
+
+    ``out[:, :C] = x`` and ``out[:, C:, t] = x_t - x_{t-1}``, 0 for ``t = 0``. A video
+    discriminator built with ``channels=2C`` then sees the motion directly rather than having
+    to find it with its first 3-frame kernels.
+    """
+    differences = torch.diff(video, dim=2, prepend=video[:, :, :1])  # (B, C, T, H, W), first frame 0
+    return torch.cat([video, differences], dim=1)

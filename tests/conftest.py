@@ -1,4 +1,5 @@
-"""Shared fixtures. ``tiny_run``: one launch of the real trainer, read by several test files.
+"""Shared fixtures. ``tiny_run``: one launch of the real trainer, read by several test files;
+``float64``: the default dtype float64 while a test builds its models and draws its noise.
 
 Torch runs on one thread in tests (set at import, before any test builds a tensor). The tests'
 tensors are tiny, so extra threads buy little, and the dev machine has 2 cores shared with other
@@ -20,6 +21,15 @@ torch.set_num_threads(1)
 
 TINY_RUN_FLAGS = ("--run-name", "tiny", "--max-steps", "3", "--checkpoint-every", "2", "--sample-every", "2",
                   "--adv-start", "0", "--r1-interval", "2", "--keep-checkpoints", "2", "--report-to", "tensorboard")
+
+
+@pytest.fixture
+def float64():
+    """Default dtype float64 while the test builds its models and draws its noise."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 @pytest.fixture(scope="session")

@@ -30,15 +30,6 @@ from trainer_utils import TINY, TINY_SETTINGS, StubAccelerator, read_metrics
 RTOL, ATOL = 1e-10, 1e-13
 
 
-@pytest.fixture
-def float64():
-    """Default dtype float64 while the test builds its models and draws its noise."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 # ----------------------------------------------------------------------------------------------
 # evaluate()
 

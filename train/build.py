@@ -6,6 +6,8 @@ it was trained (from the run's ``config.json``).
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 import genloss as gl
@@ -26,7 +28,10 @@ def build_generator(cfg: TrainConfig) -> Generator:
 
 def build_models(cfg: TrainConfig) -> tuple[Generator, ImageDiscriminator, VideoDiscriminator]:
     d_config = DiscriminatorConfig(size=cfg.size, base_channels=cfg.d_channels, spectral_norm=cfg.spectral_norm)
-    return build_generator(cfg), ImageDiscriminator(d_config), VideoDiscriminator(d_config)
+    # --video-d-input clip+diff: the clip and its frame differences (models.with_frame_differences), 2C channels
+    video_channels = d_config.channels * (2 if cfg.video_d_input == "clip+diff" else 1)
+    return (build_generator(cfg), ImageDiscriminator(d_config),
+            VideoDiscriminator(dataclasses.replace(d_config, channels=video_channels)))
 
 
 def _too_small(module: nn.Module, size: int) -> str | None:

@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genloss import KINDS
+from genloss import KINDS, DiffAugment
 from train.data import HELDOUT_FRACTION
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "PERCEPTUAL_CHOICES",
     "REPORT_TO_CHOICES",
     "RESUME_RULES",
+    "VIDEO_D_INPUTS",
     "ConfigError",
     "RunRecord",
     "TrainConfig",
@@ -44,6 +45,7 @@ PERCEPTUAL_CHOICES = ("auto", "lpips-alex", "lpips-vgg", "lpips-squeeze", "none"
 REPORT_TO_CHOICES = ("none", "tensorboard", "wandb", "all")
 PRECISIONS = ("no", "fp16", "bf16")
 REC_LOSSES = ("l1", "charbonnier")
+VIDEO_D_INPUTS = ("clip", "clip+diff")
 
 
 class ConfigError(ValueError):
@@ -95,8 +97,11 @@ class TrainConfig:
     adv_start: int | None = None  # steps before the adversarial term starts; None = see adversarial_warmup()
     adv_ramp: int | None = None  # steps over which its weight ramps up; None = see adversarial_warmup()
     adaptive_weight: bool = False  # scale the adversarial term by VQGAN's adaptive weight
-    r1_gamma: float = 1.0  # R1 strength gamma; 0 = off
-    r1_interval: int = 16  # R1 every N steps, scaled by N (lazy regularisation)
+    r1_gamma: float = 1.0  # R1 strength gamma, per sample (on each clip's/frame's mean logit); 0 = off
+    r1_interval: int = 16  # R1 (and R2) every N steps, scaled by N (lazy regularisation)
+    r2_gamma: float = 0.0  # R2 strength on generated samples, same units and steps as R1; 0 = off
+    augment: str = ""  # DiffAugment policy before both discriminators, e.g. "color,translation,cutout"; "" = off
+    video_d_input: str = "clip"  # what the video discriminator sees: clip, or clip+diff (its frame differences too)
     rec_loss: str = "l1"  # reconstruction loss: l1 or charbonnier
     rec_weight: float = 1.0  # weight of the reconstruction term
     gdl_weight: float = 1.0  # weight of the gradient-difference term
@@ -134,7 +139,7 @@ class TrainConfig:
                     "sample_clips", "g_channels", "d_channels", "z_dim", "r1_interval", "nonfinite_patience")
         for name in positive:
             _require(getattr(self, name) >= 1, name, "must be >= 1", getattr(self, name))
-        non_negative = ("adv_weight", "r1_gamma", "rec_weight", "gdl_weight", "tdl_weight", "smooth_weight",
+        non_negative = ("adv_weight", "r1_gamma", "r2_gamma", "rec_weight", "gdl_weight", "tdl_weight", "smooth_weight",
                         "perceptual_weight", "max_grad_norm", "cpu_threads", "adv_start", "adv_ramp", "detect_clips")
         for name in non_negative:
             value = getattr(self, name)
@@ -146,9 +151,14 @@ class TrainConfig:
         _require(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)", self.ema_decay)
         _require(0 < self.heldout_fraction < 1, "heldout_fraction", "must be in (0, 1)", self.heldout_fraction)
         for name, choices in (("adv_loss", KINDS), ("rec_loss", REC_LOSSES), ("perceptual", PERCEPTUAL_CHOICES),
-                              ("mixed_precision", PRECISIONS), ("report_to", REPORT_TO_CHOICES)):
+                              ("mixed_precision", PRECISIONS), ("report_to", REPORT_TO_CHOICES),
+                              ("video_d_input", VIDEO_D_INPUTS)):
             _require(getattr(self, name) in choices, name, f"must be one of {', '.join(choices)}", getattr(self, name))
         _require(self.g_output_scale in (1, 2), "g_output_scale", "must be 1 or 2", self.g_output_scale)
+        try:
+            DiffAugment(self.augment)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"--augment {self.augment!r}: {error}") from None
         _require(self.frames >= 3, "frames", "must be >= 3 (the temporal terms compare consecutive frame pairs)",
                  self.frames)
         if not 0 <= self.context_frames < self.frames:
@@ -247,6 +257,8 @@ class RunRecord:
     # Settings changed on a resume (only those RESUME_RULES allows), oldest first:
     # [{"step", "setting", "saved", "given"}], carried over from resume to resume.
     changes: list = field(default_factory=list)
+    # "trained every step from step 0", or why they are not (no term of the run reads them)
+    discriminators: str = "trained every step from step 0"
 
 
 # How the flat config.json files written before the "settings"/"run" split load. Every other key
@@ -281,11 +293,11 @@ def write_config(path: str | Path, config: TrainConfig, record: RunRecord) -> No
 # included) would silently win anyway. "free": how long it trains and what it writes where.
 RESUME_RULES: dict[str, str] = {
     **dict.fromkeys(("frames", "context_frames", "size", "g_channels", "g_output_scale", "d_channels", "z_dim",
-                     "spectral_norm"), "model"),
+                     "spectral_norm", "video_d_input"), "model"),
     **dict.fromkeys(("batch_size", "grad_accum", "dataset", "heldout_fraction", "num_shapes", "seed",
                      "eval_clips"), "data"),
     **dict.fromkeys(("mixed_precision", "lr_g", "lr_d", "ema_decay", "max_grad_norm", "adv_loss", "adv_weight",
-                     "adv_start", "adv_ramp", "adaptive_weight", "r1_gamma", "r1_interval", "rec_loss", "rec_weight",
+                     "adv_start", "adv_ramp", "adaptive_weight", "r1_gamma", "r1_interval", "r2_gamma", "augment", "rec_loss", "rec_weight",
                      "gdl_weight", "tdl_weight", "smooth_weight", "perceptual", "perceptual_weights",
                      "perceptual_weight"), "training"),
     **dict.fromkeys(("max_steps", "output_dir", "samples_dir", "sample_every", "eval_every", "checkpoint_every",

@@ -44,10 +44,12 @@ from torch.utils.data import DataLoader  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import genloss as gl  # noqa: E402
+from genloss.composite import DIAGNOSTIC_PREFIXES  # noqa: E402
 from models import sample_frames  # noqa: E402
 from train import state as st  # noqa: E402
 from train.build import build_datasets, build_models, build_perceptual  # noqa: E402
 from train.config import ConfigError, TrainConfig, config_text, flat_config, write_config  # noqa: E402
+from train.diagnose import Monitor  # noqa: E402
 from train.evaluate import (  # noqa: E402
     end_of_run_detector,
     evaluate,
@@ -57,7 +59,14 @@ from train.evaluate import (  # noqa: E402
     write_samples,
 )
 from train.gallery import update_gallery  # noqa: E402
-from train.losses import Losses, build_losses, frame_indices, temporal_difference_from_context  # noqa: E402
+from train.losses import (  # noqa: E402
+    DISCRIMINATORS_OFF,
+    DiscriminatorView,
+    Losses,
+    build_losses,
+    frame_indices,
+    temporal_difference_from_context,
+)
 from train.options import Options, parse_args  # noqa: E402
 from train.run import (  # noqa: E402
     Checkpoints,
@@ -109,41 +118,80 @@ class Verdicts:
     image_fake: Tensor | None = None
     features_real: list[Tensor] | None = None  # the video discriminator's features, for feature matching
     features_fake: list[Tensor] | None = None
-    real_clips: Tensor | None = None  # the real inputs the logits are differentiable in (R1 steps only)
-    real_frames: Tensor | None = None
+    real_clips: Tensor | None = None  # the un-augmented inputs the logits are differentiable in: real ones
+    real_frames: Tensor | None = None  # on R1 steps, generated ones on R2 steps
+    fake_clips: Tensor | None = None
+    fake_frames: Tensor | None = None
+
+    def stats(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """``CompositeLoss``'s ``d_stats``: each discriminator's (real, fake) logits."""
+        return {"video": (self.video_real, self.video_fake), "image": (self.image_real, self.image_fake)}
 
 
-def judge_for_discriminators(gan: GAN, real: Tensor, fake: Tensor, context_frames: int, r1: bool) -> Verdicts:
+def judge_for_discriminators(gan: GAN, view: DiscriminatorView, real: Tensor, fake: Tensor, context_frames: int, *,
+                             r1: bool, r2: bool) -> Verdicts:
     """Both discriminators on real and generated clips, batched: one forward each (DDP allows one
-    forward per backward). ``fake`` comes detached; with ``r1`` the real inputs require gradients."""
+    forward per backward), every clip and frame with its own augmentation draw. ``fake`` comes
+    detached; with ``r1`` (``r2``) the real (generated) inputs require gradients, before the view."""
     idx = frame_indices(real.shape[2], context_frames, real.device)
-    real_clips = real.detach().requires_grad_(r1)
+    real_clips, fake_clips = real.detach().requires_grad_(r1), fake.detach().requires_grad_(r2)
     real_frames = sample_frames(real.detach(), idx).requires_grad_(r1)  # (B * n, C, H, W)
-    video_logits, _ = gan.d_video(torch.cat([real_clips, fake]))  # (2B, 1, T', h, w)
-    image_logits, _ = gan.d_image(torch.cat([real_frames, sample_frames(fake, idx)]))  # (2Bn, 1, h, w)
-    i_real, i_fake = image_logits.chunk(2)
-    return Verdicts(video_real=video_logits[: len(real)], video_fake=video_logits[len(real):], image_real=i_real,
-                    image_fake=i_fake, real_clips=real_clips if r1 else None, real_frames=real_frames if r1 else None)
+    fake_frames = sample_frames(fake.detach(), idx).requires_grad_(r2)
+    video_logits, _ = gan.d_video(view.video(torch.cat([real_clips, fake_clips])))  # (2B, 1, T', h, w)
+    image_logits, _ = gan.d_image(view.frames(torch.cat([real_frames, fake_frames])))  # (2Bn, 1, h, w)
+    (video_real, video_fake), (image_real, image_fake) = video_logits.chunk(2), image_logits.chunk(2)
+    return Verdicts(video_real=video_real, video_fake=video_fake, image_real=image_real, image_fake=image_fake,
+                    real_clips=real_clips if r1 else None, real_frames=real_frames if r1 else None,
+                    fake_clips=fake_clips if r2 else None, fake_frames=fake_frames if r2 else None)
 
 
-def judge_for_generator(gan: GAN, real: Tensor, fake: Tensor, context_frames: int, *, adversarial: bool,
-                        feature_matching: bool, relativistic: bool) -> Verdicts:
+def judge_for_generator(gan: GAN, view: DiscriminatorView, real: Tensor, fake: Tensor, context_frames: int, *,
+                        adversarial: bool, feature_matching: bool, relativistic: bool) -> Verdicts:
     """The discriminators on the generated clip ``fake`` (and, without graph, on ``real``) for the
-    generator's terms: each output computed once, and only those the terms asked for read. Call
-    it with the discriminators ``frozen``."""
+    generator's terms: each output computed once, and only those the terms asked for read. A real
+    clip and its generated continuation get the same augmentation draw (so do their frames):
+    feature matching compares their features, the relativistic loss their logits. Call it with
+    the discriminators ``frozen``."""
     out = Verdicts()
     if adversarial or feature_matching:
-        out.video_fake, out.features_fake = gan.d_video_raw(fake)
-    if feature_matching or (adversarial and relativistic):
-        with torch.no_grad():
-            video_real, out.features_real = gan.d_video_raw(real)
-        out.video_real = video_real if adversarial and relativistic else None
+        draw = view.draw(fake)
+        out.video_fake, out.features_fake = gan.d_video_raw(view.video(fake, draw))
+        if feature_matching or relativistic:
+            with torch.no_grad():
+                video_real, out.features_real = gan.d_video_raw(view.video(real, draw))
+            out.video_real = video_real if adversarial and relativistic else None
     if adversarial:
         idx = frame_indices(real.shape[2], context_frames, fake.device)
-        out.image_fake, _ = gan.d_image_raw(sample_frames(fake, idx))
+        frames = sample_frames(fake, idx)
+        draw = view.draw(frames)
+        out.image_fake, _ = gan.d_image_raw(view.frames(frames, draw))
         if relativistic:
             with torch.no_grad():
-                out.image_real, _ = gan.d_image_raw(sample_frames(real, idx))
+                out.image_real, _ = gan.d_image_raw(view.frames(sample_frames(real, idx), draw))
+    return out
+
+
+def gradient_penalties(d: Verdicts, cfg: TrainConfig, scaler, *, r1: bool, r2: bool) -> dict[str, Tensor]:
+    """``{"r1": γ₁/2·(R1_video + R1_image), "r2": γ₂/2·(R2_video + R2_image)}``, those asked for.
+
+    Per-sample units, as in Mescheder et al. 2018 and R3GAN (Huang et al. 2024): each penalty is
+    ``‖∇ₓ mean_p D(x)_p‖²``, the gradient of a clip's (frame's) *mean* logit with respect to the
+    un-augmented input, so γ means the same whatever the number P of patch logits per sample (32
+    per clip and 16 per frame in the reference run). The sum of the logits has P times that
+    gradient: ``γ_sum = γ / P²`` gives the same penalty with ``genloss.r1_penalty`` on the sum.
+    """
+    scale = scaler.get_scale() if scaler else None
+
+    def per_sample(logits: Tensor) -> Tensor:  # (B, 1, ...) -> (B,), in float32 at least
+        return logits.flatten(1).mean(1, dtype=torch.promote_types(logits.dtype, torch.float32))
+
+    out = {}
+    if r1:
+        out["r1"] = cfg.r1_gamma / 2 * (gl.r1_penalty(per_sample(d.video_real), d.real_clips, grad_scale=scale)
+                                        + gl.r1_penalty(per_sample(d.image_real), d.real_frames, grad_scale=scale))
+    if r2:
+        out["r2"] = cfg.r2_gamma / 2 * (gl.r2_penalty(per_sample(d.video_fake), d.fake_clips, grad_scale=scale)
+                                        + gl.r2_penalty(per_sample(d.image_fake), d.fake_frames, grad_scale=scale))
     return out
 
 
@@ -180,55 +228,72 @@ def backward_checked(accelerator, loss: Tensor, params, max_norm: float, ok: boo
     return ok
 
 
+def adversarial_term(d: Verdicts, kind: str, rec: Tensor | None, last_layer: Tensor | None) -> Tensor:
+    """The generator's adversarial term, both discriminators' verdicts summed; with ``last_layer``
+    (``--adaptive-weight``) scaled explicitly by VQGAN's adaptive weight, which matches its gradient
+    at the generator's output layer to the reconstruction term's (Esser et al. 2021)."""
+    adv = (gl.generator_loss(d.video_fake, kind=kind, real_logits=d.video_real)
+           + gl.generator_loss(d.image_fake, kind=kind, real_logits=d.image_real))
+    return adv if last_layer is None else gl.adaptive_weight(rec, adv, last_layer) * adv
+
+
+def step_logs(g_logs: dict[str, Tensor], d_logs: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The step's logs: ``g/<term>`` and ``d/<term>`` (``d/r1``, ``d/r2`` included), and the
+    diagnostics as ``diag/gradnorm/<term>``, ``diag/d_accuracy/<disc>``, ``diag/d_real/<disc>``,
+    ``diag/d_fake/<disc>``."""
+    return {(f"diag/{name}" if name.startswith(DIAGNOSTIC_PREFIXES) else f"{half}/{name}"): value
+            for half, logs in (("g", g_logs), ("d", d_logs)) for name, value in logs.items()}
+
+
 def train_step(step: int, real: Tensor, gan: GAN, losses: Losses, cfg: TrainConfig, accelerator,
-               window_ok: bool = True) -> tuple[bool, dict[str, Tensor]]:
+               window_ok: bool = True, *, log: bool = False) -> tuple[bool, dict[str, Tensor]]:
     """One optimisation step on real clips ``(B, C, T, H, W)`` (with ``--grad-accum N``, one of N
     micro-batches; ``window_ok``: the earlier ones were finite). Returns whether the step was applied
-    and the logs ``{"g/<term>", "d/<term>"}``. A non-finite loss or gradient in either half skips the
-    whole step: neither optimiser steps, and the caller leaves the EMA alone."""
+    and its logs (:func:`step_logs`), with the diagnostics when ``log`` (on the window's last
+    micro-batch). A non-finite loss or gradient in either half skips the whole step: neither
+    optimiser steps, and the caller leaves the EMA alone."""
     k, kind, max_norm = cfg.context_frames, losses.kind, cfg.max_grad_norm or math.inf
+    log = log and accelerator.sync_gradients
     # 1. Generator forward.
     z = torch.randn(real.shape[0], cfg.z_dim, device=real.device)
     context, future = real[:, :, :k], real[:, :, k:]
     generated = gan.generator(context, z)  # (B, C, T-K, H, W)
     fake = torch.cat([context, generated], dim=2)  # what the video discriminator judges
 
-    # 2. Discriminator forwards on real and generated (detached) clips; on R1 steps the real
-    #    inputs need gradients.
-    do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_interval == 0
-    d = judge_for_discriminators(gan, real, fake.detach(), k, r1=do_r1)
+    # 2. Discriminator forwards on real and generated (detached) clips. The discriminators train
+    #    every step from step 0, while the adversarial weight still warms up too; only a run where
+    #    no term ever reads them skips this half. On R1 (R2) steps the real (generated) inputs need gradients.
+    d_ok, d_before, d_logs = window_ok, None, {}
+    if losses.discriminators_needed:
+        due = step % cfg.r1_interval == 0
+        do_r1, do_r2 = due and cfg.r1_gamma > 0, due and cfg.r2_gamma > 0
+        d = judge_for_discriminators(gan, losses.view, real, fake.detach(), k, r1=do_r1, r2=do_r2)
 
-    # 3. Discriminator loss, plus lazy R1 on due steps: gamma/2 (R1_video + R1_image), times the
-    #    interval (Karras et al. 2020). Backward, and the update (taken back in 5 if need be).
-    d_total, d_logs = losses.discriminator(
-        step, adv_video=lambda: gl.discriminator_loss(d.video_real, d.video_fake, kind=kind),
-        adv_image=lambda: gl.discriminator_loss(d.image_real, d.image_fake, kind=kind))
-    if do_r1:
-        scale = accelerator.scaler.get_scale() if accelerator.scaler else None
-        r1 = cfg.r1_gamma / 2 * (gl.r1_penalty(d.video_real, d.real_clips, grad_scale=scale)
-                                 + gl.r1_penalty(d.image_real, d.real_frames, grad_scale=scale))
-        d_total = d_total + r1 * cfg.r1_interval
-        d_logs["r1"] = r1.detach()
-    d_ok = backward_checked(accelerator, d_total, gan.d_parameters(), max_norm, window_ok)
-    d_before = st.OptimizerSnapshot(gan.opt_d) if accelerator.sync_gradients and d_ok else None
-    if d_before is not None:
-        gan.opt_d.step()
-    gan.opt_d.zero_grad(set_to_none=True)
+        # 3. Discriminator loss, plus the lazy penalties on due steps: gamma/2 (R1_video + R1_image),
+        #    R2 likewise, times the interval (Karras et al. 2020). Backward, and the update (undone in 5 if need be).
+        d_total, d_logs = losses.discriminator(
+            step, d_stats=d.stats() if log else None,
+            adv_video=lambda: gl.discriminator_loss(d.video_real, d.video_fake, kind=kind),
+            adv_image=lambda: gl.discriminator_loss(d.image_real, d.image_fake, kind=kind))
+        for name, penalty in gradient_penalties(d, cfg, accelerator.scaler, r1=do_r1, r2=do_r2).items():
+            d_total = d_total + penalty * cfg.r1_interval
+            d_logs[name] = penalty.detach()
+        d_ok = backward_checked(accelerator, d_total, gan.d_parameters(), max_norm, window_ok)
+        d_before = st.OptimizerSnapshot(gan.opt_d) if accelerator.sync_gradients and d_ok else None
+        if d_before is not None:
+            gan.opt_d.step()
+        gan.opt_d.zero_grad(set_to_none=True)
 
     # 4. Generator terms, over the generated clip and the updated discriminators' verdicts on it.
     active = losses.active(step)  # the terms with a non-zero weight at this step
     with frozen(gan.d_image_raw, gan.d_video_raw):
-        d = judge_for_generator(gan, real, fake, k, adversarial="adv" in active, relativistic=kind == "relativistic",
-                                feature_matching="perceptual" in active and losses.lpips is None)
+        d = judge_for_generator(gan, losses.view, real, fake, k, adversarial="adv" in active,
+                                feature_matching="perceptual" in active and losses.lpips is None,
+                                relativistic=kind == "relativistic")
     rec = losses.reconstruction(generated, future) if "rec" in active else None
-    adv = None
-    if "adv" in active:
-        adv = (gl.generator_loss(d.video_fake, kind=kind, real_logits=d.video_real)
-               + gl.generator_loss(d.image_fake, kind=kind, real_logits=d.image_real))
-        if cfg.adaptive_weight:  # VQGAN: the adversarial gradient at the output scaled to the reconstruction's
-            adv = gl.adaptive_weight(rec, adv, gan.last_layer) * adv
+    adv = adversarial_term(d, kind, rec, gan.last_layer if cfg.adaptive_weight else None) if "adv" in active else None
     g_total, g_logs = losses.generator(
-        step,
+        step, gradnorm_wrt=generated if log else None,  # each weighted term's push on the generated frames
         rec=lambda: rec,
         gdl=lambda: gl.gradient_difference_loss(generated, future),
         tdl=lambda: temporal_difference_from_context(context, generated, future),
@@ -244,7 +309,7 @@ def train_step(step: int, real: Tensor, gan: GAN, losses: Losses, cfg: TrainConf
     elif d_before is not None:
         d_before.restore()
     gan.opt_g.zero_grad(set_to_none=True)
-    return ok, {**{f"g/{n}": v for n, v in g_logs.items()}, **{f"d/{n}": v for n, v in d_logs.items()}}
+    return ok, step_logs(g_logs, d_logs)
 
 
 def main(options: Options, signals: StopSignals | None = None) -> None:
@@ -287,6 +352,9 @@ def train(accelerator, plan: RunPlan, signals: StopSignals | None, say) -> None:
     if perceptual is not None:
         perceptual = perceptual.to(accelerator.device)
     losses = build_losses(cfg, perceptual, perceptual_used)
+    if not losses.discriminators_needed:  # e.g. no adversarial term and LPIPS (or no) perceptual term
+        record.discriminators = DISCRIMINATORS_OFF
+        say(f"discriminators: {DISCRIMINATORS_OFF}")
     betas = (0.5, 0.99)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=betas)
     opt_d = torch.optim.Adam([*d_image.parameters(), *d_video.parameters()], lr=cfg.lr_d, betas=betas)
@@ -333,13 +401,15 @@ def train(accelerator, plan: RunPlan, signals: StopSignals | None, say) -> None:
                desc="train", dynamic_ncols=True)
     start_time, start_step = time.time(), progress.step
     window_ok, bar_window, samples_failure = True, LogWindow(), None
+    monitor = Monitor(cfg.to_dict())  # warnings about the loss balance and the discriminators (train/diagnose.py)
     if signals is not None:
         signals.arm()  # from here on a stop signal ends the loop after a step, with a checkpoint
     for real in batches:
         if progress.step >= cfg.max_steps:
             break
+        log_step = (progress.step + 1) % cfg.log_every == 0 or progress.step + 1 >= cfg.max_steps  # with diagnostics
         with accelerator.accumulate(generator, d_image, d_video):
-            ok, logs = train_step(progress.step, real, gan, losses, cfg, accelerator, window_ok)
+            ok, logs = train_step(progress.step, real, gan, losses, cfg, accelerator, window_ok, log=log_step)
         if not accelerator.sync_gradients:
             window_ok = ok
             continue
@@ -352,10 +422,12 @@ def train(accelerator, plan: RunPlan, signals: StopSignals | None, say) -> None:
         bar.update(1)
         bar_window.add(logs)
         done = progress.step >= cfg.max_steps
-        if progress.step % cfg.log_every == 0 or done or skipped:
-            log.write_losses(progress.step, logs, skipped_steps=progress.skipped,
-                             steps_per_s=(progress.step - start_step) / (time.time() - start_time))
+        if log_step or skipped:
+            written = log.write_losses(progress.step, logs, skipped_steps=progress.skipped,
+                                       steps_per_s=(progress.step - start_step) / (time.time() - start_time))
             bar.set_postfix(bar_window.means())
+            for finding in monitor.add(written):  # each once, when its stretch first gets long enough
+                say(f"warning: {finding.message}")
         # Stop after this step, with a checkpoint of it: a stop signal (on any process), an output
         # that could not be written, or too many non-finite steps in a row.
         signum, failed = stop_requested(accelerator, signals, bool(log.failure or samples_failure))

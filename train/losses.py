@@ -1,6 +1,10 @@
 """The reference GAN's loss terms and their weights, composed from genloss.
 
-Discriminators (image and video): ``--adv-loss`` on real against generated clips, plus lazy R1.
+Discriminators (image and video): ``--adv-loss`` on real against generated clips, plus lazy R1
+(and R2), both seeing their inputs through a :class:`DiscriminatorView` (DiffAugment, frame
+differences). They train every step from step 0, also while the generator's adversarial weight is
+still warming up, and are left out of a run only when no term of it ever reads them
+(:attr:`Losses.discriminators_needed`).
 Generator, in the order the total is summed: reconstruction (L1 or Charbonnier), gradient
 difference, temporal difference, perceptual (LPIPS, or discriminator feature matching), second-order
 temporal smoothness, and the adversarial term, switched on after a warm-up by a ``Schedule``.
@@ -20,11 +24,53 @@ import torch
 from torch import Tensor, nn
 
 import genloss as gl
+from genloss.augment import apply_augment, sample_augment_params
+from models import with_frame_differences
 from train.config import TrainConfig
 
-__all__ = ["IMAGE_D_FRAMES", "Losses", "build_losses", "frame_indices", "temporal_difference_from_context"]
+__all__ = ["DISCRIMINATORS_OFF", "IMAGE_D_FRAMES", "DiscriminatorView", "Losses", "build_losses", "frame_indices",
+           "temporal_difference_from_context"]
 
 IMAGE_D_FRAMES = 2  # generated frames per clip shown to the image discriminator
+# Said at start-up and recorded in config.json (run.discriminators) when a run never uses them.
+DISCRIMINATORS_OFF = ("off: no term of this run reads them (no adversarial weight before --max-steps, no "
+                      "discriminator feature matching), so they are neither run nor updated")
+
+
+@dataclass(frozen=True)
+class DiscriminatorView:
+    """What the discriminators are shown of the clips and frames they judge.
+
+    ``--augment``: DiffAugment (Zhao et al. 2020) on real and generated inputs alike, drawn once per
+    clip and shared by its frames (time-consistent, as in DIGAN and StyleGAN-V; the image
+    discriminator's frames are images, one draw each). ``--video-d-input clip+diff``: the video
+    discriminator also gets the frame differences of what it sees (after augmentation, so they are
+    the differences of the clip it judges), as C more channels.
+
+    Differentiable throughout, so gradient penalties taken with respect to the un-augmented inputs
+    and the generator's gradient both pass through it.
+    """
+
+    policy: str = ""  # DiffAugment policy; "" shows the inputs as they are
+    frame_differences: bool = False  # the video discriminator's input is (clip, its frame differences)
+
+    def draw(self, x: Tensor) -> dict[str, Tensor]:
+        """One augmentation draw per sample of ``x``, to show several tensors the same transforms."""
+        return sample_augment_params(x, self.policy)
+
+    def video(self, clips: Tensor, draw: dict[str, Tensor] | None = None) -> Tensor:
+        """The video discriminator's input: ``(B, C, T, H, W) -> (B, C or 2C, T, H, W)``, augmented
+        with ``draw`` (or a fresh draw per clip)."""
+        clips = self._augment(clips, draw)
+        return with_frame_differences(clips) if self.frame_differences else clips
+
+    def frames(self, frames: Tensor, draw: dict[str, Tensor] | None = None) -> Tensor:
+        """The image discriminator's input: ``(N, C, H, W)``, augmented with ``draw`` (or a fresh draw per frame)."""
+        return self._augment(frames, draw)
+
+    def _augment(self, x: Tensor, draw: dict[str, Tensor] | None) -> Tensor:
+        draw = self.draw(x) if draw is None else draw
+        return apply_augment(x, draw) if draw else x  # the empty policy draws nothing
 
 
 @dataclass
@@ -32,10 +78,15 @@ class Losses:
     """The two composite losses of the GAN and what their terms need."""
 
     generator: gl.CompositeLoss  # rec, gdl, tdl, perceptual, smooth, adv
-    discriminator: gl.CompositeLoss  # adv_video, adv_image (R1 is added on due steps)
+    discriminator: gl.CompositeLoss  # adv_video, adv_image (R1 and R2 are added on due steps)
     kind: str  # the adversarial loss kind (genloss.KINDS)
     reconstruction: Callable[[Tensor, Tensor], Tensor]  # l1_loss or charbonnier_loss
     lpips: nn.Module | None  # the perceptual network, or None: feature matching (or no perceptual term)
+    view: DiscriminatorView  # what the discriminators see of their inputs
+    # Whether any term of the run ever reads the discriminators: the adversarial term (a non-zero
+    # weight at some step before --max-steps) or discriminator feature matching. When not, the
+    # discriminators' half of the step is skipped entirely (no forwards, no update).
+    discriminators_needed: bool = True
 
     def perceptual(self, generated: Tensor, future: Tensor, features_real: list[Tensor] | None,
                    features_fake: list[Tensor] | None) -> Tensor:
@@ -65,7 +116,11 @@ def build_losses(cfg: TrainConfig, lpips: nn.Module | None, perceptual: str) -> 
     })
     discriminator = gl.CompositeLoss({"adv_video": 1.0, "adv_image": 1.0})
     reconstruction = gl.l1_loss if cfg.rec_loss == "l1" else gl.charbonnier_loss
-    return Losses(generator, discriminator, cfg.adv_loss, reconstruction, lpips)
+    view = DiscriminatorView(cfg.augment, frame_differences=cfg.video_d_input == "clip+diff")
+    adversarial = cfg.adv_weight > 0 and start + (ramp > 0) < cfg.max_steps  # its first non-zero factor
+    feature_matching = perceptual == "feature-matching" and target_weight * cfg.perceptual_weight > 0
+    return Losses(generator, discriminator, cfg.adv_loss, reconstruction, lpips, view,
+                  discriminators_needed=adversarial or feature_matching)
 
 
 def frame_indices(frames: int, context_frames: int, device: torch.device | str) -> Tensor:

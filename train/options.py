@@ -22,6 +22,7 @@ from train.config import (
     PRECISIONS,
     REC_LOSSES,
     REPORT_TO_CHOICES,
+    VIDEO_D_INPUTS,
     ConfigError,
     TrainConfig,
     load_config,
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(m, "--d-channels", "discriminators' first-layer width (a multiple of 8)")
     add(m, "--z-dim", "noise vector size")
     add(m, "--spectral-norm", "spectral normalisation in both discriminators")
+    add(m, "--video-d-input", "what the video discriminator sees: the clip, or clip+diff (the clip and its frame "
+        "differences, zero for the first frame, as 2C channels)", choices=VIDEO_D_INPUTS)
     add(m, "--lr-g", "generator Adam learning rate")
     add(m, "--lr-d", "discriminators' Adam learning rate")
     add(m, "--ema-decay", "decay of the generator's EMA used for samples and eval")
@@ -139,8 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     add(l, "--adv-ramp", "steps over which the adversarial weight ramps up", "max-steps/6 with context, 0 without")
     add(l, "--adaptive-weight", "scale the adversarial term by VQGAN's adaptive weight (needs the reconstruction "
         "and adversarial terms)")
-    add(l, "--r1-gamma", "R1 penalty strength gamma (0 = off)")
-    add(l, "--r1-interval", "apply R1 lazily every N steps")
+    add(l, "--r1-gamma", "R1 penalty strength gamma on real samples, per sample as in the R1/R3GAN papers: the "
+        "penalty differentiates each clip's (frame's) mean logit, whatever the logit map's size; gamma_sum = "
+        "gamma / P^2 for P logits per sample (0 = off)")
+    add(l, "--r1-interval", "apply R1 (and R2) lazily every N steps, scaled by N")
+    add(l, "--r2-gamma", "R2 penalty strength gamma on generated samples, same units and steps as R1 (R3GAN pairs "
+        "R1 + R2 with --adv-loss relativistic; 0 = off)")
+    add(l, "--augment", "DiffAugment policy applied to real and generated inputs of both discriminators, one draw "
+        "per clip shared by its frames (genloss.augment), e.g. color,translation,cutout; '' = off", "''")
     add(l, "--rec-loss", "reconstruction loss on the generated frames", choices=REC_LOSSES)
     add(l, "--rec-weight", "weight of the reconstruction term")
     add(l, "--gdl-weight", "weight of the gradient-difference term")

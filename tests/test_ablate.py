@@ -1,0 +1,97 @@
+"""``train/ablate.py``: 2 variants x 2 seeds x 2 steps of the real trainer (``python train/gan.py``),
+the table's numbers against the runs' own metrics (mean and sd recomputed here with numpy), the
+shared gallery, and a second call that runs nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from trainer_utils import TINY, read_config, read_metrics
+
+from train import ablate
+
+VARIANTS = ("reference", "rec-only")
+SEEDS = (0, 1)
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ablation") / "abl"
+    argv = ["--out", str(out), "--variants", *VARIANTS, "--seeds", *map(str, SEEDS), "--max-steps", "2",
+            "--launcher", "python", "--jobs", "2", "--", *TINY]
+    return out, argv, ablate.main(argv)
+
+
+def _expected(run_dir: Path) -> dict[str, float]:
+    """The run's last evaluation, read here: every eval/* value logged at the last step."""
+    records = read_metrics(run_dir)
+    step = max(r["step"] for r in records if "eval/motion" in r)
+    merged = {k: v for r in records if r["step"] == step for k, v in r.items() if k.startswith("eval/")}
+    return {"psnr_gain": merged["eval/psnr"] - merged["eval/psnr_baseline"], "motion": merged["eval/motion"],
+            "detect_acc": merged["eval/detect_acc"]}
+
+
+def test_table_is_the_runs_metrics(ablation):
+    out, _, report = ablation
+    saved = json.loads((out / "ablation.json").read_text())
+    assert saved["summary"] == report["summary"]
+    markdown = (out / "ablation.md").read_text()
+    for variant in VARIANTS:
+        runs = [_expected(out / "runs" / f"{variant}-seed{seed}") for seed in SEEDS]
+        entry = saved["summary"][variant]
+        assert entry["runs"] == len(SEEDS)
+        cells = []
+        for metric, (_, digits) in ablate.METRICS.items():
+            if metric == "lpips":  # feature matching without ImageNet weights: no LPIPS column
+                assert metric not in entry
+                cells.append("—")
+                continue
+            values = np.array([run[metric] for run in runs])
+            assert entry[metric]["n"] == len(SEEDS)
+            assert entry[metric]["mean"] == pytest.approx(values.mean(), rel=1e-12, abs=1e-12)
+            assert entry[metric]["sd"] == pytest.approx(values.std(ddof=1), rel=1e-9, abs=1e-12)
+            cells.append(f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}")
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {variant} |"))
+        assert row.split(" | ")[3:7] == cells
+        assert entry["seconds"] == pytest.approx(sum(
+            json.loads((out / "logs" / f"{variant}-seed{s}.json").read_text())["seconds"] for s in SEEDS))
+    assert re.search(r"4 runs \(2 variants x seeds 0 1\), 2 steps each", markdown)
+
+
+def test_each_run_is_the_trainer_with_the_variants_flags(ablation):
+    out, _, _ = ablation
+    for variant in VARIANTS:
+        for seed in SEEDS:
+            settings, run = read_config(out / "runs" / f"{variant}-seed{seed}")
+            assert (settings["seed"], settings["max_steps"], settings["size"]) == (seed, 2, 16)
+            switched_off = variant == "rec-only"
+            assert [settings[w] == 0 for w in ("adv_weight", "perceptual_weight", "tdl_weight", "smooth_weight",
+                                               "gdl_weight")] == [switched_off] * 5
+            assert run["discriminators"].startswith("off") is switched_off
+            assert (out / "samples" / f"{variant}-seed{seed}" / "step-000002.gif").is_file()
+    page = (out / "samples" / "index.html").read_text()
+    assert all(f"{v}-seed{s}" in page for v in VARIANTS for s in SEEDS)  # one gallery, side by side
+
+
+def test_a_second_call_runs_nothing_and_other_flags_are_refused(ablation, monkeypatch, capsys):
+    _, argv, report = ablation
+
+    def no_run(*args):
+        raise AssertionError("a finished run was run again")
+
+    monkeypatch.setattr(ablate, "execute", no_run)
+    again = ablate.main(argv)
+    assert "4 finished earlier, 0 to run" in capsys.readouterr().out
+    assert again["summary"] == report["summary"]
+    with pytest.raises(SystemExit, match="finished with other flags"):
+        ablate.main([a if a != "2" else "3" for a in argv])  # --max-steps 3 in the same folder
+
+
+def test_flags_the_ablation_sets_itself_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        ablate.parse_args(["--seeds", "0", "--", "--seed", "3"])
+    assert "--seed after --" in capsys.readouterr().err
