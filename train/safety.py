@@ -320,9 +320,11 @@ class RunLock:
             self._fd = None
 
     def _flock(self, fd: int) -> bool:
-        """``flock`` the file; ``False`` where the filesystem has no locks (content checks only)."""
-        import fcntl
-
+        """``flock`` the file; ``False`` where the filesystem (or the OS) has no locks: content checks only."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
