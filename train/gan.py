@@ -118,9 +118,9 @@ class Verdicts:
     image_fake: Tensor | None = None
     features_real: list[Tensor] | None = None  # the video discriminator's features, for feature matching
     features_fake: list[Tensor] | None = None
-    real_clips: Tensor | None = None  # the un-augmented inputs the logits are differentiable in: real ones
-    real_frames: Tensor | None = None  # on R1 steps, generated ones on R2 steps
-    fake_clips: Tensor | None = None
+    real_clips: Tensor | None = None  # the un-augmented real inputs the logits are differentiable in (R1 steps)
+    real_frames: Tensor | None = None
+    fake_clips: Tensor | None = None  # the same for the generated inputs (R2 steps)
     fake_frames: Tensor | None = None
 
     def stats(self) -> dict[str, tuple[Tensor, Tensor]]:
