@@ -2,15 +2,18 @@
 
 * :mod:`genloss.metrics.video`: clip-by-clip comparison with a reference (PSNR, SSIM, LPIPS, tLP,
   tOF, warping error), per frame, per clip and over the batch.
+* :mod:`genloss.metrics.detect`: ``detectability``, a classifier two-sample test (no weights).
 
 Realism metrics (a classifier two-sample test and the Fréchet/kernel distances of features) are
 added next to them; see README.md, "Measuring realism".
 """
 
+from .detect import DetectabilityResult, detectability
 from .extractors import FeatureExtractor
 from .video import MetricResult, lpips, lpips_and_tlp, psnr, ssim, tlp, tof, warping_error
 
 __all__ = [
+    "DetectabilityResult",
     "DistributionResult",
     "FID",
     "FVD",
@@ -18,6 +21,7 @@ __all__ = [
     "KID",
     "KVD",
     "MetricResult",
+    "detectability",
     "frechet_distance",
     "kernel_distance",
     "lpips",

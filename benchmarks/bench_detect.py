@@ -1,0 +1,144 @@
+"""Cost and sanity anchors of ``genloss.metrics.detectability`` at its default protocol.
+
+Held-out moving-shapes clips (``train.data.MovingShapes``, seed 0) against five sets, each scored
+with one call of the default protocol (what ``train/eval.py`` and the trainer use):
+
+* other real clips of the same distribution (seed 1): should read 0.5, its interval around 0.5;
+* copy-last-frame continuations: the first K=2 frames, then frame K-1 repeated: >= 0.95;
+* frozen clips (every frame is frame 0), blurred clips (Gaussian, sigma 1 px, every frame) and
+  time-shuffled clips (each clip's frames in a random non-identity order): clearly above 0.5.
+
+Prints each row's accuracy, 95% interval, AUC and wall time, and the total. The machine's load
+average is printed too: on a shared CPU the wall time says as much about the neighbours as about
+the detector, so the process CPU time is given next to it.
+
+    python benchmarks/bench_detect.py                     # 512 + 512 clips of 6x32x32 on the CPU
+    python benchmarks/bench_detect.py --device cuda
+    python benchmarks/bench_detect.py --num 256 --only real,copy-last-frame
+    python benchmarks/bench_detect.py --clips clips.pt    # adds real vs generated from a saved file
+
+``--clips`` takes the ``{"real": (N, C, T, H, W), "generated": (N, C, T, H, W)}`` file that
+``train/eval.py --save-clips`` writes (paired: generated clip i continues real clip i).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from genloss.metrics import detectability  # noqa: E402
+from train.data import MovingShapes  # noqa: E402
+
+CONTEXT = 2  # K, the context frames a continuation keeps
+
+
+def shapes(num: int, frames: int, size: int, seed: int) -> torch.Tensor:
+    """``num`` held-out moving-shapes clips ``(N, 3, T, H, W)`` in [-1, 1]."""
+    data = MovingShapes(num, frames=frames, size=size, split="heldout", seed=seed)
+    return torch.stack([data[i] for i in range(num)])
+
+
+def copy_last_frame(clips: torch.Tensor, context: int = CONTEXT) -> torch.Tensor:
+    """The first ``context`` frames, then the last of them repeated to the clip's length."""
+    rest = clips[:, :, context - 1 : context].expand(-1, -1, clips.shape[2] - context, -1, -1)
+    return torch.cat([clips[:, :, :context], rest], dim=2)
+
+
+def frozen(clips: torch.Tensor) -> torch.Tensor:
+    """Every frame is the clip's first."""
+    return clips[:, :, :1].expand_as(clips).contiguous()
+
+
+def blurred(clips: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Every frame through a separable Gaussian (radius ceil(3 sigma), replicate padding)."""
+    radius = math.ceil(3 * sigma)
+    taps = torch.exp(-torch.arange(-radius, radius + 1.0, device=clips.device) ** 2 / (2 * sigma**2))
+    taps = (taps / taps.sum()).to(clips.dtype)
+    b, c, t, h, w = clips.shape
+    x = F.pad(clips.permute(0, 2, 1, 3, 4).reshape(-1, 1, h, w), (radius,) * 4, mode="replicate")
+    x = F.conv2d(F.conv2d(x, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))
+    return x.view(b, t, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def time_shuffled(clips: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Each clip's frames in a random order other than the original one."""
+    generator = torch.Generator().manual_seed(seed)
+    identity = torch.arange(clips.shape[2])
+    out = []
+    for clip in clips:
+        order = torch.randperm(clips.shape[2], generator=generator)
+        while torch.equal(order, identity):
+            order = torch.randperm(clips.shape[2], generator=generator)
+        out.append(clip[:, order.to(clip.device)])
+    return torch.stack(out)
+
+
+def anchors(num: int, frames: int, size: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Row name -> the fake set made from the real clips."""
+    return {
+        "real": lambda real: shapes(num, frames, size, seed=1).to(real.device),
+        "copy-last-frame": copy_last_frame,
+        "frozen": frozen,
+        "blurred": blurred,
+        "time-shuffled": time_shuffled,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--num", type=int, default=512, help="clips in each set")
+    p.add_argument("--frames", type=int, default=6)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the default protocol)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", default=None, help="comma-separated rows (real, copy-last-frame, frozen, blurred, time-shuffled)")
+    p.add_argument("--clips", default=None, help="a {'real', 'generated'} .pt file (train/eval.py --save-clips)")
+    args = p.parse_args()
+    device = torch.device(args.device)
+
+    rows = anchors(args.num, args.frames, args.size)
+    if args.only:
+        unknown = set(args.only.split(",")) - set(rows)
+        if unknown:
+            p.error(f"--only: unknown rows {sorted(unknown)}; choose from {list(rows)}")
+        rows = {name: make for name, make in rows.items() if name in args.only.split(",")}
+    real = shapes(args.num, args.frames, args.size, seed=0).to(device)
+    print(f"detectability, default protocol{'' if args.steps is None else f' but steps={args.steps}'}: "
+          f"{args.num} + {args.num} clips of {args.frames}x{args.size}x{args.size} on {device}, "
+          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'fake set':<26} {'accuracy':>8}  {'95% interval':<15} {'AUC':>6}  {'wall s':>7} {'cpu s':>7}")
+
+    def row(name: str, real_set: torch.Tensor, fake_set: torch.Tensor) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start, cpu = time.perf_counter(), time.process_time()
+        result = detectability(real_set, fake_set, steps=args.steps, seed=args.seed)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - start
+        low, high = result.interval
+        print(f"{name:<26} {result.accuracy:>8.3f}  [{low:.3f}, {high:.3f}] {result.auc:>6.3f}  "
+              f"{wall:>7.1f} {time.process_time() - cpu:>7.1f}", flush=True)
+        return wall
+
+    total = sum(row(name, real, make(real)) for name, make in rows.items())
+    if args.clips:
+        saved = torch.load(args.clips, map_location=device)
+        total += row(f"generated ({Path(args.clips).name})", saved["real"], saved["generated"])
+    print(f"total wall time {total:.1f} s for {len(rows) + bool(args.clips)} calls "
+          f"({total / (len(rows) + bool(args.clips)):.1f} s per call)")
+
+
+if __name__ == "__main__":
+    main()
