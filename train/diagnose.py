@@ -46,7 +46,9 @@ check applies (the adversarial start, a zero weight) don't count.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import operator
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -142,6 +144,20 @@ def _term_weight(config, term: str, step: int) -> float | None:
     return float(getattr(config, TERM_WEIGHTS[term]))
 
 
+def _weighted(config, term: str, step: int) -> bool:
+    """Whether ``term`` should act at ``step``: a non-zero weight, and for the adversarial term
+    the end of its ramp (while ramping it is small on purpose). Unknown terms: yes, if logged."""
+    if term == "adv":
+        start, ramp = config.adversarial_warmup()
+        return step >= start + ramp and config.adv_weight > 0
+    factor = _term_weight(config, term, step)
+    return factor is None or factor > 0
+
+
+def _within(value: float, *, centre: float, tolerance: float) -> bool:
+    return abs(value - centre) <= tolerance
+
+
 def _smoothed(points: list[tuple[int, float]], window: int) -> list[tuple[int, float]]:
     """Each value replaced by the median of the ``window`` values centred on it (fewer at the ends).
     Centred, so a stretch's ends are where the raw values change, not a few records later."""
@@ -179,14 +195,14 @@ def _discriminator_findings(records: list[dict], config, t: Thresholds) -> list[
                     if r["step"] >= start and (v := _number(r.get(f"diag/d_accuracy/{disc}"))) is not None]
         if accuracy:
             points, measure = accuracy, "accuracy"
-            at_chance = lambda v: abs(v - 0.5) <= t.chance_accuracy  # noqa: E731
-            wins = lambda v: v >= t.win_accuracy  # noqa: E731
+            at_chance = functools.partial(_within, centre=0.5, tolerance=t.chance_accuracy)
+            wins = functools.partial(operator.le, t.win_accuracy)  # win_accuracy <= accuracy
         elif chance is not None:
             points = [(r["step"], v) for r in records
                       if r["step"] >= start and (v := _number(r.get(f"d/adv_{disc}"))) is not None]
             measure = f"{kind} loss"
-            at_chance = lambda v: abs(v - chance) <= t.chance_loss * chance  # noqa: E731
-            wins = lambda v: v <= t.win_loss * chance  # noqa: E731
+            at_chance = functools.partial(_within, centre=chance, tolerance=t.chance_loss * chance)
+            wins = functools.partial(operator.ge, t.win_loss * chance)  # loss <= win_loss * chance
         else:
             continue
         points = _smoothed(points, t.smooth_records)
@@ -223,7 +239,6 @@ def _balance_findings(records: list[dict], config, t: Thresholds) -> list[Findin
     for points in shares.values():
         for step, _ in points:
             counts[step] = counts.get(step, 0) + 1
-    start, ramp = config.adversarial_warmup()
     findings = []
     for term, points in shares.items():
         several = _smoothed([(s, v) for s, v in points if counts[s] >= 2], t.smooth_records)
@@ -234,13 +249,7 @@ def _balance_findings(records: list[dict], config, t: Thresholds) -> list[Findin
                 f"{term} takes {100 * value:.1f}% of the generator gradient {_span(first, last)}: "
                 "the other terms barely act"))
 
-        def weighted(step: int) -> bool:
-            factor = _term_weight(config, term, step)
-            if term == "adv" and step < start + ramp:
-                return False  # ramping up: small on purpose
-            return factor is None or factor > 0
-
-        active = _smoothed([(s, v) for s, v in points if weighted(s)], t.smooth_records)
+        active = _smoothed([(s, v) for s, v in points if _weighted(config, term, s)], t.smooth_records)
         for first, last, value, ongoing in _stretches(active, lambda v: v < t.silent_share, min_steps,
                                                       t.min_stretch_records):
             weight = _term_weight(config, term, last)
