@@ -249,7 +249,7 @@ def test_clips_pair_by_name_whatever_the_extension():
 
 
 def test_folders_unpaired_and_mismatched(folders, tmp_path, capsys):
-    root, real, fake, *_ = folders
+    root, _, fake, *_ = folders
     renamed = tmp_path / "renamed"
     write_clip_folder(renamed, fake * 1.0, [f"sample{i}" for i in range(6)])
     result = eval_cli.main(eval_cli.parse_args(["--real", str(root / "real"), "--fake", str(renamed),

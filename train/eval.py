@@ -481,6 +481,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     metrics.add_argument("--out", default=None, help="the JSON file (default: <run>/eval-<step>.json; with "
                          "--real/--fake none unless given)")
     metrics.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    metrics.add_argument("--cpu-threads", type=int, default=1, help="torch threads on CPU; 0 = all cores (1, as "
+                         "the trainer's default: OpenMP threads spin-wait on a machine whose cores are busy)")
     args = p.parse_args(argv)
     if (args.checkpoint is None) == (args.real is None and args.fake is None):
         p.error("give either --checkpoint, or --real and --fake")
@@ -506,12 +508,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error("--num must be >= 2 (half of the clips train the detector, half are scored)")
     if args.lpips_weights is not None and args.lpips == "none":
         p.error("--lpips-weights was given but --lpips is 'none'")
+    if args.cpu_threads < 0:
+        p.error("--cpu-threads must be >= 0")
     return args
 
 
 def main(args: argparse.Namespace) -> dict:
     """Evaluate, print the summary, write the JSON (and ``--save-clips``); returns the JSON's content."""
     started = time.time()
+    if args.cpu_threads:
+        torch.set_num_threads(args.cpu_threads)
     try:
         if args.checkpoint is not None:
             result, real, fake, out, run_dir = evaluate_checkpoint(args, started)
