@@ -1,0 +1,453 @@
+"""Seeded bugs: does the test suite catch realistic mistakes in train/ and genloss/?
+
+Each bug below is one small, plausible edit (an off-by-one context frame, an inverted ratio,
+gamma instead of gamma/2, a skipped range check, swapped real/fake, a missing detach, a wrong
+reduction...). The harness copies the working tree to a temporary folder once, then for each bug
+applies the edit there (never in the shared tree), runs the bug's covering test files with
+``pytest -x`` and restores the file. A bug is *caught* when pytest fails. Tests that already fail
+without any bug are found first (one run of every covering file) and deselected, so they count
+for nothing either way; they are listed in the report.
+
+    python tests/mutation/seeded_bugs.py                 # every bug (about 30-60 min on 2 busy cores)
+    python tests/mutation/seeded_bugs.py --list          # the bugs, and whether each edit still applies
+    python tests/mutation/seeded_bugs.py --only r1_gamma_not_halved,ema_on_skipped_steps
+    python tests/mutation/seeded_bugs.py --area train --json results.json
+
+Not collected by pytest (no ``test_`` prefix). When the code moves and an edit no longer applies,
+``--list`` says so: update its ``old`` text, keeping the bug the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Covering test files, fastest first (pytest -x stops at the first failure).
+TRAIN_STEP = ("tests/test_trainer_units.py", "tests/test_train.py")
+STATE = ("tests/test_data.py", "tests/test_trainer_units.py", "tests/test_train.py")
+DATA = ("tests/test_data.py", "tests/test_train.py")
+CONFIG = ("tests/test_config.py", "tests/test_trainer_units.py", "tests/test_train.py")
+SAMPLE = ("tests/test_train.py", "tests/test_config.py")
+LPIPS = ("tests/test_perceptual.py", "tests/test_input_ranges.py", "tests/test_temporal.py", "tests/test_metrics.py",
+         "tests/test_vgg.py")
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    path: str  # relative to the repository root
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: tuple[str, ...]
+    why: str  # what a real bug of this shape would get wrong
+
+    @property
+    def area(self) -> str:
+        return self.path.split("/")[0]
+
+
+BUGS = [
+    # ---------------------------------------------------------------- train/evaluate.py
+    Bug("baseline_first_context_frame", "train/evaluate.py",
+        "baseline = context[:, :, -1:].expand_as(truth)", "baseline = context[:, :, :1].expand_as(truth)",
+        TRAIN_STEP, "copy-last-frame baseline built from the first context frame"),
+    Bug("motion_ratio_inverted", "train/evaluate.py",
+        'total["motion_gen"] / max(total["motion_true"], 1e-12)',
+        'total["motion_true"] / max(total["motion_gen"], 1e-12)', TRAIN_STEP, "motion ratio upside down"),
+    Bug("motion_from_first_context_frame", "train/evaluate.py",
+        "return torch.cat([context[:, :, -1:], video], dim=2) if context.shape[2] else video",
+        "return torch.cat([context[:, :, :1], video], dim=2) if context.shape[2] else video",
+        TRAIN_STEP, "the motion's first step taken from the first context frame"),
+    # (Reducing the eval sums with "mean" instead of "sum" is no bug: the clip count is reduced the
+    # same way and every eval number is a ratio of sums.)
+    Bug("lpips_counts_the_context_frame", "train/evaluate.py",
+        "per_frame = distances.per_frame[:, 1:] if context_frames else distances.per_frame",
+        "per_frame = distances.per_frame", TRAIN_STEP,
+        "eval/lpips averaged over the last context frame too (distance 0 dilutes it)"),
+    Bug("eval_shard_overlaps", "train/evaluate.py",
+        "mine = slice(rank, None, world)", "mine = slice(rank, None)", TRAIN_STEP,
+        "each process evaluates all clips from its rank on (double counting)"),
+    Bug("generate_last_k_frames_as_context", "train/evaluate.py",
+        "context = clips[start : start + batch, :, :context_frames]",
+        "context = clips[start : start + batch, :, -context_frames:]", TRAIN_STEP,
+        "the generator conditioned on the clip's last K frames"),
+    Bug("eval_noise_not_fixed", "train/evaluate.py",
+        "return torch.randn(count, z_dim, generator=torch.Generator().manual_seed(seed + 12345))",
+        "return torch.randn(count, z_dim)", TRAIN_STEP, "evaluation noise drawn afresh every time"),
+    # ---------------------------------------------------------------- train/losses.py
+    Bug("image_d_indices_include_context", "train/losses.py",
+        "return context_frames + torch.randperm(generated, device=device)[:count]",
+        "return torch.randperm(frames, device=device)[:count]", TRAIN_STEP,
+        "context (real) frames shown to the image discriminator as generated"),
+    Bug("image_d_indices_off_by_one", "train/losses.py",
+        "return context_frames + torch.randperm(generated, device=device)[:count]",
+        "return context_frames - 1 + torch.randperm(generated, device=device)[:count]", TRAIN_STEP,
+        "off-by-one: the last context frame can be picked, the last generated one never"),
+    Bug("tdl_first_context_frame", "train/losses.py",
+        "last = context[:, :, -1:]", "last = context[:, :, :1]", TRAIN_STEP,
+        "temporal difference term anchored on the first context frame"),
+    Bug("gdl_uses_tdl_weight", "train/losses.py",
+        '"gdl": target_weight * cfg.gdl_weight,', '"gdl": target_weight * cfg.tdl_weight,', TRAIN_STEP,
+        "copy-paste: one term weighted by another term's flag"),
+    Bug("rec_loss_choice_swapped", "train/losses.py",
+        'gl.l1_loss if cfg.rec_loss == "l1" else gl.charbonnier_loss',
+        'gl.charbonnier_loss if cfg.rec_loss == "l1" else gl.l1_loss', TRAIN_STEP, "--rec-loss mapping swapped"),
+    Bug("adv_schedule_start_ramp_swapped", "train/losses.py",
+        "gl.Schedule(cfg.adv_weight, start=start, ramp=ramp)", "gl.Schedule(cfg.adv_weight, start=ramp, ramp=start)",
+        TRAIN_STEP, "adversarial warm-up start and ramp swapped"),
+    Bug("feature_matching_args_swapped", "train/losses.py",
+        "gl.feature_matching_loss(features_real, features_fake)",
+        "gl.feature_matching_loss(features_fake, features_real)", TRAIN_STEP,
+        "real/fake swapped: the generated side is the one detached"),
+    # ---------------------------------------------------------------- train/gan.py
+    Bug("image_d_indices_without_context", "train/gan.py",
+        "idx = frame_indices(real.shape[2], context_frames, real.device)",
+        "idx = frame_indices(real.shape[2], 0, real.device)", TRAIN_STEP,
+        "discriminators' half draws frame indices over the whole clip, context included"),
+    Bug("r1_gamma_not_halved", "train/gan.py", 'out["r1"] = cfg.r1_gamma / 2 * (', 'out["r1"] = cfg.r1_gamma * (',
+        TRAIN_STEP,
+        "R1 scaled by gamma instead of gamma/2"),
+    Bug("r1_not_times_interval", "train/gan.py", "d_total = d_total + penalty * cfg.r1_interval",
+        "d_total = d_total + penalty", TRAIN_STEP, "lazy R1 not scaled by its interval"),
+    Bug("r1_due_off_by_one", "train/gan.py", "step % cfg.r1_interval == 0", "(step + 1) % cfg.r1_interval == 0",
+        TRAIN_STEP, "R1 on the wrong steps"),
+    Bug("r1_video_only", "train/gan.py",
+        "+ gl.r1_penalty(per_sample(d.image_real), d.real_frames, grad_scale=scale))",
+        "+ 0 * gl.r1_penalty(per_sample(d.image_real), d.real_frames, grad_scale=scale))", TRAIN_STEP,
+        "the image discriminator's R1 dropped"),
+    Bug("d_loss_real_fake_swapped", "train/gan.py",
+        "gl.discriminator_loss(d.video_real, d.video_fake, kind=kind)",
+        "gl.discriminator_loss(d.video_fake, d.video_real, kind=kind)", TRAIN_STEP,
+        "video discriminator trained with real and fake swapped"),
+    # (A missing detach of the generated clip before the discriminators' half is one edit no longer:
+    # train_step and judge_for_discriminators both detach it.)
+    Bug("image_d_fake_frames_from_real", "train/gan.py", "fake_frames = sample_frames(fake.detach(), idx)",
+        "fake_frames = sample_frames(real.detach(), idx)", TRAIN_STEP,
+        "copy-paste: the image discriminator's 'generated' frames are real ones"),
+    Bug("g_steps_after_nonfinite_d", "train/gan.py",
+        "ok = backward_checked(accelerator, g_total, gan.generator.parameters(), max_norm, d_ok)",
+        "ok = backward_checked(accelerator, g_total, gan.generator.parameters(), max_norm, window_ok)", TRAIN_STEP,
+        "generator still steps when the discriminators' half was non-finite"),
+    Bug("d_update_kept_after_nonfinite_g", "train/gan.py", "        d_before.restore()", "        pass",
+        TRAIN_STEP, "the discriminators keep their update when the generator's half is non-finite"),
+    Bug("ema_on_skipped_steps", "train/gan.py", "if not skipped:\n            ema.update(g_raw)",
+        "if True:\n            ema.update(g_raw)", TRAIN_STEP, "the EMA updated on skipped steps"),
+    Bug("discriminators_not_frozen_for_g", "train/gan.py", "with frozen(gan.d_image_raw, gan.d_video_raw):",
+        "with frozen():", TRAIN_STEP, "the generator's half leaves gradients in the discriminators"),
+    Bug("adv_video_only", "train/gan.py",
+        "+ gl.generator_loss(d.image_fake, kind=kind, real_logits=d.image_real))",
+        "+ 0 * gl.generator_loss(d.image_fake, kind=kind, real_logits=d.image_real))", TRAIN_STEP,
+        "the image discriminator's adversarial term dropped from the generator"),
+    Bug("adv_through_detached_fake", "train/gan.py",
+        "out.video_fake, out.features_fake = gan.d_video_raw(view.video(fake, draw))",
+        "out.video_fake, out.features_fake = gan.d_video_raw(view.video(fake.detach(), draw))", TRAIN_STEP,
+        "the video discriminator's verdict no longer reaches the generator"),
+    Bug("smooth_without_context", "train/gan.py", "gl.temporal_smoothness_loss(fake, order=2)",
+        "gl.temporal_smoothness_loss(generated, order=2)", TRAIN_STEP,
+        "smoothness term blind to the jump from the context into the continuation"),
+    Bug("generator_adv_kind_hardcoded", "train/gan.py",
+        "adv = (gl.generator_loss(d.video_fake, kind=kind, real_logits=d.video_real)",
+        'adv = (gl.generator_loss(d.video_fake, kind="hinge", real_logits=d.video_real)', TRAIN_STEP,
+        "--adv-loss ignored in the generator's video term"),
+    Bug("adam_learning_rates_swapped", "train/gan.py",
+        "opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=betas)",
+        "opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_d, betas=betas)", TRAIN_STEP,
+        "the generator optimised with the discriminators' learning rate"),
+    Bug("eval_on_raw_generator", "train/gan.py", "values = evaluate(accelerator, ema.model.to(accelerator.device),",
+        "values = evaluate(accelerator, g_raw,", TRAIN_STEP, "evaluation of the raw generator, not the EMA"),
+    # ---------------------------------------------------------------- train/state.py
+    Bug("ema_decay_max", "train/state.py", "d = min(self.decay, (1 + self.updates) / (10 + self.updates))",
+        "d = max(self.decay, (1 + self.updates) / (10 + self.updates))", STATE, "EMA warm-up inverted"),
+    Bug("ema_lerp_weight", "train/state.py", "ema_p.lerp_(p.detach(), 1 - d)", "ema_p.lerp_(p.detach(), d)",
+        STATE, "EMA moves by d instead of 1 - d"),
+    Bug("prune_keeps_oldest", "train/state.py", "doomed = found[:-keep] if keep > 0 else []",
+        "doomed = found[keep:] if keep > 0 else []", STATE, "keep-N pruning deletes the newest"),
+    Bug("checkpoints_sorted_by_name", "train/state.py", "return sorted(found, key=checkpoint_step)",
+        "return sorted(found)", STATE, "checkpoint-10 sorts before checkpoint-9"),
+    Bug("guard_never_resets", "train/state.py", "self.in_a_row = 0 if finite else self.in_a_row + 1",
+        "self.in_a_row = self.in_a_row + (0 if finite else 1)", STATE,
+        "non-finite streak not reset by a finite step"),
+    Bug("snapshot_without_copy", "train/state.py", "self.values = [p.detach().clone() for p in self.params]",
+        "self.values = [p.detach() for p in self.params]", STATE,
+        "optimizer snapshot aliases the weights, so restoring does nothing"),
+    Bug("ema_buffers_not_copied", "train/state.py", "            ema_b.copy_(b)\n", "            pass\n", STATE,
+        "the EMA model keeps its initial buffers (batch-norm statistics)"),
+    # ---------------------------------------------------------------- train/data.py, build.py, sample.py
+    Bug("bounce_keeps_velocity", "train/data.py", "pos[axis], vel[axis] = 2 * low - pos[axis], -vel[axis]",
+        "pos[axis], vel[axis] = 2 * low - pos[axis], vel[axis]", ("tests/test_data.py", "tests/test_trainer_units.py"),
+        "a shape reflected off the left/top border keeps moving out"),
+    Bug("split_cut_off_by_one", "train/data.py", "cut = num_frames - held if num_frames - held >= frames else",
+        "cut = num_frames - held if num_frames - held > frames else", DATA,
+        "a video with exactly one training clip becomes training-only"),
+    Bug("folder_split_inverted", "train/data.py", '[split == "heldout"]', '[split == "train"]', DATA,
+        "training clips drawn from the held-out end"),
+    Bug("clip_start_off_by_one", "train/data.py", "int(rng.integers(end - first - self.frames + 1))",
+        "int(rng.integers(end - first - self.frames + 2))", DATA,
+        "a clip may run one frame past its split (training into held-out)"),
+    Bug("shapes_split_not_seeded", "train/data.py",
+        "rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])\n        size, frames",
+        "rng = np.random.default_rng([self.seed, index])\n        size, frames", DATA,
+        "held-out moving-shapes clips identical to training clips"),
+    Bug("resize_not_centred", "train/data.py", "top, left = (new_h - size) // 2, (new_w - size) // 2",
+        "top, left = 0, 0", DATA, "top-left crop instead of centre crop"),
+    Bug("heldout_shapes_from_train_split", "train/build.py", 'MovingShapes(heldout, split="heldout", **kwargs)',
+        'MovingShapes(heldout, split="train", **kwargs)', CONFIG, "evaluation on training clips"),
+    Bug("sample_from_train_split", "train/sample.py", "_, heldout = build_datasets(", "heldout, _ = build_datasets(",
+        SAMPLE, "samples continue training clips"),
+    # ---------------------------------------------------------------- train/config.py, run.py
+    Bug("warmup_start_sixth", "train/config.py", "(self.max_steps // 3 if conditional else 0)",
+        "(self.max_steps // 6 if conditional else 0)", CONFIG, "default adversarial start at max-steps/6"),
+    Bug("global_batch_without_accum", "train/config.py", "return self.batch_size * self.grad_accum * world_size",
+        "return self.batch_size * world_size", CONFIG, "global batch size ignores --grad-accum"),
+    Bug("ema_decay_one_accepted", "train/config.py", "_require(0 <= self.ema_decay < 1,",
+        "_require(0 <= self.ema_decay <= 1,", CONFIG, "range check lets --ema-decay 1 (a frozen EMA) through"),
+    Bug("negative_weights_accepted", "train/config.py", "_require(value is None or value >= 0, name,",
+        "_require(value is None or value >= 0 or value < 0, name,", CONFIG,
+        "range check skipped for the loss weights (NaN and negatives accepted)"),
+    Bug("trim_drops_checkpoint_step", "train/run.py", 'json.loads(line)["step"] <= step]',
+        'json.loads(line)["step"] < step]', SAMPLE, "resume drops the checkpoint step's own metrics"),
+    Bug("metrics_summed_over_processes", "train/run.py",
+        'means = self.accelerator.reduce(torch.stack([logs[n].float() for n in names]), reduction="mean")',
+        'means = self.accelerator.reduce(torch.stack([logs[n].float() for n in names]), reduction="sum")',
+        ("tests/test_trainer_units.py",) + SAMPLE, "logged losses summed over processes (scale with the world size)"),
+    Bug("log_window_not_averaged", "train/run.py", "means = (self.sums / self.steps).tolist()",
+        "means = self.sums.tolist()", SAMPLE, "progress bar shows sums over the window, not means"),
+    # ---------------------------------------------------------------- genloss: LPIPS and frozen networks
+    Bug("lpips_norm_eps", "genloss/perceptual.py", "NORM_EPS = 1e-10", "NORM_EPS = 1e-3", LPIPS,
+        "normalisation epsilon 1e-3 instead of lpips' 1e-10"),
+    Bug("frozen_target_range_unchecked", "genloss/_frozen.py", '        self.check_frames("target", target)\n',
+        "", LPIPS, "range check skipped for the target"),
+    Bug("frozen_random_sampling_off", "genloss/_frozen.py",
+        'self.frame_sampling == "auto" and self.sampling_training',
+        'self.frame_sampling == "auto" and False', LPIPS, "random frames never drawn under a training parent"),
+    Bug("frozen_train_mode_leaks", "genloss/_frozen.py", "        return super().train(False)\n\n    def freeze",
+        "        return super().train(mode)\n\n    def freeze", LPIPS, "a parent's .train() puts the frozen net in training mode"),
+    Bug("uniform_frames_not_centred", "genloss/_frozen.py",
+        "((torch.arange(frames, device=device) + 0.5) * (t / frames)).long()",
+        "(torch.arange(frames, device=device) * (t / frames)).long()", LPIPS,
+        "evenly spaced frames start at 0 instead of the bins' centres"),
+    Bug("lpips_shift_sign", "genloss/perceptual.py", "torch.tensor([-0.030, -0.088, -0.188])",
+        "torch.tensor([-0.030, -0.088, 0.188])", LPIPS, "a sign typo in LPIPS' input shift"),
+    Bug("random_frames_unsorted", "genloss/_frozen.py", "[:, :frames].sort(dim=1).values", "[:, :frames]", LPIPS,
+        "random frames not kept in time order"),
+    Bug("tlp_no_abs", "genloss/temporal.py", "return (pred_steps - target_steps).abs()",
+        "return pred_steps - target_steps", LPIPS, "tLP signed: over- and under-changing cancel"),
+    # ---------------------------------------------------------------- genloss: losses
+    Bug("hinge_fake_sign", "genloss/adversarial.py", "F.relu(1 - r), F.relu(1 + f)", "F.relu(1 - r), F.relu(1 - f)",
+        ("tests/test_adversarial.py", "tests/test_porting.py"), "hinge fake term with the wrong sign"),
+    Bug("non_saturating_g_sign", "genloss/adversarial.py", "elementwise = F.softplus(-f)",
+        "elementwise = F.softplus(f)", ("tests/test_adversarial.py", "tests/test_porting.py"),
+        "non-saturating generator loss pushes the wrong way"),
+    Bug("relativistic_d_swapped", "genloss/adversarial.py", "F.softplus(f - r)", "F.softplus(r - f)",
+        ("tests/test_adversarial.py", "tests/test_porting.py"), "relativistic D loss with real/fake swapped"),
+    Bug("lsgan_no_half", "genloss/adversarial.py", "0.5 * (r - 1).square(), 0.5 * f.square()",
+        "(r - 1).square(), f.square()", ("tests/test_adversarial.py", "tests/test_porting.py"),
+        "LSGAN discriminator loss without the 1/2"),
+    Bug("r1_no_create_graph", "genloss/regularizers.py", "(grad,) = torch.autograd.grad(total, inputs, create_graph=True)",
+        "(grad,) = torch.autograd.grad(total, inputs, create_graph=False)", ("tests/test_regularizers.py",),
+        "the penalty has no gradient with respect to the discriminator"),
+    Bug("r1_grad_scale_not_undone", "genloss/regularizers.py", "            grad = grad / grad_scale\n", "",
+        ("tests/test_regularizers.py",), "the AMP loss scale squared into the penalty"),
+    Bug("adaptive_weight_inverted", "genloss/regularizers.py",
+        "at_least_float32(rec_grad).norm() / (at_least_float32(gen_grad).norm() + eps)",
+        "at_least_float32(gen_grad).norm() / (at_least_float32(rec_grad).norm() + eps)",
+        ("tests/test_regularizers.py", "tests/test_train.py"), "VQGAN's ratio upside down"),
+    Bug("lecam_first_update_decays", "genloss/regularizers.py", "decay = self.initialized.float() * self.decay",
+        "decay = self.decay", ("tests/test_regularizers.py",), "LeCam EMA starts from 0 instead of the first batch"),
+    Bug("charbonnier_eps_not_squared", "genloss/reconstruction.py", ".square() + eps * eps).sqrt()",
+        ".square() + eps).sqrt()", ("tests/test_reconstruction.py", "tests/test_porting.py"),
+        "Charbonnier with eps instead of eps^2"),
+    Bug("gdl_sum_not_mean", "genloss/reconstruction.py", "per_sample = 0.5 * (spatial_term(-1) + spatial_term(-2))",
+        "per_sample = spatial_term(-1) + spatial_term(-2)", ("tests/test_reconstruction.py", "tests/test_porting.py"),
+        "GDL summed over the two axes instead of averaged"),
+    Bug("smoothness_order_2_ignored", "genloss/temporal.py", "    if order == 2:\n        e = _time_diff(e)",
+        "    if order == 3:\n        e = _time_diff(e)", ("tests/test_temporal.py",), "order=2 computes order 1"),
+    Bug("warp_zeros_padding", "genloss/temporal.py", 'def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "border")',
+        'def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "zeros")', ("tests/test_temporal.py",),
+        "warp's default padding changed"),
+    Bug("feature_matching_real_not_detached", "genloss/feature_matching.py", "per_sample_mean((r.detach() - f).abs())",
+        "per_sample_mean((r - f).abs())", ("tests/test_feature_matching.py", "tests/test_porting.py"),
+        "gradients flow into the real features"),
+    Bug("gram_not_normalised", "genloss/vgg.py", "return torch.bmm(f, f.transpose(1, 2)) / f[0].numel()",
+        "return torch.bmm(f, f.transpose(1, 2)) / f.shape[-1]", ("tests/test_vgg.py",), "Gram matrix over h w only"),
+    # ---------------------------------------------------------------- genloss: composition, diagnostics, augment
+    Bug("schedule_ramp_from_zero", "genloss/composite.py", "return self.weight * (step - self.start) / self.ramp",
+        "return self.weight * step / self.ramp", ("tests/test_composite.py",), "ramp measured from step 0"),
+    Bug("zero_factor_terms_called", "genloss/composite.py", "            if factor == 0.0:\n                continue\n",
+        "", ("tests/test_composite.py",), "terms with weight 0 still computed"),
+    Bug("composite_logs_weighted", "genloss/composite.py", "logs[name] = value.detach()",
+        "logs[name] = (factor * value).detach()", ("tests/test_composite.py",), "logs the weighted, not the raw, term"),
+    Bug("d_accuracy_ties_count", "genloss/diagnostics.py", "correct = (real > 0).sum() + (fake < 0).sum()",
+        "correct = (real >= 0).sum() + (fake <= 0).sum()", ("tests/test_diagnostics.py", "tests/test_composite.py"),
+        "a logit of exactly 0 counted as right on both sides"),
+    Bug("augment_contrast_whole_clip_mean", "genloss/augment.py", "mean = y.mean(dim=(1, 3, 4), keepdim=True)",
+        "mean = y.mean(dim=(1, 2, 3, 4), keepdim=True)", ("tests/test_augment.py",),
+        "contrast around the clip's mean instead of each frame's"),
+    Bug("augment_translation_one_short", "genloss/augment.py", "integers(-sh, sh + 1), integers(-sw, sw + 1)",
+        "integers(-sh, sh), integers(-sw, sw)", ("tests/test_augment.py",), "the largest positive shift never drawn"),
+    # ---------------------------------------------------------------- genloss: metrics
+    Bug("psnr_20_log10", "genloss/metrics/video.py", "per_frame = 10.0 * torch.log10(", "per_frame = 20.0 * torch.log10(",
+        ("tests/test_metrics.py",), "PSNR of an MSE with the amplitude factor 20"),
+    Bug("psnr_floor", "genloss/metrics/video.py", "_PSNR_MSE_FLOOR = 1e-10", "_PSNR_MSE_FLOOR = 1e-8",
+        ("tests/test_metrics.py", "tests/test_trainer_units.py"), "identical frames score 80 dB, not 100"),
+    Bug("frechet_trace_factor", "genloss/metrics/distribution.py", "- 2 * trace_sqrt", "- trace_sqrt",
+        ("tests/test_distribution.py",), "Frechet distance without the 2 on the cross term"),
+    Bug("kid_biased_within", "genloss/metrics/distribution.py", "within / (m * (m - 1))", "within / (m * m)",
+        ("tests/test_distribution.py",), "MMD^2 within-set terms divided by m^2 (biased)"),
+    Bug("kid_cross_kernel_degree", "genloss/metrics/distribution.py", "k_xy = (x @ y.T / d + 1) ** 3",
+        "k_xy = (x @ y.T / d + 1) ** 2", ("tests/test_distribution.py",), "cross kernel of another degree"),
+    Bug("covariance_ddof_ignored", "genloss/metrics/distribution.py", "/ (n - self.ddof)", "/ n",
+        ("tests/test_distribution.py",), "ddof=1 silently computes ddof=0"),
+    Bug("extractor_slack_widened", "genloss/metrics/extractors.py", "limit = 1 + RANGE_SLACK", "limit = 1.5",
+        ("tests/test_distribution.py", "tests/test_input_ranges.py"), "range check lets [-1.5, 1.5] through"),
+    Bug("quantize_truncates", "genloss/metrics/extractors.py", "return (x * 127.5 + 128).clamp_(0, 255)",
+        "return ((x + 1) * 127.5).clamp_(0, 255)", ("tests/test_distribution.py",),
+        "uint8 quantisation truncates (half a level low on average)"),
+    Bug("detect_fake_range_unchecked", "genloss/metrics/detect.py",
+        'for name, low, high in (("real", low_r, high_r), ("fake", low_f, high_f)):',
+        'for name, low, high in (("real", low_r, high_r),):', ("tests/test_input_ranges.py", "tests/test_detect.py"),
+        "range check skipped for the generated set"),
+    Bug("auc_ties_not_shared", "genloss/metrics/detect.py", "mean_rank = ends - (counts.double() - 1) / 2",
+        "mean_rank = ends", ("tests/test_detect.py",), "tied scores all get the top rank"),
+    Bug("wilson_centre", "genloss/metrics/detect.py", "centre = (p + z2n / 2) / (1 + z2n)", "centre = p",
+        ("tests/test_detect.py",), "Wilson interval centred on p (the Wald centre)"),
+    Bug("flow_one_level_fewer", "genloss/flow.py", "levels = 1 + max(0, int(math.log2(min(frames_a.shape[-2:]) / 8)))",
+        "levels = max(1, int(math.log2(min(frames_a.shape[-2:]) / 8)))", ("tests/test_flow.py",),
+        "one pyramid level removed"),
+]
+
+
+def _copy_tree(destination: Path) -> None:
+    """The working tree (tracked and untracked files, as they are now) without git, venvs or outputs."""
+    skip = {".git", ".venv", "venv", "runs", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        return None if any(p in skip or p.endswith(".egg-info") for p in parts) else info
+
+    archive = destination.parent / "tree.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(ROOT, arcname=".", filter=keep)
+    with tarfile.open(archive) as tar:
+        tar.extractall(destination, filter="fully_trusted")
+    archive.unlink()
+
+
+def _pytest(tree: Path, tests: tuple[str, ...], deselect: list[str], first_failure: bool,
+            timeout: float) -> tuple[int, str, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-rf",
+           *(["-x"] if first_failure else []), *tests, *(a for d in deselect for a in ("--deselect", d))]
+    start = time.monotonic()
+    try:
+        result = subprocess.run(cmd, check=False, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        return result.returncode, result.stdout + result.stderr, time.monotonic() - start
+    except subprocess.TimeoutExpired as error:
+        return -1, str(error.stdout or ""), time.monotonic() - start
+
+
+def _failed(output: str) -> list[str]:
+    return sorted(set(re.findall(r"^FAILED (\S+)", output, flags=re.MULTILINE)))
+
+
+def _check(bug: Bug, tree: Path) -> str | None:
+    """Why the edit does not apply, or None."""
+    path = tree / bug.path
+    if not path.is_file():
+        return f"{bug.path} does not exist"
+    count = path.read_text().count(bug.old)
+    return None if count == 1 else f"`old` occurs {count} times in {bug.path}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--list", action="store_true", help="list the bugs and whether each edit applies")
+    parser.add_argument("--only", help="comma-separated bug names")
+    parser.add_argument("--area", choices=["train", "genloss"], help="only the bugs in this folder")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds per pytest run")
+    args = parser.parse_args()
+
+    bugs = BUGS
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {b.name for b in BUGS}
+        if unknown:
+            parser.error(f"unknown bugs: {sorted(unknown)}")
+        bugs = [b for b in BUGS if b.name in wanted]
+    if args.area:
+        bugs = [b for b in bugs if b.area == args.area]
+    assert len({b.name for b in BUGS}) == len(BUGS), "bug names must be unique"
+
+    if args.list:
+        for bug in bugs:
+            problem = _check(bug, ROOT)
+            print(f"{bug.name:38} {bug.area:8} {'ok' if problem is None else 'STALE: ' + problem}  {bug.why}")
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="seeded-bugs-"))
+    tree = work / "tree"
+    tree.mkdir()
+    _copy_tree(tree)
+    print(f"tree copied to {tree}", flush=True)
+    try:
+        # Tests failing without any bug: found in one run of every covering file, then deselected.
+        files = tuple(sorted({t for b in bugs for t in b.tests}))
+        code, output, seconds = _pytest(tree, files, [], False, args.timeout)
+        if code not in (0, 1):
+            raise SystemExit(f"baseline run of {files} ended with code {code}:\n{output[-3000:]}")
+        broken = _failed(output)
+        print(f"baseline ({len(files)} files, {seconds:.0f} s): {len(broken)} failing without a bug", flush=True)
+        results = []
+        for bug in bugs:
+            problem = _check(bug, tree)
+            if problem is not None:
+                results.append({**asdict(bug), "area": bug.area, "status": "stale", "detail": problem})
+                print(f"{bug.name:38} STALE ({problem})", flush=True)
+                continue
+            path = tree / bug.path
+            original = path.read_text()
+            path.write_text(original.replace(bug.old, bug.new))
+            try:
+                code, output, seconds = _pytest(tree, bug.tests, broken, True, args.timeout)
+            finally:
+                path.write_text(original)
+            status = "caught" if code not in (0, 5) else "missed"
+            by = _failed(output)[:1]
+            results.append({**asdict(bug), "area": bug.area, "status": status, "seconds": round(seconds),
+                            "caught_by": by[0] if by else (f"exit {code}" if status == "caught" else None)})
+            print(f"{bug.name:38} {status:6} {seconds:5.0f} s  {by[0] if by else ''}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    for area in ("train", "genloss", None):
+        mine = [r for r in results if r["status"] != "stale" and (area is None or r["area"] == area)]
+        caught = sum(r["status"] == "caught" for r in mine)
+        if mine:
+            print(f"{area or 'all':8} {caught}/{len(mine)} caught ({100 * caught / len(mine):.0f}%)")
+    missed = [r["name"] for r in results if r["status"] == "missed"]
+    stale = [r["name"] for r in results if r["status"] == "stale"]
+    print("missed:", ", ".join(missed) or "none")
+    if stale:
+        print("stale (edit no longer applies):", ", ".join(stale))
+    if broken:
+        print("failing without a bug, deselected:", ", ".join(broken))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "deselected": broken}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
