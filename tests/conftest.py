@@ -20,7 +20,7 @@ from trainer_utils import launch
 torch.set_num_threads(1)
 
 TINY_RUN_FLAGS = ("--run-name", "tiny", "--max-steps", "3", "--checkpoint-every", "2", "--sample-every", "2",
-                  "--adv-start", "0", "--r1-interval", "2", "--keep-checkpoints", "2", "--report-to", "tensorboard")
+                  "--adv-start", "0", "--r1-gamma", "1", "--r1-interval", "2", "--keep-checkpoints", "2", "--report-to", "tensorboard")
 
 
 @pytest.fixture
