@@ -328,3 +328,34 @@ class TestState:
         restored.load_state_dict(ema.state_dict())
         assert restored.updates == 2
         torch.testing.assert_close(restored.model.weight, ema.model.weight)
+
+
+def test_frame_stride_keeps_every_kth_frame_before_the_split(tmp_path):
+    """--frame-stride k: the scan holds frames 0, k, 2k, ... of the decoded video, and the length
+    checks and the temporal split count those."""
+    frames = 23
+    clip = torch.linspace(-1, 1, frames).view(1, frames, 1, 1).expand(3, frames, 16, 16)
+    folder = tmp_path / "videos" / "ramp"
+    folder.mkdir(parents=True)
+    for i in range(frames):
+        pixels = ((clip[:, i].permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    full = scan_folder(tmp_path / "videos", 3, 16)
+    strided = scan_folder(tmp_path / "videos", 3, 16, frame_stride=3)
+    assert full.videos[0].shape[1] == frames
+    assert torch.equal(strided.videos[0], full.videos[0][:, ::3])
+    assert strided.videos[0].shape[1] == 8  # frames 0, 3, ..., 21
+    assert temporal_split(8, 3) == (range(0, 5), range(5, 8))
+    # Too short once strided: skipped and named, like any short video.
+    assert scan_folder(tmp_path / "videos", 9, 16, frame_stride=3).too_short == ["ramp (8 frames)"]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="frame_stride"):
+            scan_folder(tmp_path / "videos", 3, 16, frame_stride=bad)
+
+
+def test_frame_stride_needs_a_dataset():
+    from train.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match="--frame-stride applies to --dataset"):
+        TrainConfig(frame_stride=2).validate()
+    TrainConfig(frame_stride=1).validate()

@@ -125,7 +125,8 @@ def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: boo
         kwargs = dict(frames=frames, size=size, seed=seed, num_shapes=cfg.num_shapes)
         return (MovingShapes(train_length, split="train", **kwargs),
                 MovingShapes(heldout, split="heldout", **kwargs))
-    scan = scan_folder(cfg.dataset, frames, size, heldout_fraction=cfg.heldout_fraction, progress=progress)
+    scan = scan_folder(cfg.dataset, frames, size, heldout_fraction=cfg.heldout_fraction,
+                       frame_stride=cfg.frame_stride, progress=progress)
     for line in scan.corrupt:
         log(f"dataset: skipped unreadable file {line}")
     for line in scan.too_short:
@@ -134,7 +135,8 @@ def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: boo
         log(f"dataset: ignored {name}, neither a video nor a frame of a frame folder")
     for line in scan.train_only:
         log(f"dataset: {line} is too short to hold out its last {100 * cfg.heldout_fraction:g}%: training only")
-    log(f"dataset {cfg.dataset}: {scan.summary()}")
+    stride = f"; --frame-stride {cfg.frame_stride}: 1 frame in {cfg.frame_stride} kept" if cfg.frame_stride > 1 else ""
+    log(f"dataset {cfg.dataset}: {scan.summary()}{stride}")
     if not scan.videos:
         raise RunError(f"--dataset {cfg.dataset} has no usable video with at least {frames} frames "
                        f"({scan.summary()}); nothing to train on")

@@ -344,6 +344,7 @@ def scan_folder(
     size: int,
     *,
     heldout_fraction: float = HELDOUT_FRACTION,
+    frame_stride: int = 1,
     progress: bool = False,
 ) -> FolderScan:
     """Decode every video under ``root`` at ``size`` resolution, skipping broken and short ones.
@@ -365,12 +366,17 @@ def scan_folder(
             and the centre cropped to ``size x size``.
         heldout_fraction: share of every video, at its end, held out for evaluation (see
             :func:`temporal_split`); recorded in the scan for :class:`VideoFolder`.
+        frame_stride: keep frames ``0, k, 2k, ...`` of every video (``k`` times the motion between
+            consecutive frames, as a lower frame rate); lengths, ``frames`` and the split count the
+            kept frames.
         progress: show a progress bar on stderr (pass ``accelerator.is_main_process``).
 
     Returns:
         A :class:`FolderScan`; its ``summary()`` is one line for the log.
     """
     _check_heldout_fraction(heldout_fraction)
+    if isinstance(frame_stride, bool) or not isinstance(frame_stride, int) or frame_stride < 1:
+        raise ValueError(f"`frame_stride` must be a positive int; got {frame_stride!r}")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"--dataset {str(root)!r} is not a folder")
@@ -385,6 +391,7 @@ def scan_folder(
         except Exception as error:  # the decoders raise many kinds of errors for broken files
             scan.corrupt.append(f"{name}: {type(error).__name__}: {error}".splitlines()[0][:200])
             continue
+        video = video[:, ::frame_stride].contiguous()
         num_frames = video.shape[1]
         if num_frames < frames:
             scan.too_short.append(f"{name} ({num_frames} frames)")

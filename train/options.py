@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(r, "--num-shapes", "shapes per clip in the procedural moving-shapes dataset")
     add(r, "--heldout-fraction", "share of each --dataset video, at its end, held out for evaluation (training "
         "clips come from the frames before it)")
+    add(r, "--frame-stride", "keep every k-th frame of each --dataset video, before the split: k times the motion "
+        "between consecutive frames (1 = every frame)")
     add(r, "--output-dir", "where run folders (config, metrics, checkpoints) go")
     add(r, "--samples-dir", "where sample clips and the gallery index.html go")
     add(r, "--sample-every", "write sample clips every N steps (and at the end)")
