@@ -25,7 +25,7 @@ The four checks, with the default :class:`Thresholds`:
 =================  ==========================================================================
 ``d_chance``       a discriminator at chance: accuracy within 0.5 ± 0.05, or its loss within
                    2.5% of the chance value, after the adversarial term starts. It no longer
-                   separates real from generated, so the adversarial term teaches nothing.
+                   separates real from generated, so its share of the adversarial term teaches nothing.
 ``d_wins``         a discriminator winning outright: accuracy ≥ 0.95, or its loss ≤ 5% of the
                    chance value, after the adversarial term starts. Its verdict is saturated and
                    the generator gets little useful gradient from it.
@@ -211,7 +211,7 @@ def _discriminator_findings(records: list[dict], config, t: Thresholds) -> list[
             findings.append(Finding(
                 "d_chance", disc, first, last, ongoing, value, measure,
                 f"{disc} discriminator at chance {_span(first, last)} ({measure} {value:.3f}, {reference}): "
-                "it no longer tells generated from real, so the adversarial term teaches nothing"))
+                "it no longer tells generated from real, so its share of the adversarial term teaches nothing"))
         for first, last, value, ongoing in _stretches(points, wins, min_steps, t.min_stretch_records):
             findings.append(Finding(
                 "d_wins", disc, first, last, ongoing, value, measure,
