@@ -36,6 +36,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _device import resolve_device  # noqa: E402
+
 from genloss.metrics import detectability  # noqa: E402
 from train.data import MovingShapes  # noqa: E402
 
@@ -105,7 +107,7 @@ def main() -> None:
     p.add_argument("--only", default=None, help="comma-separated rows (real, copy-last-frame, frozen, blurred, time-shuffled)")
     p.add_argument("--clips", default=None, help="a {'real', 'generated'} .pt file (train/eval.py --save-clips)")
     args = p.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(p, args.device)
 
     rows = anchors(args.num, args.frames, args.size)
     if args.only:

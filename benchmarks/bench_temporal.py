@@ -27,6 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _device import resolve_device  # noqa: E402
+
 import genloss as gl  # noqa: E402
 from genloss import metrics  # noqa: E402
 
@@ -131,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1 or args.batch < 1:
         parser.error("--repeats and --batch must be positive")
-    device = torch.device(args.device)
+    device = resolve_device(parser, args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     frames, sizes = ([4, 8, 16], [32, 64, 128]) if args.quick else ([4, 8, 16, 32], [32, 64, 128, 256])
