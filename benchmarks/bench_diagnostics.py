@@ -7,6 +7,7 @@ and ``diff_augment`` forward+backward on the same clips. The diagnostics run onl
 you log, so their share of a run is ``extra / (step * log_interval)``.
 
     python benchmarks/bench_diagnostics.py
+    python benchmarks/bench_diagnostics.py --device cuda   # wall time after torch.cuda.synchronize
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's `models`
+
+from _device import add_device_argument, clock_for, describe, resolve_device  # noqa: E402
 
 import genloss as gl  # noqa: E402
 from models.discriminators import (  # noqa: E402
@@ -36,23 +39,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed steps per variant")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--log-interval", type=int, default=100, help="steps between logged steps")
+    add_device_argument(parser)
     args = parser.parse_args()
+    device = resolve_device(parser, args.device)
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    clock = clock_for(device, time.process_time)
+    print(f"device {describe(device)}, {'CPU time, 1 thread' if clock is time.process_time else 'wall time'}")
 
     g_cfg = GeneratorConfig()
-    gen_model = Generator(g_cfg)
-    d_video, d_image = VideoDiscriminator(DiscriminatorConfig()), ImageDiscriminator(DiscriminatorConfig())
+    gen_model = Generator(g_cfg).to(device)
+    d_video = VideoDiscriminator(DiscriminatorConfig()).to(device)
+    d_image = ImageDiscriminator(DiscriminatorConfig()).to(device)
     for d in (d_video, d_image):
         d.requires_grad_(False)
     b, k = args.batch_size, g_cfg.context_frames
-    clip = torch.rand(b, 3, g_cfg.frames, g_cfg.size, g_cfg.size) * 2 - 1
+    clip = torch.rand(b, 3, g_cfg.frames, g_cfg.size, g_cfg.size, device=device) * 2 - 1
     context, future = clip[:, :, :k], clip[:, :, k:]
-    frames = torch.arange(k, g_cfg.frames)[:2]
+    frames = torch.arange(k, g_cfg.frames, device=device)[:2]
     loss = gl.CompositeLoss({"rec": 1.0, "gdl": 1.0, "tdl": 1.0, "perceptual": 1.0, "smooth": 0.1, "adv": 0.1})
 
     def step(diagnose: bool) -> dict[str, torch.Tensor]:
-        generated = gen_model(context, torch.randn(b, g_cfg.z_dim))
+        generated = gen_model(context, torch.randn(b, g_cfg.z_dim, device=device))
         fake = torch.cat([context, generated], dim=2)
         fake_logits, fake_features = d_video(fake)
         with torch.no_grad():
@@ -76,9 +84,9 @@ def main() -> None:
     times: dict[bool, list[float]] = {False: [], True: []}
     for i in range(args.repeats):
         for diagnose in ((False, True) if i % 2 else (True, False)):
-            start = time.process_time()
+            start = clock()
             step(diagnose)
-            times[diagnose].append(time.process_time() - start)
+            times[diagnose].append(clock() - start)
     plain, with_diag = statistics.median(times[False]), statistics.median(times[True])
     extra = with_diag - plain
     print(f"generator step {1e3 * plain:.1f} ms, with gradnorm_wrt {1e3 * with_diag:.1f} ms "
@@ -90,9 +98,9 @@ def main() -> None:
     x = clip.clone().requires_grad_(True)
     augment_times = []
     for _ in range(args.repeats):
-        start = time.process_time()
+        start = clock()
         gl.diff_augment(x).sum().backward()
-        augment_times.append(time.process_time() - start)
+        augment_times.append(clock() - start)
     print(f"diff_augment forward+backward on {tuple(clip.shape)}: {1e3 * statistics.median(augment_times):.2f} ms")
 
 

@@ -11,18 +11,29 @@ anything here, not the values. Reported:
 * the FVD difference between the covariance over N (StyleGAN-V) and over N − 1 (TF FVD).
 
     python benchmarks/bench_distribution.py [--threads 2]
+    python benchmarks/bench_distribution.py --device cuda   # genloss's distances on the GPU
+    python benchmarks/bench_distribution.py --quick         # 400-d rows only, KID on 10 subsets
+
+With ``--device cuda`` the statistics and features given to ``frechet_distance`` and
+``kernel_distance`` are float64 tensors on the GPU (its times are wall time after
+``torch.cuda.synchronize``); the scipy and singular-value references stay on the CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import torch
 
 from genloss.metrics import frechet_distance, kernel_distance
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _device import add_device_argument, clock_for, describe, resolve_device  # noqa: E402
 
 
 def _features(n: int, d: int, seed: int, shift: float) -> np.ndarray:
@@ -45,23 +56,32 @@ def _nuclear_formula(x: np.ndarray, y: np.ndarray) -> float:
     return float(((x.mean(0) - y.mean(0)) ** 2).sum() + trace - 2 * cross)
 
 
-def _timed(fn):  # noqa: ANN001, ANN202
-    start = time.perf_counter()
+def _timed(fn, clock=time.perf_counter):  # noqa: ANN001, ANN202
+    start = clock()
     out = fn()
-    return out, time.perf_counter() - start
+    return out, clock() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="skip the 2048-d row; KID on 10 subsets")
+    add_device_argument(parser)
     args = parser.parse_args()
+    device = resolve_device(parser, args.device)
     torch.set_num_threads(args.threads)
+    clock = clock_for(device, time.perf_counter)
 
-    print("frechet_distance vs scipy.linalg.sqrtm (StyleGAN / TTUR formula), float64")
-    for n, d in ((2048, 400), (2048, 2048), (256, 400)):
+    def on_device(*arrays: np.ndarray) -> list[torch.Tensor]:
+        return [torch.from_numpy(a).to(device) for a in arrays]
+
+    print(f"frechet_distance vs scipy.linalg.sqrtm (StyleGAN / TTUR formula), float64; "
+          f"genloss on {describe(device)}, {args.threads} torch threads")
+    for n, d in ((2048, 400), (256, 400)) if args.quick else ((2048, 400), (2048, 2048), (256, 400)):
         x, y = _features(n, d, 0, 0.0), _features(n, d, 1, 0.1)
         (mu_r, s_r), (mu_f, s_f) = _moments(x), _moments(y)
-        ours, t_ours = _timed(lambda: frechet_distance(mu_r, s_r, mu_f, s_f))  # noqa: B023
+        stats = on_device(mu_r, s_r, mu_f, s_f)
+        ours, t_ours = _timed(lambda: frechet_distance(*stats), clock)  # noqa: B023
 
         def scipy_formula() -> float:
             root = scipy.linalg.sqrtm(s_r @ s_f).real  # noqa: B023
@@ -76,8 +96,10 @@ def main() -> None:
         )
 
     real, fake = _features(2048, 400, 2, 0.0), _features(2048, 400, 3, 0.05)
-    (mean, std), t = _timed(lambda: kernel_distance(real, fake, subsets=100, subset_size=1000))
-    print(f"kernel_distance, 2048 + 2048 x 400-d, 100 subsets of 1000: {mean:.4g} ± {std:.2g}")
+    features = on_device(real, fake)
+    subsets = 10 if args.quick else 100
+    (mean, std), t = _timed(lambda: kernel_distance(*features, subsets=subsets, subset_size=1000), clock)
+    print(f"kernel_distance, 2048 + 2048 x 400-d, {subsets} subsets of 1000: {mean:.4g} ± {std:.2g}")
     print(f"  ({t:.2f} s)")
 
     by_n = frechet_distance(*_moments(real), *_moments(fake))

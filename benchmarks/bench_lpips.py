@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_lpips.py            # about 3-4 minutes on 2 CPU cores
     .venv/bin/python benchmarks/bench_lpips.py --quick    # about a minute
     .venv/bin/python benchmarks/bench_lpips.py --threads 1 --nets alex
+    .venv/bin/python benchmarks/bench_lpips.py --device cuda
 
 Both sides get the same seeded random trunk (a torchvision ``features`` state dict written to a
 temp dir: no download) and the package's own v0.1 calibration weights, and every row first
@@ -20,6 +21,10 @@ move by about 0.1 from run to run. Peak memory is the largest running total of t
 profiler sees allocated and freed during one call. GFLOP/s counts the trunk convolutions
 (``torch.utils.flop_counter``; alex forward at 64x64: 0.079 GFLOP per frame) and is set against
 this machine's measured float32 matrix-multiply rate.
+
+On ``--device cuda`` the clock is wall time read after ``torch.cuda.synchronize``, peak memory is
+``torch.cuda.max_memory_allocated`` during one call above what was allocated before it, and the
+matmul rate is measured at 4096^3 on the GPU (float32; TF32 as torch's settings leave it).
 """
 
 from __future__ import annotations
@@ -45,6 +50,13 @@ import genloss as gl
 
 # The lpips package on genloss's seeded random trunk, shared with the equality tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _device import (  # noqa: E402
+    add_device_argument,
+    clock_for,
+    describe,
+    resolve_device,
+    synchronize,
+)
 from lpips_reference import ARCH, reference, write_trunk  # noqa: E402
 
 
@@ -70,7 +82,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, default=None, help="timed calls per implementation and row"
     )
+    add_device_argument(parser)
     args = parser.parse_args()
+    args.device = resolve_device(parser, args.device)
     args.nets = [n.strip() for n in args.nets.split(",") if n.strip()]
     unknown = [n for n in args.nets if n not in ARCH]
     if unknown:
@@ -119,7 +133,15 @@ def call(fn, pred: torch.Tensor, target: torch.Tensor, backward: bool) -> None:
 
 
 def peak_mib(fn, pred, target, backward: bool) -> float:
-    """Largest running total of bytes allocated minus freed during one call (profiler events)."""
+    """Largest running total of bytes allocated minus freed during one call (profiler events;
+    on CUDA the caching allocator's peak above what was allocated before the call)."""
+    if pred.device.type == "cuda":
+        synchronize(pred.device)
+        torch.cuda.reset_peak_memory_stats(pred.device)
+        before = torch.cuda.memory_allocated(pred.device)
+        call(fn, pred, target, backward)
+        synchronize(pred.device)
+        return (torch.cuda.max_memory_allocated(pred.device) - before) / 2**20
     with profile(profile_memory=True) as prof:
         call(fn, pred, target, backward)
     total = peak = 0
@@ -135,15 +157,17 @@ def trunk_gflop(fn, pred, target, backward: bool) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 40) -> float:
+def matmul_gflops(n: int = 1024, repeats: int = 40, device: torch.device | None = None) -> float:
     """Best float32 GEMM rate of ``repeats`` tries: the best, so that other jobs hide less of it."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    device = device or torch.device("cpu")
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
+    clock = clock_for(device, time.perf_counter)
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         a @ b
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return 2 * n**3 / min(times) / 1e9
 
 
@@ -152,16 +176,19 @@ def main(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     # One thread: this process's CPU time, which other jobs on the machine do not inflate.
     # More threads: wall time (CPU time would count OpenMP threads spinning at barriers).
-    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    cpu_clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    device = args.device
+    clock = clock_for(device, cpu_clock)
     warnings.simplefilter("ignore", UserWarning)  # the package's torchvision `pretrained` warnings
-    peak = matmul_gflops()
+    n = 4096 if device.type == "cuda" else 1024  # 1024^3 is too small to keep a GPU busy
+    peak = matmul_gflops(n, device=device)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads ({'CPU' if clock is time.process_time else 'wall'} "
-        f"time), load average at start {os.getloadavg()[0]:.1f}"
+        f"time), device {describe(device)}, load average at start {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"# float32 matmul peak (best of 40, 1024^3): {peak:.0f} GFLOP/s; medians of {args.repeats} interleaved calls\n"
+        f"# float32 matmul peak (best of 40, {n}^3): {peak:.0f} GFLOP/s; medians of {args.repeats} interleaved calls\n"
     )
     header = (
         "| net | input | pass | lpips pkg ms | genloss ms | speed-up | max abs diff | "
@@ -173,13 +200,13 @@ def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for net in args.nets:
             path = write_trunk(net, Path(folder), seed=0)
-            package = reference(net, path)
+            package = reference(net, path).to(device)
             for case in cases(net, args.quick):
                 ours_module = gl.LPIPS(
                     net, weights=path, frames=case.frames, frame_sampling="uniform"
-                )
-                pred = torch.rand(case.shape) * 2 - 1
-                target = torch.rand(case.shape) * 2 - 1
+                ).to(device)
+                pred = torch.rand(case.shape, device=device) * 2 - 1
+                target = torch.rand(case.shape, device=device) * 2 - 1
 
                 def ours(p, t, m=ours_module):
                     return m(p, t, reduction="none")

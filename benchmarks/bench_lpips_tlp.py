@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_lpips_tlp.py --threads 1      # about 4 minutes on 2 CPU cores
     .venv/bin/python benchmarks/bench_lpips_tlp.py --clips 8 --repeats 3   # a quick look
+    .venv/bin/python benchmarks/bench_lpips_tlp.py --device cuda
 
 The quantities of a video evaluation (issue #10, section 5), forward only, on ``--clips`` clips of
 ``--frames`` frames: LPIPS for every frame pair ``(p_t, r_t)`` and tLP per step,
@@ -19,7 +20,8 @@ the package's v0.1 calibration weights; the max abs difference to the package co
 Timing as in ``bench_lpips.py``: the implementations run alternately inside one loop, their order
 rotating every repeat; ``ratio`` is the median of the per-repeat ratios to the package's time
 (calls of one repeat ran back to back, so machine load hits them alike). With ``--threads 1`` the
-clock is this process's CPU time, otherwise wall time.
+clock is this process's CPU time, otherwise wall time; on ``--device cuda`` wall time read after
+``torch.cuda.synchronize``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from _device import add_device_argument, clock_for, describe, resolve_device
 from bench_lpips import ARCH, reference, write_trunk
 from einops import rearrange
 
@@ -53,7 +56,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
-    return parser.parse_args()
+    add_device_argument(parser)
+    args = parser.parse_args()
+    args.device = resolve_device(parser, args.device)
+    return args
 
 
 def package_lpips_and_tlp(model, pred: torch.Tensor, target: torch.Tensor):
@@ -75,14 +81,15 @@ def package_lpips_and_tlp(model, pred: torch.Tensor, target: torch.Tensor):
 def main(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    device = args.device
+    clock = clock_for(device, time.process_time if torch.get_num_threads() == 1 else time.perf_counter)
     warnings.simplefilter("ignore", UserWarning)  # the package's torchvision `pretrained` warnings
     shape = (args.clips, 3, args.frames, args.size, args.size)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads "
-        f"({'CPU' if clock is time.process_time else 'wall'} time), load average at start "
-        f"{os.getloadavg()[0]:.1f}"
+        f"({'CPU' if clock is time.process_time else 'wall'} time), device {describe(device)}, "
+        f"load average at start {os.getloadavg()[0]:.1f}"
     )
     b, t = args.clips, args.frames
     print(
@@ -91,12 +98,13 @@ def main(args: argparse.Namespace) -> None:
         "interleaved calls\n"
     )
     generator = torch.Generator().manual_seed(0)
-    pred = torch.rand(shape, generator=generator) * 2 - 1
-    target = torch.rand(shape, generator=generator) * 2 - 1
+    # drawn on the CPU so that every device scores the same clips
+    pred = (torch.rand(shape, generator=generator) * 2 - 1).to(device)
+    target = (torch.rand(shape, generator=generator) * 2 - 1).to(device)
     with tempfile.TemporaryDirectory() as folder:
         path = write_trunk(args.net, Path(folder), seed=0)
-        package = reference(args.net, path)
-        ours = gl.LPIPS(args.net, weights=path)
+        package = reference(args.net, path).to(device)
+        ours = gl.LPIPS(args.net, weights=path).to(device)
 
     def pair_callable(x, y, reduction="mean"):  # not a genloss.LPIPS: the generic pair contract
         return ours(x, y, reduction=reduction)
@@ -119,13 +127,14 @@ def main(args: argparse.Namespace) -> None:
         outputs = {name: fn() for name, fn in runs.items()}  # also the warm-up
         times: dict[str, list[float]] = {name: [] for name in runs}
         names = list(runs)
-        start_all = time.perf_counter()
+        wall = clock_for(device, time.perf_counter)
+        start_all = wall()
         for i in range(args.repeats):
             for name in names[i % 3 :] + names[: i % 3]:
                 start = clock()
                 runs[name]()
                 times[name].append(clock() - start)
-        elapsed = time.perf_counter() - start_all
+        elapsed = wall() - start_all
     print("| implementation | LPIPS + tLP s | ratio (pkg / this) | max abs diff to pkg (LPIPS, tLP) |")
     print("|---|---|---|---|")
     for name in runs:

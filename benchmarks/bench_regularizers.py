@@ -5,10 +5,12 @@ backward once per interval. A third variant without R1 gives the floor: at inter
 cut at most ``(1 - 1/k) * (every - none) / every`` (the "ceiling" column), so the cut says how
 much R1 costs next to the plain step as much as how good the helper is. Each trial times one
 whole interval (16 discriminator steps) of each variant back to back, rotating which goes first,
-and the table reports medians per step. With ``--threads 1`` the clock is CPU time.
+and the table reports medians per step. With ``--threads 1`` the clock is CPU time; on
+``--device cuda`` it is wall time read after ``torch.cuda.synchronize``.
 
     python benchmarks/bench_regularizers.py            # the reference video discriminator, 32x32 clips
     python benchmarks/bench_regularizers.py --quick
+    python benchmarks/bench_regularizers.py --device cuda
 """
 
 from __future__ import annotations
@@ -23,8 +25,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's `models`
 
+from _device import add_device_argument, clock_for, describe, resolve_device  # noqa: E402
+
 import genloss as gl  # noqa: E402
-from models.discriminators import DiscriminatorConfig, ImageDiscriminator, VideoDiscriminator  # noqa: E402
+from models.discriminators import (  # noqa: E402
+    DiscriminatorConfig,
+    ImageDiscriminator,
+    VideoDiscriminator,
+)
 
 
 def make_step(d: torch.nn.Module, opt: torch.optim.Optimizer, lazy: gl.LazyRegularizer | None, gamma: float):
@@ -51,23 +59,26 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="3 trials")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add_device_argument(parser)
     args = parser.parse_args()
+    device = resolve_device(parser, args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     trials = 3 if args.quick else args.trials
     torch.manual_seed(0)
-    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    clock = clock_for(device, time.process_time if torch.get_num_threads() == 1 else time.perf_counter)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
-          f"({'CPU' if clock is time.process_time else 'wall'} time), interval {args.interval}")
+          f"({'CPU' if clock is time.process_time else 'wall'} time), device {describe(device)}, "
+          f"interval {args.interval}")
     print(f"{'discriminator':<20}{'R1 every step':>15}{'lazy R1':>11}{'no R1':>11}{'ratio':>8}{'cost cut':>10}{'ceiling':>9}")
     cases = {
         "video (3-D convs)": (VideoDiscriminator, (args.batch, 3, args.frames, args.size, args.size)),
         "image (per frame)": (ImageDiscriminator, (args.batch * 4, 3, args.size, args.size)),
     }
     for name, (cls, shape) in cases.items():
-        d = cls(DiscriminatorConfig(size=args.size))
+        d = cls(DiscriminatorConfig(size=args.size)).to(device)
         opt = torch.optim.Adam(d.parameters(), lr=1e-4)
-        real, fake = torch.rand(shape) * 2 - 1, torch.rand(shape) * 2 - 1
+        real, fake = torch.rand(shape, device=device) * 2 - 1, torch.rand(shape, device=device) * 2 - 1
         variants = {
             "every": make_step(d, opt, gl.LazyRegularizer(1), gamma=1.0),
             "lazy": make_step(d, opt, gl.LazyRegularizer(args.interval), gamma=1.0),
