@@ -95,3 +95,18 @@ def test_flags_the_ablation_sets_itself_are_refused(capsys):
     with pytest.raises(SystemExit):
         ablate.parse_args(["--seeds", "0", "--", "--seed", "3"])
     assert "--seed after --" in capsys.readouterr().err
+
+
+def test_table_only_runs_nothing_and_names_the_missing_runs(ablation, monkeypatch):
+    out, argv, report = ablation
+
+    def no_run(*args):
+        raise AssertionError("--table-only ran a run")
+
+    monkeypatch.setattr(ablate, "execute", no_run)
+    seeds = argv.index("--seeds")
+    wider = ["--table-only", *argv[: seeds + 1], "0", "1", "2", *argv[seeds + 3:]]  # seed 2 never ran
+    partial = ablate.main(wider)
+    assert partial["missing"] == ["reference-seed2", "rec-only-seed2"]
+    assert partial["summary"] == report["summary"]  # the finished runs only, unchanged
+    assert "Not run (--table-only): reference-seed2, rec-only-seed2." in (out / "ablation.md").read_text()

@@ -198,6 +198,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--max-steps", type=int, help="training steps of every run (default: the trainer's)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1; each run uses "
                         "--cpu-threads torch threads on CPU)")
+    parser.add_argument("--table-only", action="store_true", help="run nothing: tabulate the runs that finished "
+                        "and name the missing ones")
     parser.add_argument("--launcher", choices=("accelerate", "python"), default="accelerate",
                         help="accelerate launch (one process) or plain python (default: %(default)s)")
     args = parser.parse_args(own)
@@ -232,6 +234,13 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "logs").mkdir(parents=True, exist_ok=True)
     statuses = {run: finished(out, run) for run in runs}
     todo = [run for run in runs if statuses[run] is None]
+    missing = []
+    if args.table_only:
+        missing, todo = [run.name for run in todo], []
+        for run in runs:
+            if statuses[run] is None:
+                statuses[run] = {"variant": run.variant, "seed": run.seed, "flags": list(run.flags),
+                                 "returncode": None, "seconds": 0.0}
     print(f"ablation {out}: {len(runs)} runs ({len(args.variants)} variants x {len(args.seeds)} seeds), "
           f"{len(runs) - len(todo)} finished earlier, {len(todo)} to run, {args.jobs} at a time", flush=True)
     start = time.time()
@@ -260,14 +269,16 @@ def main(argv: list[str] | None = None) -> dict:
               f"{' '.join(map(str, args.seeds))}), {', '.join(map(str, steps)) or '?'} steps each, "
               f"flags `{shlex.join(extra) or '(defaults)'}`; {compute / 60:.1f} min of compute in total "
               f"(sum of the runs' wall times, {args.launcher} launcher). Mean ± sd over seeds.")
-    report = {"out": str(out), "variants": args.variants, "seeds": args.seeds, "max_steps": args.max_steps,
+    if missing:
+        header += f" Not run (--table-only): {', '.join(missing)}."
+    report = {"out": str(out), "missing": missing, "variants": args.variants, "seeds": args.seeds, "max_steps": args.max_steps,
               "extra_flags": extra, "launcher": args.launcher, "jobs": args.jobs, "compute_seconds": compute,
               "wall_seconds_this_call": round(time.time() - start, 1), "summary": summary, "runs": results}
     (out / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = table(summary, header)
     (out / "ablation.md").write_text(markdown)
     print(markdown, end="")
-    failed = [r["variant"] + f"-seed{r['seed']}" for r in results if r["returncode"] != 0]
+    failed = [r["variant"] + f"-seed{r['seed']}" for r in results if r["returncode"] not in (0, None)]
     if failed:
         raise SystemExit(f"error: {len(failed)} run(s) failed: {', '.join(failed)} (logs in {out / 'logs'}); "
                          "the same command reruns them")
