@@ -359,3 +359,57 @@ def test_frame_stride_needs_a_dataset():
     with pytest.raises(ConfigError, match="--frame-stride applies to --dataset"):
         TrainConfig(frame_stride=2).validate()
     TrainConfig(frame_stride=1).validate()
+
+
+def test_shot_cut_splits_videos_at_edited_cuts(tmp_path):
+    """--shot-cut: a cut (most pixels change at once) starts a new shot, each shot is a video with
+    its own held-out end, and smooth motion, however fast, never splits."""
+    from train.data import frame_changes, split_shots
+
+    size, n = 32, 40
+    x = torch.arange(size).float()
+    frames = []
+    for i in range(n):
+        if i < 25:  # shot 1: a bright bar sliding 1 px per frame on black
+            frame = ((x.view(1, -1) - i).abs() < 3).float().expand(size, size) * 255
+        else:  # shot 2: a flat grey field, brightening slowly
+            frame = torch.full((size, size), 120.0 + i)
+        frames.append(frame.round().to(torch.uint8))
+    video = torch.stack(frames).unsqueeze(0).expand(3, -1, -1, -1).contiguous()  # (3, N, H, W)
+
+    changes = frame_changes(video)
+    # Recomputed here: once the bar is inside the frame, its two moving edges change 2 columns of
+    # 32 by the full range; the cut to grey changes every pixel.
+    assert changes[5].item() == pytest.approx(2 / 32, abs=1e-6)
+    assert changes[24].item() == pytest.approx(((video[0, 25].float() - video[0, 24].float()).abs().mean() / 255).item())
+    assert changes[24] > 0.4
+    assert split_shots(video, 0.3) == [(0, 25), (25, 40)]
+    assert split_shots(video, 0.9) == [(0, 40)]  # no change that large: one shot
+
+    folder = tmp_path / "videos" / "two-shots"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(video[:, i].permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
+    scan = scan_folder(tmp_path / "videos", 6, size, shot_cut=0.3)
+    assert scan.names == ["two-shots [frames 0-24]", "two-shots [frames 25-39]"]
+    assert scan.shot_cuts == 1 and "1 shot cuts" in scan.summary()
+    assert torch.equal(scan.videos[1], video[:, 25:])
+    # Every held-out clip lies inside one shot's end; no training clip crosses the cut either.
+    for split in ("train", "heldout"):
+        data = VideoFolder(scan, 50, 6, split=split)
+        for i in range(50):
+            clip = ((data[i] + 1) * 127.5).round().to(torch.uint8)
+            in_first = any(torch.equal(clip, video[:, s:s + 6]) for s in range(0, 25 - 5))
+            in_second = any(torch.equal(clip, video[:, s:s + 6]) for s in range(25, 40 - 5))
+            assert in_first != in_second, (split, i)
+    with pytest.raises(ValueError, match="shot_cut"):
+        scan_folder(tmp_path / "videos", 6, size, shot_cut=1.5)
+
+
+def test_shot_cut_needs_a_dataset_and_a_share():
+    from train.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match="--shot-cut applies to --dataset"):
+        TrainConfig(shot_cut=0.2).validate()
+    with pytest.raises(ConfigError, match="--shot-cut must be in"):
+        TrainConfig(shot_cut=1.0, dataset=".").validate()

@@ -126,7 +126,7 @@ def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: boo
         return (MovingShapes(train_length, split="train", **kwargs),
                 MovingShapes(heldout, split="heldout", **kwargs))
     scan = scan_folder(cfg.dataset, frames, size, heldout_fraction=cfg.heldout_fraction,
-                       frame_stride=cfg.frame_stride, progress=progress)
+                       frame_stride=cfg.frame_stride, shot_cut=cfg.shot_cut, progress=progress)
     for line in scan.corrupt:
         log(f"dataset: skipped unreadable file {line}")
     for line in scan.too_short:

@@ -66,6 +66,7 @@ class TrainConfig:
     dataset: str | None = None  # folder of videos or frame folders; None = procedural moving shapes
     heldout_fraction: float = HELDOUT_FRACTION  # share of each --dataset video, at its end, held out for eval
     frame_stride: int = 1  # keep every k-th frame of --dataset videos (k times the motion per frame); 1 = all
+    shot_cut: float = 0.0  # split --dataset videos into shots where a frame changes by more than this share of the pixel range; 0 = off
     num_shapes: int = 2  # shapes per clip in the moving-shapes dataset
     # Outputs and their schedule.
     output_dir: str = "runs"  # where run folders (config, metrics, checkpoints) go
@@ -154,6 +155,10 @@ class TrainConfig:
             _require(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         _require(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)", self.ema_decay)
         _require(0 < self.heldout_fraction < 1, "heldout_fraction", "must be in (0, 1)", self.heldout_fraction)
+        _require(0 <= self.shot_cut < 1, "shot_cut", "must be in [0, 1) (a share of the pixel range; 0 = off)",
+                 self.shot_cut)
+        _require(self.shot_cut == 0 or self.dataset is not None, "shot_cut",
+                 "applies to --dataset folders (the moving shapes have no cuts)", self.shot_cut)
         _require(self.frame_stride == 1 or self.dataset is not None, "frame_stride",
                  "applies to --dataset folders (the moving shapes have no frame rate to subsample)", self.frame_stride)
         for name, choices in (("adv_loss", KINDS), ("rec_loss", REC_LOSSES), ("perceptual", PERCEPTUAL_CHOICES),
@@ -300,7 +305,7 @@ def write_config(path: str | Path, config: TrainConfig, record: RunRecord) -> No
 RESUME_RULES: dict[str, str] = {
     **dict.fromkeys(("frames", "context_frames", "size", "g_channels", "g_output_scale", "d_channels", "z_dim",
                      "spectral_norm", "video_d_input"), "model"),
-    **dict.fromkeys(("batch_size", "grad_accum", "dataset", "heldout_fraction", "frame_stride", "num_shapes", "seed",
+    **dict.fromkeys(("batch_size", "grad_accum", "dataset", "heldout_fraction", "frame_stride", "shot_cut", "num_shapes", "seed",
                      "eval_clips"), "data"),
     **dict.fromkeys(("mixed_precision", "lr_g", "lr_d", "ema_decay", "max_grad_norm", "adv_loss", "adv_weight",
                      "adv_start", "adv_ramp", "adaptive_weight", "r1_gamma", "r1_interval", "r2_gamma", "augment", "rec_loss", "rec_weight",

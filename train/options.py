@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "clips come from the frames before it)")
     add(r, "--frame-stride", "keep every k-th frame of each --dataset video, before the split: k times the motion "
         "between consecutive frames (1 = every frame)")
+    add(r, "--shot-cut", "split each --dataset video into shots where the mean absolute change between two frames "
+        "exceeds this share of the pixel range (e.g. 0.15), so that no clip spans an edited cut; each shot gets its "
+        "own held-out end (0 = off)")
     add(r, "--output-dir", "where run folders (config, metrics, checkpoints) go")
     add(r, "--samples-dir", "where sample clips and the gallery index.html go")
     add(r, "--sample-every", "write sample clips every N steps (and at the end)")
