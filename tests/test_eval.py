@@ -111,7 +111,7 @@ class TestCheckpoint:
         assert result["checkpoint"] == str(run_dir / "checkpoints" / "checkpoint-3")
         assert result["clips"] == {"source": "held-out split of the moving-shapes dataset (seed 0)", "dataset": None,
                                    "split": "heldout", "indices": "0..3", "count": NUM, "frames": 4,
-                                   "context_frames": 2, "size": 16}
+                                   "context_frames": 2, "size": 16, "frame_stride": 1, "shot_cut": 0.0}
         assert result["noise"]["seed"] == 0 and result["noise"]["z_dim"] == 32
         assert result["protocol"]["extractors"] == {} and result["protocol"]["lpips"] is None
         assert result["versions"]["torch"] == torch.__version__ and "argv" in result["command"]
