@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,3 +264,13 @@ def test_sample_script_reads_an_old_config(tiny_run, tmp_path, monkeypatch):
     assert old[0] == new[0] == 3  # the newest checkpoint of the run folder
     for a, b in zip(old[1:], new[1:], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_real_video_config_loads_and_validates():
+    """train/configs/real-video.json, as the README runs it: known keys only, valid values."""
+    from train.config import load_config
+
+    config, run = load_config(Path(__file__).resolve().parents[1] / "train" / "configs" / "real-video.json")
+    config.validate()
+    assert run == {}
+    assert (config.dataset, config.size, config.shot_cut, config.max_steps) == ("data/real", 64, 0.15, 3000)
