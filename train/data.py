@@ -407,15 +407,15 @@ def scan_folder(
         shots = split_shots(video, shot_cut) if shot_cut else [(0, video.shape[1])]
         scan.shot_cuts += len(shots) - 1
         for start, stop in shots:
-            part = video[:, start:stop] if len(shots) > 1 else video
-            part_name = f"{name} [frames {start}-{stop - 1}]" if len(shots) > 1 else name
+            part = video[:, start:stop].contiguous()  # a no-op for a single shot
+            part_name = name if len(shots) == 1 else f"{name} [frames {start}-{stop - 1}]"
             num_frames = part.shape[1]
             if num_frames < frames:
                 scan.too_short.append(f"{part_name} ({num_frames} frames)")
                 continue
             if not temporal_split(num_frames, frames, heldout_fraction)[1]:
                 scan.train_only.append(f"{part_name} ({num_frames} frames)")
-            scan.videos.append(part.contiguous() if len(shots) > 1 else part)
+            scan.videos.append(part)
             scan.names.append(part_name)
     return scan
 
