@@ -268,8 +268,6 @@ def test_sample_script_reads_an_old_config(tiny_run, tmp_path, monkeypatch):
 
 def test_the_real_video_config_loads_and_validates():
     """train/configs/real-video.json, as the README runs it: known keys only, valid values."""
-    from train.config import load_config
-
     config, run = load_config(Path(__file__).resolve().parents[1] / "train" / "configs" / "real-video.json")
     config.validate()
     assert run == {}

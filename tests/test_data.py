@@ -10,7 +10,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from train.data import FolderScan, MovingShapes, VideoFolder, scan_folder, temporal_split
+from train.config import ConfigError, TrainConfig
+from train.data import (
+    FolderScan,
+    MovingShapes,
+    VideoFolder,
+    frame_changes,
+    scan_folder,
+    split_shots,
+    temporal_split,
+)
 from train.state import EMA, NonFiniteGuard, NonFiniteLossError, latest_checkpoint, prune_checkpoints, staging_dir
 
 
@@ -354,8 +363,6 @@ def test_frame_stride_keeps_every_kth_frame_before_the_split(tmp_path):
 
 
 def test_frame_stride_needs_a_dataset():
-    from train.config import ConfigError, TrainConfig
-
     with pytest.raises(ConfigError, match="--frame-stride applies to --dataset"):
         TrainConfig(frame_stride=2).validate()
     TrainConfig(frame_stride=1).validate()
@@ -364,8 +371,6 @@ def test_frame_stride_needs_a_dataset():
 def test_shot_cut_splits_videos_at_edited_cuts(tmp_path):
     """--shot-cut: a cut (most pixels change at once) starts a new shot, each shot is a video with
     its own held-out end, and smooth motion, however fast, never splits."""
-    from train.data import frame_changes, split_shots
-
     size, n = 32, 40
     x = torch.arange(size).float()
     frames = []
@@ -407,8 +412,6 @@ def test_shot_cut_splits_videos_at_edited_cuts(tmp_path):
 
 
 def test_shot_cut_needs_a_dataset_and_a_share():
-    from train.config import ConfigError, TrainConfig
-
     with pytest.raises(ConfigError, match="--shot-cut applies to --dataset"):
         TrainConfig(shot_cut=0.2).validate()
     with pytest.raises(ConfigError, match="--shot-cut must be in"):
