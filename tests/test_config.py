@@ -267,8 +267,11 @@ def test_sample_script_reads_an_old_config(tiny_run, tmp_path, monkeypatch):
 
 
 def test_the_real_video_config_loads_and_validates():
-    """train/configs/real-video.json, as the README runs it: known keys only, valid values."""
+    """train/configs/real-video.json, as the README runs it: known keys only, valid values.
+
+    The footage itself (``data/real``) is fetched by hand and not in a clean clone, so the folder
+    check is left out here; that check has its own test."""
     config, run = load_config(Path(__file__).resolve().parents[1] / "train" / "configs" / "real-video.json")
-    config.validate()
+    config.validate(environment=False)
     assert run == {}
     assert (config.dataset, config.size, config.shot_cut, config.max_steps) == ("data/real", 64, 0.15, 3000)
