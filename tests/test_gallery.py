@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from train.clips import BACKGROUND, CONTEXT, GENERATED, TRUTH, atomic_write
-from train.gallery import read_metrics, update_gallery, write_clips
+from train.gallery import _dataset, read_metrics, update_gallery, write_clips
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -541,3 +541,12 @@ def test_page_in_headless_chromium(gallery, tmp_path):
             assert report["videos"][-1]["error"] is not None
         finally:
             browser.close()
+
+
+def test_dataset_setting_names_the_reading_options():
+    """A real-footage run's card says how the videos were read: shot cuts and frame stride change
+    what the model sees, so two runs on one folder must not look alike when they differ there."""
+    assert _dataset({}) == _dataset({"dataset": None, "shot_cut": 0.0}) == "moving shapes (built-in)"
+    assert _dataset({"dataset": "data/real", "shot_cut": 0.0, "frame_stride": 1}) == "data/real"
+    assert _dataset({"dataset": "data/real", "shot_cut": 0.15, "frame_stride": 2}) == (
+        "data/real · split into shots at 0.15 · frame stride 2")

@@ -332,6 +332,19 @@ def _loss_chips(config: dict) -> str:
     return "".join(chips) or "<i>none recorded</i>"
 
 
+def _dataset(config: dict) -> str:
+    """The data source, with the reading options that change what the model sees (shot cuts,
+    frame stride) when they are not the defaults."""
+    if not config.get("dataset"):
+        return "moving shapes (built-in)"
+    parts = [str(config["dataset"])]
+    if config.get("shot_cut"):
+        parts.append(f"split into shots at {_fmt(config['shot_cut'])}")
+    if config.get("frame_stride", 1) != 1:
+        parts.append(f"frame stride {_fmt(config['frame_stride'])}")
+    return " · ".join(parts)
+
+
 def _settings(config: dict) -> list[tuple[str, str]]:
     """The key settings, in reading order; keys missing from ``config`` are left out."""
     k, size = config.get("context_frames"), config.get("size")
@@ -339,7 +352,7 @@ def _settings(config: dict) -> list[tuple[str, str]]:
         "context_frames": ("task", f"continuation ({k} context frames)" if k else "unconditional"),
         "frames": ("frames", config.get("frames")),
         "size": ("size", f"{size}×{size}" if isinstance(size, int) else size),
-        "dataset": ("dataset", config.get("dataset") or "moving shapes (built-in)"),
+        "dataset": ("dataset", _dataset(config)),
         "batch_size": ("batch size", config.get("batch_size")),
         "max_steps": ("max steps", config.get("max_steps")),
         "perceptual": ("perceptual", config.get("perceptual")),
