@@ -24,9 +24,11 @@ from train.config import (
     TrainConfig,
     flat_config,
     load_config,
+    r1_on_summed_logits,
     write_config,
 )
 from train.options import build_parser, parse_args
+from train.run import SettingsError, plan_run
 from trainer_utils import ROOT, launch_command, read_config, read_metrics
 
 # config.json as every version before the "settings"/"run" split wrote it: the committed
@@ -275,3 +277,40 @@ def test_the_real_video_config_loads_and_validates():
     config.validate(environment=False)
     assert run == {}
     assert (config.dataset, config.size, config.shot_cut, config.max_steps) == ("data/real", 64, 0.15, 3000)
+
+
+def _run_folder_from_before_per_sample_r1(root: Path, r1_gamma: float) -> Path:
+    """A run folder as the trainer wrote it before R1 moved to per-sample logits: its record has no
+    ``discriminators`` entry (added in that change) and it holds one checkpoint."""
+    record = dataclasses.asdict(RunRecord(run_name="old", resumed_from=None, perceptual="none", perceptual_note="",
+                                          adv_start=0, adv_ramp=1, world_size=1, global_batch_size=8, device="cpu",
+                                          started="2026-11-28T10:00:00+00:00"))
+    del record["discriminators"]
+    settings = dataclasses.replace(TrainConfig(), r1_gamma=r1_gamma, output_dir=str(root)).to_dict()
+    (root / "old" / "checkpoints" / "checkpoint-10").mkdir(parents=True)
+    (root / "old" / "config.json").write_text(json.dumps({"settings": settings, "run": record}))
+    return root / "old" / "config.json"
+
+
+def test_config_from_before_per_sample_r1_is_not_resumed_in_other_units(tmp_path):
+    """Its γ weighed the summed patch logits, ~P² times less than γ per sample: resuming it would
+    change R1 a thousandfold mid-run, so it is refused; a new run from it says what changed."""
+    old = _run_folder_from_before_per_sample_r1(tmp_path, 1.0)
+    config, run = load_config(old)
+    assert r1_on_summed_logits(config, run)
+    assert not r1_on_summed_logits(config, {**run, "discriminators": "trained every step from step 0"})
+    assert not r1_on_summed_logits(config, {})  # hand-written: today's units
+    assert not r1_on_summed_logits(dataclasses.replace(config, r1_gamma=0.0), run)  # no R1, nothing changes
+    with pytest.raises(SettingsError, match=r"summed patch logits \(--r1-gamma 1.0\).*--config .*old/config.json"):
+        plan_run(parse_args(["--output-dir", str(tmp_path), "--run-name", "old", "--resume", "latest"]))
+    plan = plan_run(parse_args(["--config", str(old), "--output-dir", str(tmp_path / "new")]))
+    assert plan.config.r1_gamma == 1.0 and plan.checkpoint is None
+    assert len(plan.notes) == 1 and "applied per sample here" in plan.notes[0]
+    fresh = plan_run(parse_args(["--output-dir", str(tmp_path / "new")]))
+    assert fresh.notes == []
+
+
+def test_config_from_before_per_sample_r1_without_r1_resumes(tmp_path):
+    _run_folder_from_before_per_sample_r1(tmp_path, 0.0)
+    plan = plan_run(parse_args(["--output-dir", str(tmp_path), "--run-name", "old", "--resume", "latest"]))
+    assert plan.checkpoint == tmp_path / "old" / "checkpoints" / "checkpoint-10" and plan.config.r1_gamma == 0.0

@@ -37,6 +37,7 @@ __all__ = [
     "config_text",
     "flat_config",
     "load_config",
+    "r1_on_summed_logits",
     "settings_for_resume",
     "write_config",
 ]
@@ -397,6 +398,15 @@ def load_config(path: str | Path) -> tuple[TrainConfig, dict]:
     for old in RETIRED_SETTINGS:
         settings.pop(old, None)
     return TrainConfig.from_dict(settings, source=str(path)), run
+
+
+def r1_on_summed_logits(config: TrainConfig, run: dict) -> bool:
+    """Whether a ``config.json`` comes from a trainer that applied R1 to the *summed* patch logits,
+    with ``config.r1_gamma`` > 0: its γ then weighed a penalty about P² times stronger than the
+    same γ does today (see the README, "R1 units"). Such files have a ``run`` section without ``discriminators``, which
+    was added in the same change as per-sample R1; hand-written files (no ``run``) are read in
+    today's units."""
+    return bool(run) and "discriminators" not in run and config.r1_gamma > 0
 
 
 def _require(ok: bool, name: str, what: str, value: object) -> None:

@@ -33,7 +33,7 @@ from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list
 
 from train import state as st
-from train.config import ConfigError, RunRecord, TrainConfig, load_config, settings_for_resume
+from train.config import ConfigError, RunRecord, TrainConfig, load_config, r1_on_summed_logits, settings_for_resume
 from train.safety import (
     RunError,
     RunLock,
@@ -136,7 +136,12 @@ def plan_run(options) -> RunPlan:
     """
     cfg, name = options.config, options.run_name
     if options.resume is None:
-        return RunPlan(cfg, name)
+        notes = []
+        if options.config_file is not None and r1_on_summed_logits(cfg, load_config(options.config_file)[1]):
+            notes.append(f"--config {options.config_file}: written by a trainer that applied R1 to the summed patch "
+                         f"logits; its --r1-gamma {cfg.r1_gamma} is applied per sample here, a penalty about P^2 (~1000 on "
+                         "the video discriminator) times weaker than in that run (README, 'R1 units')")
+        return RunPlan(cfg, name, notes=notes)
     output_dir = Path(cfg.output_dir)
     notes = []
     if options.resume == "latest":
@@ -164,8 +169,15 @@ def plan_run(options) -> RunPlan:
                                     "with checkpoints")
     if checkpoint is None:
         return RunPlan(cfg.validate(), name, resuming=True, notes=notes)
-    saved, record = _saved_settings(checkpoint, None if name is None else output_dir / name)
+    saved, record, saved_file = _saved_settings(checkpoint, None if name is None else output_dir / name)
     name = name or record.get("run_name") or st.run_dir_of_checkpoint(checkpoint).name
+    if r1_on_summed_logits(saved, record):
+        # Continuing would change the run's R1 about a thousandfold in the middle of training.
+        raise SettingsError(
+            f"resuming run {name}: it was trained by a trainer that applied R1 to the summed patch logits "
+            f"(--r1-gamma {saved.r1_gamma}); this one applies it per sample, a penalty about P^2 (~1000 on the "
+            "video discriminator) times weaker, so it can't continue the run as it was trained. Start a new run "
+            f"from its settings with --config {saved_file} (README, 'R1 units')")
     try:
         config, changes, more = settings_for_resume(saved, options.given)
         config.validate()
@@ -179,13 +191,14 @@ def plan_run(options) -> RunPlan:
     return RunPlan(config, name, checkpoint, True, record, changes, notes)
 
 
-def _saved_settings(checkpoint: Path, run_dir: Path | None) -> tuple[TrainConfig, dict]:
-    """The settings a checkpoint was trained with and its run's record: its own ``config.json``
-    (checkpoints carry one), else that of the run folder written to, else of the folder it sits in."""
+def _saved_settings(checkpoint: Path, run_dir: Path | None) -> tuple[TrainConfig, dict, Path]:
+    """The settings a checkpoint was trained with, its run's record and the file they came from: its
+    own ``config.json`` (checkpoints carry one), else that of the run folder written to, else of the
+    folder it sits in."""
     folders = [f for f in (checkpoint, run_dir, st.run_dir_of_checkpoint(checkpoint)) if f is not None]
     for folder in folders:
         if (folder / "config.json").is_file():
-            return load_config(folder / "config.json")
+            return *load_config(folder / "config.json"), folder / "config.json"
     raise RunError(f"--resume {checkpoint}: can't find the settings it was trained with (no config.json in "
                    f"{', '.join(map(str, folders))})")
 
