@@ -181,12 +181,15 @@ class TestDiffAugment:
         assert gl.diff_augment(torch.zeros(2, 1, 4, 4), generator=seeded()).shape == (2, 1, 4, 4)
 
     def test_module_stores_config_only(self):
-        m = gl.DiffAugment("translation,cutout", translation_ratio=0.25, cutout_ratio=0.25)
+        # two different ratios, so that passing one for the other shows
+        m = gl.DiffAugment("translation,cutout", translation_ratio=0.25, cutout_ratio=0.75)
         assert list(m.parameters()) == [] and list(m.buffers()) == []
         x = video()
-        expected = gl.diff_augment(x, "translation,cutout", translation_ratio=0.25, cutout_ratio=0.25, generator=seeded(9))
+        expected = gl.diff_augment(x, "translation,cutout", translation_ratio=0.25, cutout_ratio=0.75, generator=seeded(9))
+        swapped = gl.diff_augment(x, "translation,cutout", translation_ratio=0.75, cutout_ratio=0.25, generator=seeded(9))
+        assert not torch.equal(swapped, expected)
         assert torch.equal(m(x, generator=seeded(9)), expected)
-        assert "policy='translation,cutout', translation_ratio=0.25, cutout_ratio=0.25" in repr(m)
+        assert "policy='translation,cutout', translation_ratio=0.25, cutout_ratio=0.75" in repr(m)
 
     def test_errors(self):
         x = video()

@@ -10,10 +10,11 @@ import warnings
 import lpips
 import pytest
 import torch
+from torch import nn
 
 import genloss as gl
 import genloss.perceptual as perceptual
-from genloss._backbones import TRUNKS, StemConv
+from genloss._backbones import TRUNKS, StemConv, min_input_size
 from genloss.perceptual import FramesTooSmallError, select_frames
 from lpips_reference import ARCH, reference, write_trunk
 
@@ -462,3 +463,25 @@ class TestStemGradient:
         expected = torch.autograd.grad(conv(x), x, grad)[0]
         got = torch.autograd.grad(StemConv.apply(x, conv), x, grad)[0]
         torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+
+
+class TestMinInputSize:
+    def test_is_the_smallest_size_torch_accepts(self):
+        # min_input_size follows torch's size arithmetic; checked against forward passes. The
+        # first stack's ceil-mode pool would start its last window in the padding at 1x1 (torch
+        # drops that window), leaving the 2x2 conv a 1x1 input.
+        stacks = [
+            nn.Sequential(nn.MaxPool2d(2, 2, padding=1, ceil_mode=True), nn.Conv2d(1, 1, 2)),
+            nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.MaxPool2d(3, 2, ceil_mode=True), nn.Conv2d(1, 1, 3)),
+            nn.Sequential(nn.Conv2d(1, 1, 5, stride=3, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Conv2d(1, 1, 3)),
+        ]
+        for layers in stacks:
+
+            def works(size, layers=layers):
+                try:
+                    layers(torch.zeros(1, 1, size, size))
+                except RuntimeError:
+                    return False
+                return True
+
+            assert min_input_size(layers) == next(s for s in range(1, 64) if works(s))

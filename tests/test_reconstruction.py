@@ -90,6 +90,12 @@ class TestElementwise:
         for red in ("mean", "sum", "none"):
             assert torch.equal(cls(reduction=red)(p, t), fn(p, t, reduction=red))
 
+    def test_modules_pass_their_options(self):
+        # non-default options, against torch's own Huber and the Charbonnier formula
+        p, t = pair((2, 3, 4, 4), seed=2)
+        close(gl.HuberLoss(delta=0.2, reduction="none")(p, t), F.huber_loss(p, t, delta=0.2, reduction="none"))
+        close(gl.CharbonnierLoss(eps=0.5)(p, t), torch.sqrt((p - t) ** 2 + 0.25).mean())
+
     @pytest.mark.parametrize("name", ELEMENTWISE)
     def test_gradcheck(self, name):
         fn, _, _ = ELEMENTWISE[name]

@@ -29,6 +29,14 @@ class TestSSIM:
         torch.testing.assert_close(gl.SSIMLoss()(x, y), expected.mean(), rtol=0, atol=0)
         torch.testing.assert_close(gl.ssim_loss(x, y, reduction="sum"), expected.sum(), rtol=0, atol=0)
         assert gl.ssim_loss(x, x).abs() < 1e-6
+        # another window (size and sigma) reaches pytorch_msssim, from the function and the module
+        other = 1 - pytorch_msssim.ssim(
+            (x + 1) / 2, (y + 1) / 2, data_range=1.0, size_average=False, win_size=7, win_sigma=0.8
+        )
+        assert not torch.allclose(other, expected, rtol=1e-3, atol=0)
+        for loss in (gl.SSIMLoss(win_size=7, win_sigma=0.8, reduction="none"),
+                     lambda a, b: gl.ssim_loss(a, b, win_size=7, win_sigma=0.8, reduction="none")):
+            torch.testing.assert_close(loss(x, y), other, rtol=0, atol=0)
         # the same images on [0, 255]: the same loss, up to float32 rounding of the x255 scale
         x255, y255 = (x + 1) * 127.5, (y + 1) * 127.5
         torch.testing.assert_close(
@@ -54,6 +62,10 @@ class TestSSIM:
     def test_errors(self):
         with pytest.raises(ValueError, match="must have the same shape"):
             gl.ssim_loss(torch.zeros(1, 3, 16, 16), torch.zeros(2, 3, 16, 16))
+        x = torch.zeros(1, 3, 33, 33)  # big enough for 5 scales of a 3-px window
+        for loss in (gl.ssim_loss, gl.ms_ssim_loss):
+            with pytest.raises(ValueError, match=re.escape("`value_range` must be (low, high) with high > low; got (1, -1)")):
+                loss(x, x, value_range=(1, -1), win_size=3)
 
 
     def test_frame_ssim_is_the_metric(self):
@@ -82,6 +94,16 @@ class TestMSSSIM:
         )
         torch.testing.assert_close(gl.ms_ssim_loss(x, y, win_size=3, reduction="none"), expected, rtol=0, atol=0)
         torch.testing.assert_close(gl.MSSSIMLoss(win_size=3)(x, y), expected.mean(), rtol=0, atol=0)
+        # the window's sigma and the per-scale weights reach pytorch_msssim (not its defaults)
+        weights = (0.5, 0.2, 0.1, 0.1, 0.1)
+        custom = 1 - pytorch_msssim.ms_ssim(
+            x + 1, y + 1, data_range=2.0, size_average=False, win_size=3, win_sigma=0.8, weights=list(weights)
+        )
+        assert not torch.allclose(custom, expected, rtol=1e-3, atol=0)
+        got = gl.ms_ssim_loss(x, y, win_size=3, win_sigma=0.8, weights=weights, reduction="none")
+        torch.testing.assert_close(got, custom, rtol=0, atol=0)
+        module = gl.MSSSIMLoss(win_size=3, win_sigma=0.8, weights=weights, reduction="none")
+        torch.testing.assert_close(module(x, y), custom, rtol=0, atol=0)
         v, w = pair((1, 3, 2, 40, 40), 4)
         frames = torch.stack(
             [gl.ms_ssim_loss(v[:, :, t], w[:, :, t], win_size=3) for t in range(2)]

@@ -118,6 +118,8 @@ class TestWarp:
             T.warp(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))
         with pytest.raises(ValueError, match=r"`flow` must have shape \(B, 2, T, H, W\)"):
             T.warp(torch.zeros(1, 3, 2, 4, 4), torch.zeros(1, 2, 4, 4))
+        with pytest.raises(ValueError, match=r"`flow` must have shape \(B, 2, H, W\) = \(2, 2, 4, 4\).*got \(1, 2, 4, 4\)"):
+            T.warp(torch.zeros(2, 3, 4, 4), torch.zeros(1, 2, 4, 4))  # no broadcasting over the batch
         with pytest.raises(ValueError, match=r"`padding_mode` must be one of"):
             T.warp(torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4, 4), padding_mode="wrap")
         with pytest.raises(ValueError, match=r"`frames` must be a 4-D or 5-D tensor"):
