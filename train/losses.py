@@ -134,6 +134,10 @@ def frame_indices(frames: int, context_frames: int, device: torch.device | str) 
 
 def temporal_difference_from_context(context: Tensor, generated: Tensor, future: Tensor) -> Tensor:
     """``temporal_difference_loss`` of the continuation, including the step from the last context
-    frame into the first generated one (the jump a copy-last-frame generator would get wrong)."""
+    frame into the first generated one (the jump a copy-last-frame generator would get wrong).
+
+    That step's error is ``|(g_0 - c_last) - (f_0 - c_last)| = |g_0 - f_0|``: the context frame is
+    on both sides and cancels, so the seam adds an L1 term on the first generated frame, weighted
+    as one step of T - K."""
     last = context[:, :, -1:]
     return gl.temporal_difference_loss(torch.cat([last, generated], 2), torch.cat([last, future], 2))

@@ -95,11 +95,13 @@ BUGS = [
         "return context_frames + torch.randperm(generated, device=device)[:count]",
         "return context_frames - 1 + torch.randperm(generated, device=device)[:count]", TRAIN_STEP,
         "off-by-one: the last context frame can be picked, the last generated one never"),
-    # Not "anchored on the first context frame": the anchor cancels in |Δpred - Δtarget| (both
-    # sides start from the same frame), so that edit is an equivalent mutant no test can catch.
+    # Not a different anchor frame (the first context frame, or the first generated one): the
+    # anchor is on both sides and cancels in |Δpred - Δtarget|, so those edits are equivalent
+    # mutants no test can catch (measured: both passed the suite, the loss bit-identical).
     Bug("tdl_jump_from_context_dropped", "train/losses.py",
-        "last = context[:, :, -1:]", "last = generated[:, :, :1]", TRAIN_STEP,
-        "temporal difference term blind to the jump from the context into the continuation"),
+        "gl.temporal_difference_loss(torch.cat([last, generated], 2), torch.cat([last, future], 2))",
+        "gl.temporal_difference_loss(generated, future)", TRAIN_STEP,
+        "temporal difference term blind to the step from the context into the continuation"),
     Bug("gdl_uses_tdl_weight", "train/losses.py",
         '"gdl": target_weight * cfg.gdl_weight,', '"gdl": target_weight * cfg.tdl_weight,', TRAIN_STEP,
         "copy-paste: one term weighted by another term's flag"),
