@@ -35,6 +35,20 @@ def _expected(run_dir: Path) -> dict[str, float]:
             "detect_acc": merged["eval/detect_acc"]}
 
 
+def test_only_a_run_that_finished_with_the_same_flags_is_reused(tmp_path):
+    run = ablate.plan_runs(tmp_path, ["no-gdl"], [3], 2, [])[0]
+    assert run.name == "no-gdl-seed3" and ablate.finished(tmp_path, run) is None  # never ran
+    path = ablate.status_path(tmp_path, run)
+    path.parent.mkdir()
+    path.write_text(json.dumps({"flags": list(run.flags), "returncode": 1}))
+    assert ablate.finished(tmp_path, run) is None  # failed: run again
+    path.write_text(json.dumps({"flags": list(run.flags), "returncode": 0, "seconds": 5.0}))
+    assert ablate.finished(tmp_path, run)["seconds"] == 5.0
+    path.write_text(json.dumps({"flags": [*run.flags, "--augment", "color"], "returncode": 0}))
+    with pytest.raises(SystemExit, match="finished with other flags"):
+        ablate.finished(tmp_path, run)
+
+
 def test_table_is_the_runs_metrics(ablation):
     out, _, report = ablation
     saved = json.loads((out / "ablation.json").read_text())

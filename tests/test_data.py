@@ -20,7 +20,15 @@ from train.data import (
     split_shots,
     temporal_split,
 )
-from train.state import EMA, NonFiniteGuard, NonFiniteLossError, latest_checkpoint, prune_checkpoints, staging_dir
+from train.state import (
+    EMA,
+    NonFiniteGuard,
+    NonFiniteLossError,
+    latest_checkpoint,
+    latest_in_run,
+    prune_checkpoints,
+    staging_dir,
+)
 
 
 class TestMovingShapes:
@@ -207,6 +215,8 @@ class TestTemporalSplit:
         assert temporal_split(9, 5) == (range(0, 9), range(9, 9))  # too short: training only
         assert temporal_split(10, 5) == (range(0, 5), range(5, 10))
         assert temporal_split(100, 5, 0.5) == (range(0, 50), range(50, 100))
+        # An exact half rounds up: 0.25 * 18 = 4.5 -> 5 (Python's round() would give 4).
+        assert temporal_split(18, 2, 0.25) == (range(0, 13), range(13, 18))
 
     @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
     def test_bad_fraction(self, fraction, tmp_path):
@@ -298,6 +308,16 @@ class TestState:
         staging_dir(tmp_path, 300).mkdir()  # a save killed before its rename
         assert latest_checkpoint(tmp_path).name == "checkpoint-20"
         assert latest_checkpoint(tmp_path / "missing") is None
+
+    def test_latest_in_run_prefers_the_higher_step_of_checkpoints_and_rescue(self, tmp_path):
+        for name in ("checkpoints/checkpoint-4", "checkpoints/checkpoint-2", "rescue/checkpoint-6"):
+            (tmp_path / name).mkdir(parents=True)
+        assert latest_in_run(tmp_path) == tmp_path / "rescue" / "checkpoint-6"  # a save that failed over
+        (tmp_path / "checkpoints" / "checkpoint-6").mkdir()
+        assert latest_in_run(tmp_path) == tmp_path / "checkpoints" / "checkpoint-6"  # a tie: checkpoints/
+        (tmp_path / "checkpoints" / "checkpoint-9").mkdir()
+        assert latest_in_run(tmp_path) == tmp_path / "checkpoints" / "checkpoint-9"
+        assert latest_in_run(tmp_path / "missing") is None
 
     def test_prune_keeps_newest(self, tmp_path):
         # 7 checkpoints, keep 3: deleting the first `keep` instead of all but the last `keep` would

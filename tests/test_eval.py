@@ -223,6 +223,9 @@ def test_folders_paired_against_direct_calls(folders):
     torch.testing.assert_close(saved["generated"], fake, rtol=0, atol=0)
     m = result["metrics"]
     assert m["psnr"] == pytest.approx(gm.psnr(fake[:, :, 2:], real[:, :, 2:]).mean.item(), rel=1e-6)
+    # Copy-last-frame: the last context frame (1) repeated over the 3 frames after it.
+    baseline = real[:, :, 1:2].expand(-1, -1, 3, -1, -1)
+    assert m["psnr_baseline"] == pytest.approx(gm.psnr(baseline, real[:, :, 2:]).mean.item(), rel=1e-6)
     # LPIPS over the generated frames and tLP over the steps from frame 1, from one feature pass.
     lpips = gl.LPIPS("squeeze", weights=str(weights))
     distances = gm.lpips(fake[:, :, 2:], real[:, :, 2:], model=lpips).mean.item()
@@ -237,6 +240,16 @@ def test_folders_paired_against_direct_calls(folders):
     direct = fvd.compute()
     assert m["fvd"]["value"] == pytest.approx(direct.value) and m["fvd"]["protocol"] == direct.protocol
     assert m["fid"]["value"] == pytest.approx(fid.compute().value)
+    # KVD and KID are fed the FVD/FID extractor pass: the same as their own update() would give.
+    kvd = gm.KVD(str(i3d), frames=5, context_frames=2)
+    kid = gm.KID(str(inception), context_frames=2, include_context=False)
+    for metric in (kvd, kid):
+        metric.update(real, real=True)
+        metric.update(fake, real=False)
+    for name, metric in (("kvd", kvd), ("kid", kid)):
+        direct = metric.compute()
+        assert (m[name]["value"], m[name]["std"], m[name]["protocol"]) == (
+            pytest.approx(direct.value, rel=1e-12), pytest.approx(direct.std, rel=1e-12), direct.protocol)
     assert m["fvd"]["protocol"]["extractor_sha256"] == result["protocol"]["extractors"]["fvd"]["sha256"]
     assert m["kvd"]["protocol"]["num_real"] == 6 and m["kid"]["protocol"]["num_fake"] == 6 * 3
 

@@ -239,6 +239,17 @@ class TestWriteClips:
         one = np.asarray(Image.open(write_clips(tmp_path, 2, truth[:1, :, :2], truth[:1, :, 2:], truth[:1])["strip"]))
         assert one.shape == (68 + 2 * 2, 6 * 68 + 7 * 2, 3)
 
+    def test_pixels_round_to_the_nearest_level_and_gif_frames_last_1_over_fps(self, tmp_path):
+        # (v + 1) * 127.5 = 100.6: level 101 (truncating would give 100); the PNG strip is lossless.
+        v = 100.6 / 127.5 - 1
+        truth = torch.full((1, 3, 3, 16, 16), v)
+        paths = write_clips(tmp_path, 0, truth[:, :, :1], truth[:, :, 1:], truth, fps=5)
+        strip = np.asarray(Image.open(paths["strip"]))
+        np.testing.assert_array_equal(strip[2 + 2 + 8, 2 + 2 + 8], [101, 101, 101])  # inside frame 0's tile
+        # Pillow takes milliseconds (the GIF stores hundredths): 1000 / 5 = 200 ms per frame.
+        gif = Image.open(paths["gif"])
+        assert [gif.seek(t) or gif.info["duration"] for t in range(3)] == [200, 200, 200]
+
     def test_big_frames_are_not_upscaled_and_stay_even(self, tmp_path):
         truth = torch.zeros(1, 3, 2, 130, 130)
         gif = iio.imread(write_clips(tmp_path, 0, truth[:, :, :1], truth[:, :, 1:], truth)["gif"], index=None)
@@ -372,6 +383,9 @@ def test_index_links_are_relative_and_exist(gallery):
         parts = urlsplit(link)
         assert not parts.scheme and not parts.netloc and not link.startswith("/"), link
         assert (gallery / unquote(parts.path)).is_file(), link
+    # The player and the file links show the newest sample step (run-a wrote 0, 200 and 400).
+    assert [link for link in files if link.startswith("run-a/step-")] == [
+        "run-a/step-000400.gif", "run-a/step-000400.mp4"] * 2
     for link in page.links:
         if link.startswith("#"):
             assert link[1:] in page.ids

@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 from trainer_utils import ACCELERATE, ROOT, TINY, read_config, read_metrics
 
 from train.config import RESUME_RULES, ConfigError, TrainConfig, settings_for_resume
-from train.safety import Interrupted, RunError, RunLock, StopSignals, check_writable
+from train.safety import Interrupted, RunError, RunLock, Stopped, StopSignals, check_writable
 
 # 12 steps, no eval, samples or checkpoints before the last step: a checkpoint at any other step
 # can only come from a stop.
@@ -364,10 +364,13 @@ def test_parse_args_rules():
     options = parse_args(["--resume", "latest", "--max-steps", "9", "--size", "64"])
     assert options.given == {"max_steps": 9, "size": 64} and options.resume == "latest"
     for argv in (["--resume", "latest", "--overwrite"], ["--resume", "latest", "--config", "x.json"],
-                 ["--heldout-fraction", "0.3"], ["--run", "x"]):
+                 ["--heldout-fraction", "0.3"], ["--run", "x"],
+                 # a run name is one folder inside --output-dir: not "..", not hidden, no "/"
+                 ["--run-name", ".."], ["--run-name", ".x"], ["--run-name", "a/b"], ["--run-name", "-x"]):
         with pytest.raises(SystemExit) as info:
             parse_args(argv)
         assert info.value.code == 2
+    assert parse_args(["--run-name", "a1.b_c-2"]).run_name == "a1.b_c-2"
 
 
 class TestRunLock:
@@ -383,6 +386,16 @@ class TestRunLock:
         assert not (tmp_path / "trainer.lock").exists()
         assert second.acquire() is None
         second.release()
+
+    def test_release_leaves_a_lock_file_that_is_no_longer_its_own(self, tmp_path):
+        first, second = RunLock(tmp_path), RunLock(tmp_path)
+        first.acquire()
+        (tmp_path / "trainer.lock").unlink()  # deleted by hand (the hint of a foreign lock), then re-taken
+        assert second.acquire() is None
+        first.release()
+        assert json.loads((tmp_path / "trainer.lock").read_text())["pid"] == os.getpid()  # second's, untouched
+        second.release()
+        assert not (tmp_path / "trainer.lock").exists()
 
     def test_a_dead_owners_lock_is_taken_over(self, tmp_path):
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -493,6 +506,69 @@ def test_a_failed_save_leaves_nothing_and_the_next_place_is_used(tmp_path):
     assert (path / "config.json").read_text() == "{}"
     assert failures == [f"{places[0]}: RuntimeError: PytorchStreamWriter failed writing file data/0: file write failed"]
     assert list(places[0].iterdir()) == []  # the half-written staging folder is gone
+
+
+def test_a_stop_after_an_earlier_checkpoint_saves_its_own_step(tmp_path):
+    from train.run import Checkpoints
+    from train.state import EMA
+
+    said = []
+    checkpoints = Checkpoints(_Saving(tmp_path / "nowhere"), tmp_path / "runs" / "r", "r", 3, {"config.json": "{}"},
+                              {"line": "python train/gan.py", "argv": ["train/gan.py"]}, said.append)
+    ema = EMA(torch.nn.Linear(2, 2))
+    checkpoints.save(4, ema)
+    with pytest.raises(Stopped) as info:
+        checkpoints.stop(6, ema, signum=signal.SIGTERM)  # steps 5 and 6 exist nowhere else
+    folder = tmp_path / "runs" / "r" / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-4", "checkpoint-6"]
+    assert info.value.exit_code == 143
+    assert str(info.value) == "interrupted at step 6; resume with: python train/gan.py --run-name r --resume latest"
+    assert said == [f"step 6: saved {folder / 'checkpoint-6'}"]
+    said.clear()
+    with pytest.raises(RunError, match=r"^disk at step 6\. The 6 steps trained so far are saved in "):
+        checkpoints.stop(6, ema, why="disk")  # the same step again: nothing saved twice
+    assert said == [f"step 6: saved {folder / 'checkpoint-6'}"]
+
+
+class _TwoRanks:
+    """Rank 0 of two for ``stop_requested``: ``gather`` adds the other rank's ``[signal, failed]``."""
+
+    num_processes, device = 2, torch.device("cpu")
+
+    def __init__(self, other: list[int]) -> None:
+        self.other = other
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return torch.cat([tensor, torch.tensor([self.other])])
+
+
+def test_every_rank_stops_when_any_one_is_signalled_or_failed():
+    from train.run import stop_requested
+
+    mine = StopSignals(notice=False)
+    assert stop_requested(_TwoRanks([int(signal.SIGTERM), 0]), mine, False) == (signal.SIGTERM, False)
+    assert stop_requested(_TwoRanks([0, 0]), mine, True) == (0, True)
+    mine.received = signal.SIGINT
+    assert stop_requested(_TwoRanks([0, 1]), mine, False) == (signal.SIGINT, True)
+    assert stop_requested(_TwoRanks([0, 0]), None, False) == (0, False)
+
+
+def test_resume_latest_without_a_run_name_takes_the_newest_checkpoint(tmp_path):
+    from train.options import Options
+    from train.run import plan_run
+
+    runs = tmp_path / "runs"
+    for name, step, when in (("a", 3, 2_000_000_000), ("b", 8, 1_000_000_000)):  # a saved last, b more steps
+        checkpoint = runs / name / "checkpoints" / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        settings = TrainConfig(output_dir=str(runs), max_steps=10 + step).to_dict()
+        (runs / name / "config.json").write_text(json.dumps(
+            {"settings": settings, "run": {"run_name": name, "discriminators": "trained every step from step 0"}}))
+        os.utime(checkpoint, (when, when))
+    plan = plan_run(Options(config=TrainConfig(output_dir=str(runs)), resume="latest"))
+    assert plan.run_name == "a" and plan.checkpoint == runs / "a" / "checkpoints" / "checkpoint-3"
+    assert plan.config.max_steps == 13  # a's own settings
+    assert "picked run a, whose checkpoint-3" in plan.notes[0] and "of the 2 run(s)" in plan.notes[0]
 
 
 def test_unreadable_perceptual_weights_are_an_error(tmp_path):

@@ -608,6 +608,24 @@ def test_settings_out_of_range_are_refused_naming_the_flag(name, bad, edge):
     dataclasses.replace(TrainConfig(), **{name: edge}).validate(environment=False)
 
 
+@pytest.mark.parametrize("bad,edge,message", [
+    ({"frames": 6, "context_frames": 6}, {"frames": 6, "context_frames": 5},
+     r"^--context-frames must be in \[0, --frames\)"),
+    ({"context_frames": -1}, {"context_frames": 0}, r"^--context-frames must be in"),
+    ({"frames": 2, "context_frames": 1}, {"frames": 3, "context_frames": 2}, r"^--frames must be >= 3"),
+    ({"size": 20}, {"size": 16}, r"^--size must be a multiple of 8 and at least 16"),
+    ({"size": 8}, {"size": 24}, r"^--size must be"),
+    ({"g_channels": 12}, {"g_channels": 8}, r"^--g-channels must be a multiple of 8"),
+    ({"detect_clips": 1}, {"detect_clips": 2}, r"^--detect-clips must be 0 \(off\) or >= 2"),
+])
+def test_settings_that_dont_fit_together_are_refused_at_the_edge(bad, edge, message):
+    from train.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**bad).validate(environment=False)
+    TrainConfig(**edge).validate(environment=False)
+
+
 def test_progress_bar_numbers_are_window_means():
     from train.run import LogWindow
 
