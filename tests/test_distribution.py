@@ -570,6 +570,37 @@ class TestFVD:
         with pytest.raises(ValueError, match="`ddof` must be 0"):
             FVD(_pixel_stats, ddof=2)
 
+    def test_update_features_equals_update_with_one_extractor_pass(self) -> None:
+        """FVD and KVD fed one pass of features give what each gets from its own ``update``."""
+        calls = []
+        extractor = FeatureExtractor(lambda b: calls.append(len(b)) or _pixel_stats(b), video=True)
+        real, fake = torch.rand(6, 3, 3, 4, 4) * 2 - 1, torch.rand(5, 3, 3, 4, 4) * 1.6 - 0.8
+        def pair():
+            return [FVD(extractor, frames=2, context_frames=1),
+                    KVD(extractor, frames=2, context_frames=1, subset_size=4, subsets=5)]
+
+        own, fed = pair(), pair()
+        for side, clips in ((True, real), (False, fake)):
+            for metric in own:
+                metric.update(clips, real=side)
+        calls.clear()
+        for side, clips in ((True, real), (False, fake)):
+            features = fed[0].features(clips)
+            for metric in fed:
+                metric.update_features(features, real=side)
+        assert calls == [6, 5]  # one pass per set, for both metrics
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for a, b in zip(own, fed):
+                mine, theirs = a.compute(), b.compute()
+                assert (mine.value, mine.std, mine.protocol) == (theirs.value, theirs.std, theirs.protocol)
+        with pytest.raises(ValueError, match=r"non-empty \(N, D\) floating-point tensor; got shape \(6,\)"):
+            fed[0].update_features(torch.zeros(6), real=True)
+        with pytest.raises(TypeError, match="`real` must be a bool"):
+            fed[0].update_features(torch.zeros(2, 8), real=None)
+        with pytest.raises(ValueError, match="returned 3 features per sample; earlier batches"):
+            fed[0].update_features(torch.zeros(2, 3), real=True)
+
     def test_reset_and_shared_extractor(self, i3d_file: Path) -> None:
         shared = FeatureExtractor(i3d_file, video=True)
         fvd, kvd = FVD(shared, frames=2), KVD(shared, frames=2, subset_size=3)

@@ -254,6 +254,18 @@ def test_folders_paired_against_direct_calls(folders):
     assert m["kvd"]["protocol"]["num_real"] == 6 and m["kid"]["protocol"]["num_fake"] == 6 * 3
 
 
+def test_set_metrics_run_each_extractor_once_per_batch():
+    """FVD and KVD (FID and KID) share one extractor pass: I3D is what these metrics cost."""
+    seen = {"fvd": [], "fid": []}
+    extractors = {kind: gm.FeatureExtractor(lambda x, kind=kind: seen[kind].append(len(x)) or x.flatten(1)[:, :6],
+                                            video=kind == "fvd") for kind in seen}
+    real, fake = torch.rand(5, 3, 4, 8, 8) * 2 - 1, torch.rand(5, 3, 4, 8, 8) - 0.5
+    with pytest.warns(UserWarning):  # 5 samples of 6-d features: singular covariances, small KID subsets
+        out = eval_cli._set_metrics(real, fake, 2, extractors)
+    assert sorted(out) == ["fid", "fvd", "kid", "kvd"]
+    assert seen == {"fvd": [5, 5], "fid": [10, 10]}  # real, then generated; 2 frames a clip after the context
+
+
 def test_clips_pair_by_name_whatever_the_extension():
     real, fake = torch.arange(3.0), torch.arange(3.0) * 10
     _, reordered, paired = eval_cli._pair_by_name(["a.mp4", "b.mp4", "c"], real, ["c", "b.gif", "a.webm"], fake)

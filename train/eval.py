@@ -187,18 +187,20 @@ def _set_metrics(real: Tensor, fake: Tensor, context_frames: int, extractors: di
     out = {}
     classes = {"fvd": (gm.FVD, gm.KVD), "fid": (gm.FID, gm.KID)}
     for kind, extractor in extractors.items():
-        for metric_class in classes[kind]:
-            if kind == "fvd":
-                metric = metric_class(extractor, frames=min(FVD_FRAMES, real.shape[2]), context_frames=context_frames)
-            else:
-                metric = metric_class(extractor, context_frames=context_frames, include_context=False)
-            metric = metric.to(real.device)
-            for start in range(0, max(len(real), len(fake)), BATCH):
-                if start < len(real):
-                    metric.update(real[start : start + BATCH], real=True)
-                if start < len(fake):
-                    metric.update(fake[start : start + BATCH], real=False)
-            out[metric_class.__name__.lower()] = metric.compute().as_dict()
+        if kind == "fvd":
+            options = dict(frames=min(FVD_FRAMES, real.shape[2]), context_frames=context_frames)
+        else:
+            options = dict(context_frames=context_frames, include_context=False)
+        # The Fréchet and the kernel metric share one window, so one extractor pass feeds both.
+        metrics = [metric_class(extractor, **options).to(real.device) for metric_class in classes[kind]]
+        for start in range(0, max(len(real), len(fake)), BATCH):
+            for clips, is_real in ((real, True), (fake, False)):
+                if start < len(clips):
+                    features = metrics[0].features(clips[start : start + BATCH])
+                    for metric in metrics:
+                        metric.update_features(features, real=is_real)
+        for metric in metrics:
+            out[type(metric).__name__.lower()] = metric.compute().as_dict()
     return out
 
 

@@ -406,6 +406,32 @@ class _SetMetric(Metric):
         features = self.features(x).to(self.device)
         self._accumulate(features, real)
 
+    def update_features(self, features: Tensor, real: bool) -> None:
+        """Add ``(N, D)`` features computed by :meth:`features` of a metric with the same
+        extractor and frame window.
+
+        FVD and KVD (or FID and KID) of one set can then share a single extractor pass, which is
+        what they cost (an I3D forward per clip). The recorded protocol describes *this* metric's
+        extractor and window; features from another extractor or window would make it wrong, and
+        this method can't tell.
+
+        Args:
+            features: ``(N, D)`` floating-point features, e.g. ``fvd.features(clips)``.
+            real: True for real samples, False for generated ones.
+        """
+        if not isinstance(real, bool):
+            raise TypeError(
+                f"`real` must be a bool (True for real samples); got {type(real).__name__}"
+            )
+        if not isinstance(features, Tensor):
+            raise TypeError(f"`features` must be a torch.Tensor; got {type(features).__name__}")
+        if features.ndim != 2 or not features.is_floating_point() or features.shape[0] == 0:
+            raise ValueError(
+                "`features` must be a non-empty (N, D) floating-point tensor; got shape "
+                f"{tuple(features.shape)}, dtype {features.dtype}"
+            )
+        self._accumulate(features.to(self.device, torch.float64), real)
+
     def _accumulate(self, features: Tensor, real: bool) -> None:
         raise NotImplementedError
 
