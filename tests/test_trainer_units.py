@@ -626,6 +626,20 @@ def test_settings_that_dont_fit_together_are_refused_at_the_edge(bad, edge, mess
     TrainConfig(**edge).validate(environment=False)
 
 
+def test_models_are_built_from_every_model_setting():
+    from train.build import build_models
+
+    cfg = TrainConfig(frames=5, context_frames=1, size=16, z_dim=4, g_channels=8, g_output_scale=1, d_channels=8,
+                      spectral_norm=True, video_d_input="clip+diff")  # none of them at its default
+    generator, d_image, d_video = build_models(cfg)
+    g = generator.config
+    assert (g.frames, g.context_frames, g.size, g.z_dim, g.base_channels, g.output_scale) == (5, 1, 16, 4, 8, 1)
+    for d, channels in ((d_image, 3), (d_video, 6)):  # clip+diff: the clip and its differences
+        assert (d.config.size, d.config.base_channels, d.config.spectral_norm, d.config.channels) == (16, 8, True,
+                                                                                                      channels)
+        assert any("orig" in name for name, _ in d.named_parameters())  # the spectral-norm wrapper is there
+
+
 def test_progress_bar_numbers_are_window_means():
     from train.run import LogWindow
 
