@@ -446,6 +446,22 @@ class TestExtractors:
         assert not network.training
         assert all(not p.requires_grad for p in network.parameters())
 
+    def test_file_saved_in_training_mode_is_loaded_in_eval(self, tmp_path: Path) -> None:
+        # a file scripted in training mode: its dropout must be off once loaded (features are then
+        # the dequantised pixels, flattened)
+        path = tmp_path / "dropout.pt"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+            torch.jit.script(nn.Sequential(nn.Flatten(), nn.Dropout(0.5)).train()).save(str(path))
+        extractor = FeatureExtractor(path, video=False)
+        assert not extractor.network.training
+        x = torch.linspace(-1, 1, 2 * 1 * 4 * 4).view(2, 1, 4, 4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "training mode" warning either
+            got = extractor(x)
+        expected = (quantize_uint8(x).float() / 127.5 - 1).double().flatten(1)
+        assert torch.equal(got, expected)
+
     def test_user_module_in_training_mode_warns(self) -> None:
         module = nn.Sequential(nn.Flatten(), nn.Dropout(0.5))
         with pytest.warns(UserWarning, match="training mode"):

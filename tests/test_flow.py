@@ -74,6 +74,9 @@ class TestEstimateFlow:
     def test_identical_frames_give_zero_flow(self) -> None:
         a = _texture(1, 32)
         assert fl.estimate_flow(a, a.clone()).abs().max().item() < 1e-4
+        # flat frames match every candidate flow equally well: ties keep the current (zero) flow
+        flat = torch.full((1, 3, 32, 32), 0.25)
+        assert torch.equal(fl.estimate_flow(flat, flat.clone()), torch.zeros(1, 2, 32, 32))
 
     def test_convention_matches_warp(self) -> None:
         a, b = _shifted_pair(2, -1)
@@ -100,6 +103,10 @@ class TestEstimateFlow:
             fl.estimate_flow(x, x, levels=0)
         with pytest.raises(ValueError, match=r"`iterations` must be a positive int"):
             fl.estimate_flow(x, x, iterations=0)
+        with pytest.raises(ValueError, match=r"`window_sigma` and `eps` must be positive; got 2.0 and 0$"):
+            fl.estimate_flow(x, x, eps=0)
+        with pytest.raises(ValueError, match=r"`window_sigma` and `eps` must be positive; got -1 and 1e-05$"):
+            fl.estimate_flow(x, x, window_sigma=-1)
 
 
 def _translating_video(dx: int, dy: int, frames: int = 3) -> torch.Tensor:
@@ -163,6 +170,24 @@ class TestVideoFlow:
         _, plain = fl.video_flow_and_mask(video, estimator, motion_boundaries=False)
         assert torch.equal(plain, torch.ones(2, 1, 2, 12, 12))
         assert torch.equal(mask, gl.occlusion_mask(flow, -flow))
+
+    def test_mask_lies_on_the_backward_flows_grid(self) -> None:
+        # Stub flows that disagree: backward (t+1 -> t) moves rows 0-5 by +2 px, forward moves
+        # rows 0-6 by -2 px. On the backward flow's grid (frame t+1, where the warping residual
+        # is) row 5 is its motion boundary and row 6 fails the forward-backward check; on the
+        # forward flow's grid only row 6 would be dropped.
+        def estimator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            flow = torch.zeros(a.shape[0], 2, 12, 12)
+            half = a.shape[0] // 2  # first half: the backward flows, second half: forward
+            flow[:half, 0, :6] = 2.0
+            flow[half:, 0, :7] = -2.0
+            return flow
+
+        flow, mask = fl.video_flow_and_mask(torch.zeros(1, 3, 2, 12, 12), estimator)
+        assert torch.equal(flow, estimator(torch.zeros(2, 3, 12, 12), None)[:1].unsqueeze(2))
+        expected = torch.ones(1, 1, 1, 12, 12)
+        expected[..., 5:7, :] = 0.0
+        assert torch.equal(mask, expected)
 
     def test_errors(self) -> None:
         with pytest.raises(ValueError, match=r"`video` must have at least 2 frames"):
