@@ -36,6 +36,17 @@ def shapes(n, seed, size=SIZE):
     return torch.stack([data[i] for i in range(n)])
 
 
+def test_detector_layers():
+    # 8 frames of 32x32: 3 stages (to 4x4); the first keeps time, so its 3x3x3 kernels see
+    # consecutive frames, and later ones halve it while it exceeds 2 frames
+    detector = Detector(3, (8, 32, 32))
+    convs = [m for m in detector.modules() if isinstance(m, nn.Conv3d)]
+    assert [c.stride for c in convs] == [(1, 2, 2), (2, 2, 2), (2, 2, 2)]
+    assert [c.out_channels for c in convs] == [32, 64, 128]
+    assert detector.features(torch.zeros(1, 3, 8, 32, 32)).shape == (1, 128, 2, 4, 4)
+    assert detector(torch.zeros(2, 3, 8, 32, 32)).shape == (2,)
+
+
 @pytest.fixture(scope="module")
 def real():
     return shapes(N, seed=0)

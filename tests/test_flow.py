@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +33,26 @@ def _shifted_pair(dx: int, dy: int, *, cell: int = 4, seed: int = 0) -> tuple[to
 
 def _interior(flow: torch.Tensor) -> torch.Tensor:
     return flow[..., MARGIN:-MARGIN, MARGIN:-MARGIN]
+
+
+class TestBuildingBlocks:
+    def test_gradients_are_central_differences(self) -> None:
+        # central differences are exact on 3x - 2y + xy/2: d/dx = 3 + y/2, d/dy = -2 + x/2
+        y, x = torch.meshgrid(torch.arange(6.0), torch.arange(7.0), indexing="ij")
+        image = (3 * x - 2 * y + 0.5 * x * y).double().view(1, 1, 6, 7)
+        gx, gy = fl._gradients(image)
+        inner = (..., slice(1, -1), slice(1, -1))
+        torch.testing.assert_close(gx[inner], (3 + 0.5 * y).double()[1:-1, 1:-1].expand(1, 1, 4, 5), rtol=0, atol=1e-12)
+        torch.testing.assert_close(gy[inner], (-2 + 0.5 * x).double()[1:-1, 1:-1].expand(1, 1, 4, 5), rtol=0, atol=1e-12)
+
+    @pytest.mark.parametrize("sigma", [1.0, 2.0])
+    def test_gaussian_blur_equals_scipy(self, sigma: float) -> None:
+        # the sampled Gaussian normalised over ceil(2.5 sigma) taps each side, edges replicated
+        x = torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        expected = scipy.ndimage.gaussian_filter(
+            x.numpy(), sigma=(0, 0, sigma, sigma), mode="nearest", truncate=math.ceil(2.5 * sigma) / sigma
+        )
+        torch.testing.assert_close(fl._gaussian_blur(x, sigma), torch.from_numpy(expected), rtol=0, atol=1e-12)
 
 
 class TestEstimateFlow:

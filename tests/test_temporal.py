@@ -339,6 +339,9 @@ class TestOcclusionMask:
             T.occlusion_mask(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 5))
         with pytest.raises(TypeError, match=r"`motion_boundaries` must be a bool; got str"):
             T.occlusion_mask(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), motion_boundaries="yes")
+        for alpha, beta in ((-0.01, 0.5), (0.01, -0.5)):
+            with pytest.raises(ValueError, match=rf"`alpha` and `beta` must be non-negative; got {alpha} and {beta}"):
+                T.occlusion_mask(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), alpha=alpha, beta=beta)
 
 
 class TestPingPong:
