@@ -230,6 +230,10 @@ class TestReductionsAndVideo:
         assert len(set(first)) > 1 and first != [uniform] * 4  # per clip, not evenly spaced
         torch.manual_seed(1)
         assert frames_used(loss(x, y, reduction="none")) != first  # another seed, another draw
+        # The drawn frames stay in time order: per-frame maps of later (noisier) frames come later.
+        maps = loss(x, y, reduction="none", spatial=True)
+        assert maps.shape == (4, 1, k, 32, 32)
+        assert (maps.mean(dim=(1, 3, 4)).diff(dim=1) > 0).all()
         parent.eval()
         assert frames_used(loss(x, y, reduction="none")) == [uniform] * 4
         forced = gl.LPIPS("alex", weights=trunk_files["alex"], frames=k, frame_sampling="uniform")

@@ -227,7 +227,7 @@ BUGS = [
         'means = self.accelerator.reduce(torch.stack([logs[n].float() for n in names]), reduction="sum")',
         ("tests/test_trainer_units.py",) + SAMPLE, "logged losses summed over processes (scale with the world size)"),
     Bug("log_window_not_averaged", "train/run.py", "means = (self.sums / self.steps).tolist()",
-        "means = self.sums.tolist()", SAMPLE, "progress bar shows sums over the window, not means"),
+        "means = self.sums.tolist()", ("tests/test_trainer_units.py",), "progress bar shows sums over the window, not means"),
     # ---- round 2: train/ modules without seeded bugs
     # ---------------------------------------------------------------- train/clips.py
     Bug("clips_context_border_off_by_one", "train/clips.py", "marked = CONTEXT if i < k else GENERATED",
