@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genloss._checks import at_least_float32, masked_mean, reduce_masked
+import genloss as gl
+from genloss._checks import (
+    at_least_float32,
+    check_broadcastable,
+    check_same_shape,
+    masked_mean,
+    reduce_masked,
+)
 
 
 def values_and_mask(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,3 +73,23 @@ def test_at_least_float32(dtype, expected):
     assert out.dtype == expected and torch.equal(out.double(), x.double())
     if dtype == expected:
         assert out is x  # no copy
+
+
+class TestNoSilentBroadcasting:
+    def test_batch_sizes_must_match(self):
+        one, two = torch.zeros(1, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+        check_same_shape("pred", two, "target", two.clone())
+        with pytest.raises(ValueError, match=r"`pred` and `target` must have the same shape; got \(1, 3, 4, 4\) and \(2, 3, 4, 4\)"):
+            check_same_shape("pred", one, "target", two)
+        with pytest.raises(ValueError, match="must have the same shape"):
+            gl.l1_loss(two, one)  # a batch of 1 would otherwise broadcast
+
+    def test_mask_may_not_grow_pred(self):
+        pred = torch.zeros(1, 3, 4, 4)
+        check_broadcastable("mask", torch.ones(1, 1, 4, 4), "pred", pred.shape)
+        check_broadcastable("mask", torch.ones(4), "pred", pred.shape)
+        # Same number of dims, but the mask's batch of 2 would make the loss (2, 3, 4, 4).
+        with pytest.raises(ValueError, match=r"`mask` must broadcast to the shape of `pred` \(1, 3, 4, 4\); got shape \(2, 1, 4, 4\)"):
+            check_broadcastable("mask", torch.ones(2, 1, 4, 4), "pred", pred.shape)
+        with pytest.raises(ValueError, match="`mask` must broadcast"):
+            gl.mse_loss(pred, pred, mask=torch.ones(2, 1, 4, 4))

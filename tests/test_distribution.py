@@ -567,6 +567,10 @@ class TestFVD:
         with pytest.raises(ValueError, match="clips need at least 6 frames; `x` has T=5"):
             fvd_after.update(clips[:, :, :5], real=True)
         assert "context frames" in fvd.protocol["deviations"][-1]
+        # The context frames are scored (first frame 0) or skipped (first frame 1), and only scoring
+        # them is a deviation from fvd2048_16f.
+        assert (fvd.protocol["first_frame"], fvd_after.protocol["first_frame"]) == (0, 1)
+        assert not any("context" in d for d in fvd_after.protocol["deviations"])
 
     def test_update_errors(self) -> None:
         fvd = FVD(_pixel_stats, frames=2)
@@ -643,6 +647,16 @@ class TestFIDOnClips:
         images = FID(_pixel_stats)
         images.update(clips[:, :, 0], real=True)
         assert images.protocol["num_real"] == 3
+
+    def test_fid50k_full_counts_50000_generated_images(self) -> None:
+        # Any number of real images, exactly 50 000 generated ones; a 4-d feature is a deviation
+        # of its own, so only the sample counts are looked at.
+        fid = FID(_pixel_stats)
+        fid.update_features(torch.zeros(3, 4, dtype=torch.float64), real=True)
+        fid.update_features(torch.zeros(50000, 4, dtype=torch.float64), real=False)
+        assert not any("samples" in d for d in fid.protocol["deviations"])
+        fid.update_features(torch.zeros(1, 4, dtype=torch.float64), real=False)
+        assert "50001 fake samples (fid50k_full: 50000)" in fid.protocol["deviations"]
 
 
 class TestKernelMetrics:

@@ -242,6 +242,19 @@ class TestTOF:
         torch.testing.assert_close(result.per_frame, torch.full((2, 2), 5.0))
         assert calls == [2 * 2 * 2]
 
+    def test_flows_go_from_the_previous_frame_to_the_next(self) -> None:
+        # A stub whose x flow is frame b's value: tOF's step t compares OF(p_{t-1}, p_t) with
+        # OF(r_{t-1}, r_t), so it reads |p_t - r_t| (the reverse direction would read t - 1's).
+        def estimator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            flow = torch.zeros(a.shape[0], 2, *a.shape[-2:], dtype=a.dtype)
+            flow[:, 0] = b.mean(dim=1)
+            return flow
+
+        pred = torch.tensor([0.0, 0.5, -0.5, 1.0]).view(1, 1, 4, 1, 1).expand(1, 3, 4, 4, 4)
+        target = torch.tensor([0.25, 0.0, 0.0, 0.0]).view(1, 1, 4, 1, 1).expand(1, 3, 4, 4, 4)
+        result = metrics.tof(pred, target, flow_fn=estimator)
+        torch.testing.assert_close(result.per_frame, torch.tensor([[0.5, 0.5, 1.0]]), rtol=0, atol=0)
+
 
 class TestWarpingError:
     def test_given_flow_formula_and_mask(self) -> None:
@@ -329,6 +342,23 @@ class TestWarpingError:
         torch.testing.assert_close(got.per_frame, expected, rtol=1e-12, atol=0)
         plain = metrics.warping_error(video, flow_fn=self._boundary_estimator, motion_boundaries=False)
         torch.testing.assert_close(plain.per_frame, residual.mean(dim=(1, 3, 4)), rtol=1e-12, atol=0)
+
+    def test_given_mask_with_estimated_backward_flow(self) -> None:
+        # A mask but no flow: the flows are estimated from frame t + 1 to frame t, as flow_warping_loss
+        # takes them. The stub's flow depends on the order of its arguments.
+        def estimator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            flow = torch.zeros(a.shape[0], 2, *a.shape[-2:], dtype=a.dtype)
+            flow[:, 0] = 2 * a.mean(dim=1) - b.mean(dim=1)
+            return flow
+
+        video = _clips(2, 3, 3, 6, 6, seed=5)[0].double()
+        mask = (_clips(2, 1, 2, 6, 6, seed=6)[0] > 0).double()
+        flow = torch.stack([estimator(video[:, :, t + 1], video[:, :, t]) for t in range(2)], dim=2)
+        residual = (video[:, :, 1:] - gl.warp(video[:, :, :-1], flow)) ** 2
+        m = mask.expand_as(residual)
+        expected = (residual * m).sum(dim=(1, 3, 4)) / m.sum(dim=(1, 3, 4))
+        got = metrics.warping_error(video, flow_fn=estimator, mask=mask)
+        torch.testing.assert_close(got.per_frame, expected, rtol=1e-12, atol=0)
 
     def test_errors(self) -> None:
         video = torch.zeros(1, 3, 3, 8, 8)
