@@ -296,6 +296,24 @@ def test_folders_unpaired_and_mismatched(folders, tmp_path, capsys):
                                            "--size", "32"]))
 
 
+def test_unpaired_sets_of_different_sizes_compare_mean_motion_per_clip(monkeypatch):
+    # 4 real clips against 2 generated ones at half the amplitude: motion is each set's mean
+    # per-clip motion from the last context frame on, the generated over the real.
+    monkeypatch.setattr(gm, "detectability", lambda *a, **k: type("R", (), {"as_dict": lambda self: {}})())
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(4, 3, 5, 8, 8, generator=g) * 2 - 1
+    fake = torch.rand(2, 3, 5, 8, 8, generator=g) - 0.5
+    metrics, _ = eval_cli.clip_metrics(real, fake, 2, paired=False)
+    # (The real clips' sum divided by the generated clips' count would halve it.)
+    expected = (mean_abs_step(fake[:, :, 1:]) / mean_abs_step(real[:, :, 1:])).item()
+    assert metrics["motion"] == pytest.approx(expected, rel=1e-6)  # float32 sums over ~10^3 values
+
+
+def mean_abs_step(video: torch.Tensor) -> torch.Tensor:
+    """Mean ``|frame[t+1] - frame[t]|`` per clip (same-size clips: the mean over the set), float64."""
+    return video.double().diff(dim=2).abs().mean()
+
+
 # --------------------------------------------------------------------------------------------
 # the trainer's evaluate() with LPIPS
 

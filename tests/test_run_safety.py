@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from trainer_utils import ACCELERATE, ROOT, TINY, read_config, read_metrics
+from trainer_utils import ACCELERATE, ROOT, TINY, StubAccelerator, read_config, read_metrics
 
 from train.config import RESUME_RULES, ConfigError, TrainConfig, settings_for_resume
 from train.safety import Interrupted, RunError, RunLock, Stopped, StopSignals, check_writable
@@ -358,6 +358,17 @@ def test_settings_for_resume():
         settings_for_resume(saved, {"dataset": "elsewhere"})
 
 
+def test_the_record_of_a_resume_keeps_the_changes_of_earlier_resumes(tmp_path):
+    from train.run import RunPlan, new_record
+
+    earlier = [{"step": 4, "setting": "max_steps", "saved": 4, "given": 8}]
+    plan = RunPlan(TrainConfig(max_steps=12), "r", tmp_path / "checkpoint-8", True, {"changes": earlier},
+                   [("max_steps", 8, 12)])
+    record = new_record(StubAccelerator(), plan, "none", "off")
+    assert record.changes == [*earlier, {"step": 8, "setting": "max_steps", "saved": 8, "given": 12}]
+    assert record.resumed_from == str(tmp_path / "checkpoint-8")
+
+
 def test_parse_args_rules():
     from train.options import parse_args
 
@@ -430,6 +441,18 @@ class TestRunLock:
         assert lock.acquire().startswith("warning: took over")
         lock.release()
 
+    def test_a_lock_naming_this_very_process_is_taken_over(self, tmp_path):
+        # Left unreleased (no flock held) by a trainer whose pid this process now has, e.g. in a
+        # restarted container: alive and started when we did, but it is not another trainer.
+        from train import safety
+
+        me = {"pid": os.getpid(), "host": os.uname().nodename, "boot_id": safety._boot_id(),
+              "process_start": safety._process_start(os.getpid())}
+        (tmp_path / "trainer.lock").write_text(json.dumps(me))
+        lock = RunLock(tmp_path)
+        assert lock.acquire().startswith("warning: took over")
+        lock.release()
+
 
 class TestStopSignals:
     def test_start_up_signal_stops_at_once(self):
@@ -465,12 +488,13 @@ class TestStopSignals:
 def test_resume_command():
     from train.run import resume_command
 
-    argv = ["train/gan.py", "--size", "32", "--run-name", "old", "--resume=x", "--overwrite", "--config", "c.json",
-            "--max-steps", "9"]
+    # Per-invocation flags with a separate value, with `=` and without one, each followed by a flag that stays.
+    argv = ["train/gan.py", "--run-name", "old", "--size", "32", "--resume=x", "--max-steps", "9", "--overwrite",
+            "--config", "c.json", "--seed", "3"]
     launch = ["python", "-m", "accelerate.commands.launch", "--num_processes", "1"]
     cmd = resume_command({"line": shlex.join([*launch, *argv]), "argv": argv}, "old")
-    assert shlex.split(cmd) == [*launch, "train/gan.py", "--size", "32", "--max-steps", "9", "--run-name", "old",
-                                "--resume", "latest"]
+    assert shlex.split(cmd) == [*launch, "train/gan.py", "--size", "32", "--max-steps", "9", "--seed", "3",
+                                "--run-name", "old", "--resume", "latest"]
     cmd = resume_command({"line": shlex.join(["py", *argv]), "argv": argv}, "r", Path("/tmp/a b/checkpoint-3"))
     assert shlex.split(cmd)[-4:] == ["--run-name", "r", "--resume", "/tmp/a b/checkpoint-3"]
 

@@ -151,13 +151,20 @@ class TestReferenceRunOutputs:
         assert gif.shape[0] == 4
         cfg, _ = load_config(tmp / "runs" / "tiny" / "config.json")
         clips = heldout_clips(dataclasses.replace(cfg, eval_clips=3))
+        generator = ema_generator(tmp / "runs" / "tiny", 3, cfg)
         with torch.no_grad():
-            expected = ema_generator(tmp / "runs" / "tiny", 3, cfg)(clips[:, :, :2], fixed_noise(3, cfg.z_dim, cfg.seed))
+            expected = generator(clips[:, :, :2], fixed_noise(3, cfg.z_dim, cfg.seed))
+            other_noise = generator(clips[:2, :, :2], fixed_noise(2, cfg.z_dim, 5))
         ((_, step, context, generated, truth),) = written
         assert step == 3
         torch.testing.assert_close(truth, clips, rtol=0, atol=0)
         torch.testing.assert_close(context, clips[:, :, :2], rtol=0, atol=0)
         torch.testing.assert_close(generated, expected.clamp(-1, 1), rtol=0, atol=0)
+        # --seed: the same noise rule with another seed.
+        assert not torch.equal(other_noise, expected[:2])
+        sample.main(sample.parse_args(["--checkpoint", str(ckpt), "--num", "2", "--seed", "5",
+                                       "--out", str(tmp_path / "seed-5")]))
+        torch.testing.assert_close(written[-1][3], other_noise.clamp(-1, 1), rtol=0, atol=0)
 
 
 def _step_parts(**settings):

@@ -582,6 +582,39 @@ class TestLoop:
         check_eval_record(record, heldout_clips(cfg), ema_generator(run_dir, 4, cfg), cfg)
 
 
+def test_a_resumed_grad_accum_run_continues_with_the_next_micro_batches(tmp_path):
+    """--grad-accum 2, batch 2: step 0 trains on micro-batches 0 and 1 (clips 0-3). Resumed from
+    its checkpoint, step 1 goes on with micro-batches 2 and 3 (clips 4-7), as an uninterrupted run
+    would: the loader skips steps x micro-batches, not steps."""
+    from accelerate.state import AcceleratorState
+
+    import train.gan as gan_module
+    from train.options import parse_args
+
+    seen, real_step = [], gan_module.train_step
+
+    def recording_step(step, real, *args, **kwargs):
+        seen.append((step, real.clone()))
+        return real_step(step, real, *args, **kwargs)
+
+    flags = [*TINY, "--grad-accum", "2", "--eval-every", "100", "--sample-every", "100", "--checkpoint-every", "1",
+             "--detect-clips", "0", "--run-name", "accum", "--output-dir", str(tmp_path / "runs"),
+             "--samples-dir", str(tmp_path / "samples")]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gan_module, "train_step", recording_step)
+        try:
+            for argv in (["--max-steps", "1"], ["--max-steps", "2", "--resume", "latest"]):
+                gan_module.main(parse_args([*flags, *argv]))
+                AcceleratorState._reset_state(reset_partial_state=True)
+        finally:
+            AcceleratorState._reset_state(reset_partial_state=True)
+            torch.set_num_threads(1)
+    clips = MovingShapes(8, frames=4, size=16, split="train")
+    assert [s for s, _ in seen] == [0, 0, 1, 1]
+    for i, (_, real) in enumerate(seen):
+        torch.testing.assert_close(real, torch.stack([clips[2 * i], clips[2 * i + 1]]), rtol=0, atol=0)
+
+
 # ----------------------------------------------------------------------------------------------
 # Settings' ranges and the progress bar's window
 
