@@ -24,6 +24,8 @@ from train.state import (
     EMA,
     NonFiniteGuard,
     NonFiniteLossError,
+    OptimizerSnapshot,
+    TrainState,
     latest_checkpoint,
     latest_in_run,
     prune_checkpoints,
@@ -331,6 +333,29 @@ class TestState:
         assert sorted(p.name for p in tmp_path.iterdir()) == [
             ".tmp-checkpoint-5000", "checkpoint-1000", "checkpoint-200", "checkpoint-30"
         ]
+
+    def test_snapshot_taken_before_the_first_step_restores_an_empty_adam_state(self):
+        # The discriminators' first step creates Adam's moments; when that step is undone (a
+        # non-finite generator half), the next step must be a first step again: a move of exactly
+        # lr * g / (|g| + eps) from the restored weights, as a fresh Adam makes it.
+        weight = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+        opt = torch.optim.Adam([weight], lr=0.1, betas=(0.5, 0.99))
+        snapshot = OptimizerSnapshot(opt)
+        weight.grad = torch.tensor([3.0, 1.0], dtype=torch.float64)
+        opt.step()
+        snapshot.restore()
+        assert torch.equal(weight.detach(), torch.tensor([1.0, -2.0], dtype=torch.float64)) and len(opt.state) == 0
+        weight.grad = torch.tensor([-1.0, 4.0], dtype=torch.float64)
+        opt.step()
+        expected = torch.tensor([1.0, -2.0], dtype=torch.float64) - 0.1 * weight.grad / (weight.grad.abs() + 1e-8)
+        torch.testing.assert_close(weight.detach(), expected, rtol=1e-15, atol=0)
+
+    def test_train_state_round_trip(self):
+        saved = TrainState()
+        saved.step, saved.skipped = 17, 3
+        loaded = TrainState()
+        loaded.load_state_dict(saved.state_dict())
+        assert (loaded.step, loaded.skipped) == (17, 3)
 
     def test_nonfinite_guard(self):
         guard = NonFiniteGuard(patience=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from genloss import warp
 from models import DiscriminatorConfig, Generator, GeneratorConfig, ImageDiscriminator, VideoDiscriminator, sample_frames
@@ -62,6 +63,63 @@ class TestGenerator:
         missing = [n for n, p in g.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
         assert missing == []
 
+    @pytest.mark.parametrize("k,output_scale", [(2, 2), (3, 1), (0, 2)])
+    def test_forward_equals_the_architecture_written_out(self, k, output_scale):
+        """The generator's forward against its architecture written out with torch.nn.functional,
+        from its own (randomised) weights: stem on the K frames and their K-1 differences, SiLU +
+        stride-2 convs, noise and time embedding, a residual (2+1)-D block, nearest upsampling with
+        the encoder's skip, the head, the flow scaled by size/32 and the blend on the last frame.
+        Size 16, so a flow range not scaled with the size is off by 2x. float64: both sides run
+        the same ops, so they agree to rounding."""
+        torch.manual_seed(0)
+        cfg = GeneratorConfig(frames=5, context_frames=k, size=16, z_dim=6, base_channels=8, output_scale=output_scale)
+        g = Generator(cfg).double()
+        with torch.no_grad():  # every weight random (the head starts at zero), biases included
+            for p in g.parameters():
+                p.copy_(torch.randn_like(p) * 0.3)
+        ctx = _context(k=k, size=16, seed=3).double()
+        z = torch.randn(2, 6, dtype=torch.float64)
+        w = dict(g.named_parameters())
+
+        def conv2p1(x, name):
+            x = F.conv3d(x, w[f"{name}.0.weight"], w[f"{name}.0.bias"], padding=(0, 1, 1))
+            return F.conv3d(x, w[f"{name}.1.weight"], w[f"{name}.1.bias"], padding=(1, 0, 0))
+
+        def norm(x, name):
+            return F.group_norm(x, 8, w[f"{name}.weight"], w[f"{name}.bias"])
+
+        skips = []
+        if k:
+            frames = [ctx[:, :, i] for i in range(k)] + [ctx[:, :, i] - ctx[:, :, i - 1] for i in range(1, k)]
+            x = F.conv2d(torch.cat(frames, 1), w["stem.weight"], w["stem.bias"], padding=1)
+            for i in range(2):
+                skips.append(x)
+                x = F.conv2d(F.silu(x), w[f"down.{i}.1.weight"], w[f"down.{i}.1.bias"], stride=2, padding=1)
+        else:
+            x = w["const"].expand(2, -1, -1, -1)
+        x = x + F.linear(z, w["from_z.weight"], w["from_z.bias"])[:, :, None, None]
+        x = x[:, :, None] + w["time_embedding"]
+        h = conv2p1(F.silu(norm(x, "blocks.0.body.0")), "blocks.0.body.2")
+        x = x + conv2p1(F.silu(norm(h, "blocks.0.body.3")), "blocks.0.body.5")
+        for i in range(2 if output_scale == 1 else 1):
+            x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)  # nearest, x2 in space
+            x = conv2p1(F.silu(norm(x, f"up.{i}.0")), f"up.{i}.2")
+            if skips:
+                x = x + skips.pop()[:, :, None]
+        out = F.conv3d(F.silu(x), w["head.1.weight"], w["head.1.bias"], padding=(0, 1, 1))
+        if output_scale == 2:
+            out = F.interpolate(out, size=(5 - k, 16, 16), mode="trilinear", align_corners=False)
+        colour = torch.tanh(out[:, :3])
+        if k:
+            flow = torch.tanh(out[:, 3:5]) * cfg.max_flow * 16 / 32
+            mask = torch.sigmoid(out[:, 5:])
+            last = ctx[:, :, -1:].expand(-1, -1, 5 - k, -1, -1)
+            expected = mask * warp(last, flow) + (1 - mask) * colour
+        else:
+            expected = colour
+        with torch.no_grad():
+            torch.testing.assert_close(g(ctx, z), expected, rtol=1e-12, atol=1e-12)
+
     @pytest.mark.parametrize(
         "kwargs,match",
         [
@@ -100,6 +158,35 @@ class TestDiscriminators:
         weight = d.trunk.layers[0][0].weight  # the normalised weight
         sigma = torch.linalg.matrix_norm(weight.flatten(1), ord=2)
         assert sigma < 1.5  # one power iteration per call: close to 1, far below the raw norm
+        # Every convolution of both discriminators is normalised, the logit layer included.
+        from torch.nn.utils.parametrize import is_parametrized
+
+        for disc in (d, VideoDiscriminator(DiscriminatorConfig(size=16, base_channels=8, levels=2, spectral_norm=True))):
+            convs = [m for m in disc.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+            assert len(convs) == 3 and all(is_parametrized(m, "weight") for m in convs)
+
+    @pytest.mark.parametrize("video", [False, True])
+    def test_forward_equals_the_architecture_written_out(self, video):
+        """Stride-2 convs (time kept by the video discriminator's first layer), LeakyReLU(0.2)
+        after each, then a 3x3(x3) conv to the logits; the features are the activations.
+        float64, same ops on both sides."""
+        torch.manual_seed(0)
+        cfg = DiscriminatorConfig(size=16, base_channels=8, levels=2)
+        d = (VideoDiscriminator if video else ImageDiscriminator)(cfg).double()
+        x = torch.randn(2, 3, 4, 16, 16, dtype=torch.float64) if video else torch.randn(2, 3, 16, 16, dtype=torch.float64)
+        conv = F.conv3d if video else F.conv2d
+        strides = [(1, 2, 2), (2, 2, 2)] if video else [2, 2]
+        w, h, features = dict(d.named_parameters()), x, []
+        for i in range(2):
+            h = F.leaky_relu(conv(h, w[f"trunk.layers.{i}.0.weight"], w[f"trunk.layers.{i}.0.bias"], stride=strides[i],
+                                  padding=1), 0.2)
+            features.append(h)
+        expected = conv(h, w["trunk.to_logits.weight"], w["trunk.to_logits.bias"], padding=1)
+        with torch.no_grad():
+            logits, got = d(x)
+        torch.testing.assert_close(logits, expected, rtol=1e-12, atol=1e-12)
+        for a, b in zip(got, features, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
     def test_bad_size(self):
         with pytest.raises(ValueError, match="multiple of 8"):

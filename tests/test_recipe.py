@@ -114,8 +114,9 @@ def _hinge_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tens
 # R1 and R2: per-sample units, w.r.t. the un-augmented inputs, gamma/2 x interval on due steps
 
 
-def test_r1_r2_are_half_gamma_mean_logit_penalties_through_the_view(float64, monkeypatch):
-    gamma1, gamma2, interval = 0.6, 0.3, 3
+@pytest.mark.parametrize("gamma1", [0.6, 0.0])  # 0.0: R2 alone, on the same due steps
+def test_r1_r2_are_half_gamma_mean_logit_penalties_through_the_view(gamma1, float64, monkeypatch):
+    gamma2, interval = 0.3, 3
     cfg, gan, losses, real = _parts(r1_gamma=gamma1, r2_gamma=gamma2, r1_interval=interval,
                                     augment="color,translation,cutout", video_d_input="clip+diff")
     rec = Recorder(gan, monkeypatch)
@@ -158,7 +159,10 @@ def test_r1_r2_are_half_gamma_mean_logit_penalties_through_the_view(float64, mon
         ok, logs = train_step(step, real, gan, losses, cfg, StubAccelerator())
         assert ok and checked[-1][0] == step
         if step == 0:  # logged before the interval's gain
-            assert logs["d/r1"].item() == pytest.approx(checked[-1][1], rel=1e-12)
+            if gamma1:
+                assert logs["d/r1"].item() == pytest.approx(checked[-1][1], rel=1e-12)
+            else:
+                assert "d/r1" not in logs
             assert logs["d/r2"].item() == pytest.approx(checked[-1][2], rel=1e-12)
         else:
             assert "d/r1" not in logs and "d/r2" not in logs

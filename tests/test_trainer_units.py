@@ -460,6 +460,36 @@ def test_generator_gradient_is_the_one_weighted_terms_gradient(float64, term, se
     assert all(p.requires_grad for p in d_params)
 
 
+def test_a_step_leaves_no_gradient_behind():
+    # Both halves clear their gradients once stepped: otherwise the next step's update is taken
+    # on the sum of its gradient and every earlier one (the equality tests above see one step).
+    cfg, gan, losses, real = _parts(r1_gamma=0.5)
+    for step in range(2):
+        ok, _ = train_step(step, real, gan, losses, cfg, StubAccelerator())
+        assert ok
+        left = [n for m in (gan.generator, gan.d_image, gan.d_video) for n, p in m.named_parameters()
+                if p.grad is not None]
+        assert left == []
+
+
+@pytest.mark.parametrize("loss", ["discriminator_loss", "generator_loss"])
+def test_a_finite_loss_with_a_non_finite_gradient_skips_the_whole_step(loss, monkeypatch):
+    # sqrt(0 * x) is 0 in value and NaN in gradient (inf * 0): the loss passes the finiteness
+    # check, so only the check of the gradient norm can catch it.
+    import genloss as gl
+
+    cfg, gan, losses, real = _parts()
+    original = getattr(gl, loss)
+    monkeypatch.setattr(gl, loss, lambda logits, *a, **k: original(logits, *a, **k) + torch.sqrt(logits.sum() * 0))
+    models = (gan.generator, gan.d_image, gan.d_video)
+    before = [{n: p.detach().clone() for n, p in m.named_parameters()} for m in models]
+    ok, logs = train_step(0, real, gan, losses, cfg, StubAccelerator())
+    assert not ok and torch.isfinite(logs["d/total"]) and torch.isfinite(logs["g/total"])
+    for model, weights in zip(models, before, strict=True):
+        for name, value in model.named_parameters():
+            assert torch.equal(value, weights[name]), name
+
+
 def test_unconditional_generator_gets_only_the_target_free_terms(float64):
     # With no context there is no target: the default weights reduce to smoothness + adversarial.
     cfg, gan, losses, real = _parts(context_frames=0)
@@ -521,7 +551,8 @@ def loop_run(tmp_path_factory):
     def nan_if(when, fn):
         return lambda *a, **k: fn(*a, **k) * (math.nan if state["step"] in when else 1.0)
 
-    flags = [*TINY, "--max-steps", "4", "--adv-start", "0",
+    # --ema-decay 0.05: below the warm-up's (1 + n) / (10 + n), so the setting itself decides the average.
+    flags = [*TINY, "--max-steps", "4", "--adv-start", "0", "--ema-decay", "0.05",
              "--nonfinite-patience", "3", "--log-every", "1", "--eval-every", "4", "--sample-every", "4",
              "--checkpoint-every", "4", "--run-name", "loop", "--output-dir", str(tmp / "runs"),
              "--samples-dir", str(tmp / "samples")]
@@ -551,9 +582,11 @@ class TestLoop:
     def test_first_step_moves_each_model_by_its_learning_rate(self, loop_run):
         # Adam's first update is lr * g / (|g| + eps): every weight with a gradient well above eps
         # moves by lr, so the largest move of each model is its --lr-g / --lr-d.
+        # Each discriminator on its own ("v." marks the video one's weights): both are optimised.
         _, steps, cfg = loop_run
-        for i, lr in ((2, cfg.lr_g), (3, cfg.lr_d)):
-            moved = max((steps[1][i][n].double() - v.double()).abs().max().item() for n, v in steps[0][i].items())
+        for i, lr, video in ((2, cfg.lr_g, None), (3, cfg.lr_d, False), (3, cfg.lr_d, True)):
+            moved = max((steps[1][i][n].double() - v.double()).abs().max().item() for n, v in steps[0][i].items()
+                        if video is None or n.startswith("v.") == video)
             assert moved == pytest.approx(lr, rel=1e-3)  # float32 weights of order 0.1: 1e-5 relative
 
     def test_ema_averages_the_applied_steps_only(self, loop_run):
@@ -701,6 +734,28 @@ def test_ema_copies_buffers_and_averages_parameters():
     for name, b in ema.model.named_buffers():
         assert torch.equal(b, dict(model.named_buffers())[name]), name
     assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_end_of_run_detector_scores_the_first_detect_clips_heldout_clips():
+    # --detect-clips 5 with --eval-clips 3 (the tiny runs use 4 for both, where a mix-up can't
+    # show), and an odd count, so the training and test halves differ in size (2 and 3 pairs: 4
+    # and 6 clips).
+    import genloss.metrics as gm
+    from train.build import build_generator
+    from train.evaluate import end_of_run_detector, fixed_noise, generated_clips
+
+    cfg = TrainConfig(**{**TINY_SETTINGS, "eval_clips": 3, "detect_clips": 5})
+    torch.manual_seed(0)
+    generator = build_generator(cfg).eval()
+    heldout = MovingShapes(7, frames=cfg.frames, size=cfg.size, seed=cfg.seed, split="heldout")
+    values = end_of_run_detector(generator, heldout, cfg, torch.device("cpu"))
+    clips = torch.stack([heldout[i] for i in range(5)])
+    fake = generated_clips(generator, clips, fixed_noise(5, cfg.z_dim, cfg.seed), cfg.context_frames)
+    result = gm.detectability(clips, fake, seed=0)
+    assert (result.n_train, result.n_test) == (4, 6)
+    assert values == {"eval/detect_acc": result.accuracy, "eval/detect_auc": result.auc,
+                      "eval/detect_acc_low": result.interval[0], "eval/detect_acc_high": result.interval[1],
+                      "eval/detect_n_train": 4, "eval/detect_n_test": 6}
 
 
 def test_metrics_log_averages_the_losses_over_processes(tmp_path):
