@@ -664,3 +664,16 @@ def test_a_checkpoint_that_does_not_fit_is_one_line():
                        "copying a param with shape torch.Size([16, 3, 3, 3]) from checkpoint, the shape in current "
                        "model is torch.Size([8, 3, 3, 3]).")
     assert load_error_summary(OSError("disk gone")) == "OSError: disk gone"
+
+
+def test_earlier_run_names_what_a_run_left_and_an_empty_metrics_file_is_nothing(tmp_path):
+    # An empty metrics.jsonl (a start that died before its first record) must not block the name.
+    from train.run import earlier_run
+
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert earlier_run(tmp_path) is None
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    assert earlier_run(tmp_path) == "metrics.jsonl"
+    for name in ("checkpoints/checkpoint-3", "checkpoints/.tmp-checkpoint-5", "rescue/checkpoint-4"):
+        (tmp_path / name).mkdir(parents=True)
+    assert earlier_run(tmp_path) == "3 checkpoint folder(s), the newest checkpoint-4 and metrics.jsonl"

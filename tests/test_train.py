@@ -101,6 +101,13 @@ class TestReferenceRunOutputs:
             mp4 = np.stack(list(iio.imiter(clips / f"step-{step:06d}.mp4")))
             assert gif.shape[0] == 4 and mp4.shape[0] == 4  # one animation frame per clip frame
             assert gif.std() > 0
+            # A grid of --sample-clips 2 clips (the run evaluates 4): the canvas size says how many.
+            from train.clips import _grid_frames
+
+            def canvas(n):
+                return _grid_frames(np.zeros((n, 2, 16, 16, 3), np.uint8), np.zeros((n, 2, 16, 16, 3), np.uint8),
+                                    np.zeros((n, 4, 16, 16, 3), np.uint8))[0].shape
+            assert gif.shape[1:] == canvas(2) != canvas(4)
             assert (clips / f"strip-{step:06d}.png").is_file()
 
     def test_gallery_links_exist(self, run):
