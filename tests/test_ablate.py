@@ -124,3 +124,22 @@ def test_table_only_runs_nothing_and_names_the_missing_runs(ablation, monkeypatc
     assert partial["missing"] == ["reference-seed2", "rec-only-seed2"]
     assert partial["summary"] == report["summary"]  # the finished runs only, unchanged
     assert "Not run (--table-only): reference-seed2, rec-only-seed2." in (out / "ablation.md").read_text()
+
+
+def test_a_retried_run_overwrites_its_unfinished_folder(tmp_path, monkeypatch):
+    # The trainer refuses a run folder holding an earlier attempt unless --overwrite is given;
+    # the recorded flags stay the variant's own (a later call compares them).
+    import subprocess
+    from types import SimpleNamespace
+
+    commands = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **kw: commands.append(command) or SimpleNamespace(returncode=0))
+    run = ablate.plan_runs(tmp_path, ["no-gdl"], [3], 2, [])[0]
+    (tmp_path / "logs").mkdir()
+    first = ablate.execute(tmp_path, run, "python")
+    (tmp_path / "runs" / run.name).mkdir(parents=True)  # a failed first attempt left its folder
+    second = ablate.execute(tmp_path, run, "python")
+    assert commands == [ablate.launch_command("python", list(run.flags)),
+                        ablate.launch_command("python", [*run.flags, "--overwrite"])]
+    assert first["flags"] == second["flags"] == list(run.flags) and second["returncode"] == 0
+    assert json.loads(ablate.status_path(tmp_path, run).read_text())["command"] == commands[1]

@@ -677,3 +677,71 @@ def test_earlier_run_names_what_a_run_left_and_an_empty_metrics_file_is_nothing(
     for name in ("checkpoints/checkpoint-3", "checkpoints/.tmp-checkpoint-5", "rescue/checkpoint-4"):
         (tmp_path / name).mkdir(parents=True)
     assert earlier_run(tmp_path) == "3 checkpoint folder(s), the newest checkpoint-4 and metrics.jsonl"
+
+
+def test_overwrite_deletes_everything_an_earlier_run_wrote(tmp_path):
+    # rescue/ too: a rescue checkpoint left there would be resumed by a later --resume latest.
+    from train.run import _clear_run
+
+    run_dir, samples = tmp_path / "runs" / "r", tmp_path / "samples" / "r"
+    wrote = ["checkpoints/checkpoint-3/model.safetensors", "rescue/checkpoint-4/model.safetensors",
+             "tensorboard/genloss/events", "wandb/run/files", "metrics.jsonl", "config.json"]
+    for name in wrote:
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text("x")
+    (run_dir / "trainer.lock").write_text("{}")  # ours by now: kept
+    samples.mkdir(parents=True)
+    (samples / "step-000003.gif").write_text("x")
+    said = _clear_run(run_dir, samples)
+    assert [p.name for p in run_dir.iterdir()] == ["trainer.lock"] and not samples.exists()
+    deleted = [str(run_dir / n) for n in ("checkpoints", "rescue", "tensorboard", "wandb", "metrics.jsonl",
+                                          "config.json")] + [str(samples)]
+    assert said == [f"--overwrite: deleted the earlier run's {', '.join(deleted)}"]
+    assert _clear_run(run_dir, samples) == []
+
+
+def test_a_new_run_is_named_date_time_task_frames_x_size():
+    from train.run import RunPlan, name_run
+
+    for context, task in ((2, "continue2"), (0, "uncond")):
+        plan = name_run(StubAccelerator(), RunPlan(TrainConfig(frames=5, context_frames=context, size=24), None))
+        date, clock, named, shape = plan.run_name.split("-")
+        assert (len(date), len(clock), named, shape) == (8, 6, task, "5x24") and (date + clock).isdigit()
+    assert name_run(StubAccelerator(), RunPlan(TrainConfig(), "mine")).run_name == "mine"
+
+
+def test_cpu_threads_never_exceed_the_process_share_of_the_cores(monkeypatch):
+    from types import SimpleNamespace
+
+    from train import run as run_module
+
+    built = {}
+
+    def accelerator(**kwargs):
+        built.update(kwargs)
+        return SimpleNamespace(num_processes=1, device=torch.device("cpu"))
+
+    monkeypatch.setattr(run_module, "Accelerator", accelerator)
+    monkeypatch.setattr(run_module.os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # 4 cores per process
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    before = torch.get_num_threads()
+    try:
+        for asked, used in ((0, 4), (1, 1), (3, 3), (16, 4)):
+            run_module.make_accelerator(TrainConfig(cpu_threads=asked, grad_accum=3))
+            assert torch.get_num_threads() == used, asked
+    finally:
+        torch.set_num_threads(before)
+    assert built["gradient_accumulation_steps"] == 3 and built["cpu"] is False
+
+
+def test_launchers_are_recognised_however_spelled():
+    from train.safety import is_launcher
+
+    for argv in (["/venv/bin/accelerate", "launch", "train/gan.py"], ["torchrun", "--nproc-per-node", "2"],
+                 ["/usr/bin/python3", "/venv/bin/accelerate", "launch"],
+                 ["python", "-m", "accelerate.commands.launch", "train/gan.py"],
+                 ["python3", "-m", "torch.distributed.run", "train/gan.py"]):
+        assert is_launcher(argv), argv
+    for argv in (["bash"], ["python", "train/gan.py", "--run-name", "accelerate"], ["nohup", "python", "x.py"], []):
+        assert not is_launcher(argv), argv
