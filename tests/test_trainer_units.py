@@ -553,7 +553,7 @@ def loop_run(tmp_path_factory):
 
     # --ema-decay 0.05: below the warm-up's (1 + n) / (10 + n), so the setting itself decides the average.
     flags = [*TINY, "--max-steps", "4", "--adv-start", "0", "--ema-decay", "0.05",
-             "--nonfinite-patience", "3", "--log-every", "1", "--eval-every", "4", "--sample-every", "4",
+             "--nonfinite-patience", "3", "--log-every", "3", "--eval-every", "4", "--sample-every", "4",
              "--checkpoint-every", "4", "--run-name", "loop", "--output-dir", str(tmp / "runs"),
              "--samples-dir", str(tmp / "samples")]
     with pytest.MonkeyPatch.context() as mp:
@@ -576,8 +576,9 @@ class TestLoop:
             for i in (2, 3):
                 for name, value in steps[before][i].items():
                     assert torch.equal(steps[after][i][name], value), (after, name)
+        # --log-every 3 logs steps 3 and 4 (the last); a skipped step is logged whenever it happens.
         records = [r for r in read_metrics(run_dir) if "skipped_steps" in r]
-        assert [r["skipped_steps"] for r in records] == [0, 1, 2, 2]
+        assert [(r["step"], r["skipped_steps"]) for r in records] == [(2, 1), (3, 2), (4, 2)]
 
     def test_first_step_moves_each_model_by_its_learning_rate(self, loop_run):
         # Adam's first update is lr * g / (|g| + eps): every weight with a gradient well above eps
@@ -616,9 +617,10 @@ class TestLoop:
 
 
 def test_a_resumed_grad_accum_run_continues_with_the_next_micro_batches(tmp_path):
-    """--grad-accum 2, batch 2: step 0 trains on micro-batches 0 and 1 (clips 0-3). Resumed from
-    its checkpoint, step 1 goes on with micro-batches 2 and 3 (clips 4-7), as an uninterrupted run
-    would: the loader skips steps x micro-batches, not steps."""
+    """--grad-accum 2, batch 2: steps 0 and 1 train on micro-batches 0-3 (clips 0-7). Resumed from
+    step 2's checkpoint, step 2 goes on with micro-batches 4 and 5 (clips 8-11), as an uninterrupted
+    run would: the loader skips steps x micro-batches, not steps. Step 0's first micro-batch is
+    reported non-finite: its window is skipped, and the next window starts finite again."""
     from accelerate.state import AcceleratorState
 
     import train.gan as gan_module
@@ -626,9 +628,10 @@ def test_a_resumed_grad_accum_run_continues_with_the_next_micro_batches(tmp_path
 
     seen, real_step = [], gan_module.train_step
 
-    def recording_step(step, real, *args, **kwargs):
-        seen.append((step, real.clone()))
-        return real_step(step, real, *args, **kwargs)
+    def recording_step(step, real, gan, losses, cfg, accelerator, window_ok=True, **kwargs):
+        seen.append((step, real.clone(), window_ok))
+        ok, logs = real_step(step, real, gan, losses, cfg, accelerator, window_ok, **kwargs)
+        return ok and len(seen) > 1, logs
 
     flags = [*TINY, "--grad-accum", "2", "--eval-every", "100", "--sample-every", "100", "--checkpoint-every", "1",
              "--detect-clips", "0", "--run-name", "accum", "--output-dir", str(tmp_path / "runs"),
@@ -636,15 +639,15 @@ def test_a_resumed_grad_accum_run_continues_with_the_next_micro_batches(tmp_path
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(gan_module, "train_step", recording_step)
         try:
-            for argv in (["--max-steps", "1"], ["--max-steps", "2", "--resume", "latest"]):
+            for argv in (["--max-steps", "2"], ["--max-steps", "3", "--resume", "latest"]):
                 gan_module.main(parse_args([*flags, *argv]))
                 AcceleratorState._reset_state(reset_partial_state=True)
         finally:
             AcceleratorState._reset_state(reset_partial_state=True)
             torch.set_num_threads(1)
-    clips = MovingShapes(8, frames=4, size=16, split="train")
-    assert [s for s, _ in seen] == [0, 0, 1, 1]
-    for i, (_, real) in enumerate(seen):
+    clips = MovingShapes(12, frames=4, size=16, split="train")
+    assert [(s, ok) for s, _, ok in seen] == [(0, True), (0, False), (1, True), (1, True), (2, True), (2, True)]
+    for i, (_, real, _) in enumerate(seen):
         torch.testing.assert_close(real, torch.stack([clips[2 * i], clips[2 * i + 1]]), rtol=0, atol=0)
 
 
@@ -736,21 +739,32 @@ def test_ema_copies_buffers_and_averages_parameters():
     assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
 
 
-def test_end_of_run_detector_scores_the_first_detect_clips_heldout_clips():
+def test_end_of_run_detector_scores_the_first_detect_clips_heldout_clips(monkeypatch):
     # --detect-clips 5 with --eval-clips 3 (the tiny runs use 4 for both, where a mix-up can't
     # show), and an odd count, so the training and test halves differ in size (2 and 3 pairs: 4
-    # and 6 clips).
+    # and 6 clips). --seed 3 and a randomised output layer (at init it ignores the noise): the
+    # continuation depends on the run's fixed noise, which must follow --seed.
     import genloss.metrics as gm
     from train.build import build_generator
     from train.evaluate import end_of_run_detector, fixed_noise, generated_clips
 
-    cfg = TrainConfig(**{**TINY_SETTINGS, "eval_clips": 3, "detect_clips": 5})
+    cfg = TrainConfig(**{**TINY_SETTINGS, "eval_clips": 3, "detect_clips": 5, "seed": 3})
     torch.manual_seed(0)
     generator = build_generator(cfg).eval()
+    with torch.no_grad():
+        for p in generator.head.parameters():
+            p.normal_(0, 0.05)
     heldout = MovingShapes(7, frames=cfg.frames, size=cfg.size, seed=cfg.seed, split="heldout")
+    scored, detectability = [], gm.detectability
+    monkeypatch.setattr(gm, "detectability", lambda real, fake, **kw: scored.append((real, fake)) or
+                        detectability(real, fake, **kw))
     values = end_of_run_detector(generator, heldout, cfg, torch.device("cpu"))
+    monkeypatch.undo()
     clips = torch.stack([heldout[i] for i in range(5)])
     fake = generated_clips(generator, clips, fixed_noise(5, cfg.z_dim, cfg.seed), cfg.context_frames)
+    (seen_real, seen_fake), = scored  # the same computation on both sides: bit equality
+    assert torch.equal(seen_real, clips) and torch.equal(seen_fake, fake)
+    assert not torch.equal(fake, generated_clips(generator, clips, fixed_noise(5, cfg.z_dim, 0), cfg.context_frames))
     result = gm.detectability(clips, fake, seed=0)
     assert (result.n_train, result.n_test) == (4, 6)
     assert values == {"eval/detect_acc": result.accuracy, "eval/detect_auc": result.auc,
