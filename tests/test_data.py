@@ -350,6 +350,30 @@ class TestState:
         expected = torch.tensor([1.0, -2.0], dtype=torch.float64) - 0.1 * weight.grad / (weight.grad.abs() + 1e-8)
         torch.testing.assert_close(weight.detach(), expected, rtol=1e-15, atol=0)
 
+    def test_restore_after_a_step_gives_back_the_moments_of_that_step(self):
+        # A skipped step later in a run: the snapshot holds step 1's Adam moments, and the step
+        # after the undone one continues from them, as Adam stepped on g1 then g3 does.
+        def fresh():
+            weight = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+            return weight, torch.optim.Adam([weight], lr=0.1, betas=(0.5, 0.99))
+
+        g1, g2, g3 = ([3.0, 1.0], [-1.0, 4.0], [0.5, -2.0])
+        weight, opt = fresh()
+        weight.grad = torch.tensor(g1, dtype=torch.float64)
+        opt.step()
+        snapshot = OptimizerSnapshot(opt)
+        weight.grad = torch.tensor(g2, dtype=torch.float64)
+        opt.step()
+        snapshot.restore()
+        weight.grad = torch.tensor(g3, dtype=torch.float64)
+        opt.step()
+        reference, ref_opt = fresh()
+        for g in (g1, g3):
+            reference.grad = torch.tensor(g, dtype=torch.float64)
+            ref_opt.step()
+        assert torch.equal(weight.detach(), reference.detach())  # the same arithmetic: bit equality
+        assert int(opt.state[weight]["step"]) == 2
+
     def test_train_state_round_trip(self):
         saved = TrainState()
         saved.step, saved.skipped = 17, 3
