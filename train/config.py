@@ -403,9 +403,9 @@ def load_config(path: str | Path) -> tuple[TrainConfig, dict]:
 def r1_on_summed_logits(config: TrainConfig, run: dict) -> bool:
     """Whether a ``config.json`` comes from a trainer that applied R1 to the *summed* patch logits,
     with ``config.r1_gamma`` > 0: its γ then weighed a penalty about P² times stronger than the
-    same γ does today (see the README, "R1 units"). Such files have a ``run`` section without ``discriminators``, which
-    was added in the same change as per-sample R1; hand-written files (no ``run``) are read in
-    today's units."""
+    same γ does today (see the README, "R1 units"). Such files have a ``run`` section without
+    ``discriminators``, which was added in the same change as per-sample R1; hand-written files
+    (no ``run``) are read in today's units."""
     return bool(run) and "discriminators" not in run and config.r1_gamma > 0
 
 
