@@ -111,7 +111,7 @@ def test_flags_the_ablation_sets_itself_are_refused(capsys):
     assert "--seed after --" in capsys.readouterr().err
 
 
-def test_table_only_runs_nothing_and_names_the_missing_runs(ablation, monkeypatch):
+def test_table_only_runs_nothing_and_names_the_missing_runs(ablation, monkeypatch, capsys):
     out, argv, report = ablation
 
     def no_run(*args):
@@ -121,6 +121,7 @@ def test_table_only_runs_nothing_and_names_the_missing_runs(ablation, monkeypatc
     seeds = argv.index("--seeds")
     wider = ["--table-only", *argv[: seeds + 1], "0", "1", "2", *argv[seeds + 3:]]  # seed 2 never ran
     partial = ablate.main(wider)
+    assert "6 runs (2 variants x 3 seeds), 4 finished earlier, 2 not run (--table-only)" in capsys.readouterr().out
     assert partial["missing"] == ["reference-seed2", "rec-only-seed2"]
     assert partial["summary"] == report["summary"]  # the finished runs only, unchanged
     assert "Not run (--table-only): reference-seed2, rec-only-seed2." in (out / "ablation.md").read_text()
@@ -143,3 +144,38 @@ def test_a_retried_run_overwrites_its_unfinished_folder(tmp_path, monkeypatch):
                         ablate.launch_command("python", [*run.flags, "--overwrite"])]
     assert first["flags"] == second["flags"] == list(run.flags) and second["returncode"] == 0
     assert json.loads(ablate.status_path(tmp_path, run).read_text())["command"] == commands[1]
+
+
+def test_table_only_with_no_finished_run_is_an_error_and_writes_nothing(tmp_path, capsys):
+    # A fresh clone has the committed table but not the runs' logs: --table-only found no finished
+    # run and replaced the table with an empty one.
+    out = tmp_path / "abl"
+    out.mkdir()
+    for name in ("ablation.md", "ablation.json"):
+        (out / name).write_text(f"results in {name}\n")
+    with pytest.raises(SystemExit) as stop:
+        ablate.main(["--out", str(out), "--seeds", "0", "1", "2", "--table-only"])
+    assert str(stop.value) == (f"error: --table-only: none of the 18 runs finished in {out} (looked for "
+                               f"reference-seed0.json ... rec-only-seed2.json in {out / 'logs'}); nothing written. "
+                               "Name the ablation folder with --out.")
+    assert sorted(p.name for p in out.iterdir()) == ["ablation.json", "ablation.md"]  # no logs/ either
+    assert [(out / n).read_text() for n in ("ablation.md", "ablation.json")] == [
+        "results in ablation.md\n", "results in ablation.json\n"]
+    assert capsys.readouterr().out == ""
+
+
+def test_the_default_folder_is_ignored_by_git_and_relative_to_the_working_directory(tmp_path, monkeypatch):
+    import subprocess
+
+    root = Path(ablate.__file__).resolve().parents[1]
+    args, _ = ablate.parse_args([])
+    assert args.out == ablate.DEFAULT_OUT == "runs/ablation"
+    for name in ("ablation.md", "ablation.json", "logs/reference-seed0.json", "runs/reference-seed0/config.json"):
+        assert subprocess.run(["git", "check-ignore", "-q", f"{args.out}/{name}"], cwd=root).returncode == 0, name
+    # The committed results are tracked, so only an explicit --out ablations/default writes there.
+    tracked = subprocess.run(["git", "ls-files", "ablations/default"], cwd=root, capture_output=True, text=True)
+    assert "ablations/default/ablation.md" in tracked.stdout.split()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=f"finished in {tmp_path / 'runs' / 'ablation'} "):
+        ablate.main(["--table-only"])
+    assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,8 @@
 
     python train/ablate.py                                        # 6 variants x seeds 0 1 2 (18 reference runs)
     python train/ablate.py --variants reference no-adv --seeds 0 1 --max-steps 600 --jobs 2
-    python train/ablate.py --out ablations/augment -- --augment color,translation,cutout   # flags for every run
+    python train/ablate.py --out runs/augment -- --augment color,translation,cutout   # flags for every run
+    python train/ablate.py --table-only                           # tabulate what finished, run nothing
 
 Every run is the real trainer (``accelerate launch train/gan.py``, one process; ``--launcher
 python`` runs ``python train/gan.py``) with the current defaults, the flags after ``--``, and the
@@ -13,6 +14,9 @@ variant's flags (which win over both), each in its own run folder under one abla
     <out>/logs/<variant>-seed<k>.log    the run's output; .json: its flags, exit code and wall time
     <out>/ablation.json, ablation.md    the table (also printed)
 
+``--out`` defaults to ``runs/ablation`` (relative to the working directory; ``runs/`` is ignored by
+git). The committed results in ``ablations/default`` are written only when that folder is named.
+
 The table reads each run's last evaluation (``metrics.jsonl``): the PSNR gain over copying the
 last context frame (``eval/psnr - eval/psnr_baseline``), ``eval/motion``, the end-of-run detector
 accuracy ``eval/detect_acc`` (0.5: generated clips can't be told from real ones) and
@@ -21,7 +25,9 @@ accuracy ``eval/detect_acc`` (0.5: generated clips can't be told from real ones)
 Resumable: a run whose ``.json`` says it finished with the same flags is not run again, so the
 same command after an interruption runs only what is missing. A run that did not finish is
 started afresh (``--overwrite``). A finished run with other flags (another ``--max-steps``, other
-pass-through flags) is an error: use another ``--out``.
+pass-through flags) is an error: use another ``--out``. ``--table-only`` runs nothing and
+tabulates the finished runs; with none finished it is an error and writes nothing (an empty table
+never replaces results).
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ METRICS = {"psnr_gain": ("PSNR gain over copy-last (dB)", 2), "motion": ("motion
            "detect_acc": ("detector accuracy", 3), "lpips": ("LPIPS", 4)}
 # Flags the ablation sets for each run itself.
 OWN_FLAGS = ("--seed", "--run-name", "--output-dir", "--samples-dir", "--resume", "--overwrite", "--max-steps")
+# Under runs/, which git ignores: a plain call never writes over the committed ablations/default.
+DEFAULT_OUT = "runs/ablation"
 
 
 @dataclass(frozen=True)
@@ -191,7 +199,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         description="Run the reference GAN with each loss family switched off in turn, over several seeds, and "
         "tabulate PSNR gain, motion, detector accuracy and LPIPS (mean ± sd). Trainer flags go after --.",
         allow_abbrev=False)
-    parser.add_argument("--out", default="ablations/default", help="the ablation folder (default: %(default)s)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="the ablation folder (default: %(default)s, ignored by "
+                        "git; the committed results are in ablations/default)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT",
                         help=f"which variants to run, of {', '.join(VARIANTS)} (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of each variant (default: 0 1 2)")
@@ -199,7 +208,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1; each run uses "
                         "--cpu-threads torch threads on CPU)")
     parser.add_argument("--table-only", action="store_true", help="run nothing: tabulate the runs that finished "
-                        "and name the missing ones")
+                        "and name the missing ones (an error, writing nothing, when none finished)")
     parser.add_argument("--launcher", choices=("accelerate", "python"), default="accelerate",
                         help="accelerate launch (one process) or plain python (default: %(default)s)")
     args = parser.parse_args(own)
@@ -231,18 +240,25 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out).resolve()
     runs = plan_runs(out, args.variants, args.seeds, args.max_steps, extra)
     check_flags(runs)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        (out / "logs").mkdir(parents=True, exist_ok=True)
     statuses = {run: finished(out, run) for run in runs}
     todo = [run for run in runs if statuses[run] is None]
+    done = len(runs) - len(todo)
     missing = []
     if args.table_only:
+        if not done:  # nothing to tabulate: an empty table would replace whatever <out> holds
+            raise SystemExit(f"error: --table-only: none of the {len(runs)} runs finished in {out} (looked for "
+                             f"{status_path(out, runs[0]).name} ... {status_path(out, runs[-1]).name} in "
+                             f"{out / 'logs'}); nothing written. Name the ablation folder with --out.")
         missing, todo = [run.name for run in todo], []
         for run in runs:
             if statuses[run] is None:
                 statuses[run] = {"variant": run.variant, "seed": run.seed, "flags": list(run.flags),
                                  "returncode": None, "seconds": 0.0}
+    pending = f"{len(missing)} not run (--table-only)" if args.table_only else f"{len(todo)} to run, {args.jobs} at a time"
     print(f"ablation {out}: {len(runs)} runs ({len(args.variants)} variants x {len(args.seeds)} seeds), "
-          f"{len(runs) - len(todo)} finished earlier, {len(todo)} to run, {args.jobs} at a time", flush=True)
+          f"{done} finished earlier, {pending}", flush=True)
     start = time.time()
 
     def one(run: Run) -> dict:
