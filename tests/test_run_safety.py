@@ -13,6 +13,7 @@ loaded the machine is; the signal it then sends is handled when the trainer cont
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import shlex
@@ -23,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import accelerate.commands.launch as accelerate_launch
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -197,35 +199,74 @@ def test_a_resume_that_changes_the_models_lists_each_difference(tiny_run, tmp_pa
 # Signals
 
 
-def test_sigterm_to_the_launcher_saves_the_step_and_leaves_no_process(reference, tmp_path):
-    """Also: a second trainer on the running run is refused at once."""
-    run_dir = tmp_path / "runs" / "a"
-    first = Started(command(tmp_path, "a", launcher=LAUNCHER), tmp_path)
+# What the installed `accelerate launch` does with its single-process child (checked, not assumed):
+# from accelerate 1.16 on it pipes the child's stderr through itself and, on SIGTERM or SIGINT,
+# sends the child SIGTERM and SIGKILLs it 5 s later; before, it forwarded nothing and left stderr
+# alone. Either way the trainer's tie (PR_SET_PDEATHSIG) covers a launcher killed outright.
+_LAUNCH_SOURCE = inspect.getsource(accelerate_launch)
+LAUNCHER_FORWARDS = "_terminate_process_tree" in _LAUNCH_SOURCE
+LAUNCHER_PIPES_STDERR = "stderr=subprocess.PIPE" in _LAUNCH_SOURCE
+
+
+def launcher_exit(signum: int) -> int:
+    """The launcher's return code after ``signum``, as the installed accelerate handles it."""
+    if signum == signal.SIGKILL or not LAUNCHER_FORWARDS:
+        return -signum  # killed by it
+    return 128 + signum
+
+
+def wait_for_no_process(session: int, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while in_session(session) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert in_session(session) == []  # the trainer followed its launcher (and left no child)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_signalled_launcher_leaves_the_step_saved_a_message_and_no_process(signum, reference, tmp_path):
+    """Whatever the launcher gets, the trainer saves the step it is on and says where. Under
+    SIGKILL (nothing forwarded, stderr's pipe closed) the message is in the run folder's
+    ``after-launcher.log``. SIGTERM also checks that a second trainer on the running run is
+    refused, and that the printed resume command gives the uninterrupted run's weights."""
+    name = signum.name.lower()
+    run_dir = tmp_path / "runs" / name
+    first = Started(command(tmp_path, name, launcher=LAUNCHER), tmp_path)
     first.wait_for_step(run_dir)
     pid = trainer_pid(run_dir)
-    os.kill(pid, signal.SIGSTOP)  # hold it mid-run while the second one tries
+    os.kill(pid, signal.SIGSTOP)  # hold it mid-run: it can't finish meanwhile, however slow the rest is
     try:
-        second = run(command(tmp_path, "a"))
-        assert second.returncode == 1
-        assert second.stderr.strip().splitlines()[-1].startswith(
-            f"error: run folder {run_dir} is in use by another trainer (pid {pid} on {os.uname().nodename}, started ")
-        os.kill(first.proc.pid, signal.SIGTERM)  # the launcher only: it forwards nothing
-        first.proc.wait(60)
+        if signum == signal.SIGTERM:
+            second = run(command(tmp_path, name))
+            assert second.returncode == 1
+            assert second.stderr.strip().splitlines()[-1].startswith(
+                f"error: run folder {run_dir} is in use by another trainer (pid {pid} on {os.uname().nodename}, "
+                "started ")
     finally:
         os.kill(pid, signal.SIGCONT)
-    end = time.monotonic() + 120
-    while in_session(first.proc.pid) and time.monotonic() < end:
-        time.sleep(0.05)
-    assert in_session(first.proc.pid) == []  # the trainer followed its launcher (and left no child)
-    step, resume = interrupted_at(first.stderr)
+    os.kill(first.proc.pid, signum)  # the launcher only
+    assert first.wait(120) == launcher_exit(signum)
+    wait_for_no_process(first.proc.pid)
+
+    log = run_dir / "after-launcher.log"
+    lost_pipe = signum == signal.SIGKILL and LAUNCHER_PIPES_STDERR
+    if lost_pipe:
+        assert "stderr lost its reader" in log.read_text()
+        step, resume = interrupted_at(log.read_text())
+        assert "interrupted at step" not in first.stderr
+    else:
+        step, resume = interrupted_at(first.stderr)
+        assert not log.exists()
+    assert "Traceback" not in first.stderr + (log.read_text() if log.exists() else "")
+    assert "BrokenPipeError" not in first.stderr + (log.read_text() if log.exists() else "")
     assert 1 <= step < STEPS
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"checkpoint-{step}"]
     assert not (run_dir / "trainer.lock").exists()
-    assert resume == [*LAUNCHER, *command(tmp_path, "a")[1:-2], "--run-name", "a", "--resume", "latest"]
-    result = run(resume)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resumed from {run_dir / 'checkpoints' / f'checkpoint-{step}'} at step {step}" in result.stdout
-    assert_same_weights(reference, run_dir / "checkpoints" / f"checkpoint-{STEPS}")
+    assert resume == [*LAUNCHER, *command(tmp_path, name)[1:-2], "--run-name", name, "--resume", "latest"]
+    if signum == signal.SIGTERM:
+        result = run(resume)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"resumed from {run_dir / 'checkpoints' / f'checkpoint-{step}'} at step {step}" in result.stdout
+        assert_same_weights(reference, run_dir / "checkpoints" / f"checkpoint-{STEPS}")
 
 
 def test_ctrl_c_saves_the_step_exits_130_and_resumes_exactly(reference, tmp_path):
@@ -745,3 +786,43 @@ def test_launchers_are_recognised_however_spelled():
         assert is_launcher(argv), argv
     for argv in (["bash"], ["python", "train/gan.py", "--run-name", "accelerate"], ["nohup", "python", "x.py"], []):
         assert not is_launcher(argv), argv
+
+
+_PRINTER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from train.safety import guard_streams
+if {guard}:
+    guard_streams({fallback!r})
+sys.stdin.readline()  # the test closes the pipe's reader, then lets us go on
+for i in range(3):
+    print("line", i, flush=True)
+    print("err", i, file=sys.stderr, flush=True)
+print("done", file=sys.stderr, flush=True)
+"""
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_guarded_streams_survive_a_reader_that_goes_away(guard, tmp_path):
+    """Writes after the reader of stdout and stderr is gone land in the fallback file, in order,
+    and the process goes on; unguarded, the first print raises BrokenPipeError."""
+    fallback = tmp_path / "after.log"
+    code = _PRINTER.format(root=str(ROOT), guard=guard, fallback=str(fallback))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    proc.stderr.close()  # both readers gone
+    proc.stdin.write(b"go\n")
+    proc.stdin.close()
+    returncode = proc.wait(60)
+    if not guard:
+        assert returncode == 1  # the first print's BrokenPipeError, uncaught
+        assert not fallback.exists()
+        return
+    assert returncode == 0
+    lines = fallback.read_text().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines if line.startswith("[")] == [
+        "stdout lost its reader (the launcher or the terminal is gone); what followed is below",
+        "stderr lost its reader (the launcher or the terminal is gone); what followed is below"]
+    assert [line for line in lines if not line.startswith("[")] == [
+        "line 0", "err 0", "line 1", "err 1", "line 2", "err 2", "done"]

@@ -26,8 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 if __name__ == "__main__":  # before the heavy imports: a launcher killed meanwhile takes us along
-    from train.safety import tie_to_launcher
+    from train.safety import guard_streams, tie_to_launcher
 
+    guard_streams()  # before tqdm or logging hold the streams: a killed launcher closes our stderr
     tie_to_launcher()
 
 import math  # noqa: E402
@@ -83,7 +84,15 @@ from train.run import (  # noqa: E402
     start_trackers,
     stop_requested,
 )
-from train.safety import Interrupted, RunError, SettingsError, Stopped, StopSignals  # noqa: E402
+from train.safety import (  # noqa: E402
+    AFTER_LAUNCHER_LOG,
+    Interrupted,
+    RunError,
+    SettingsError,
+    Stopped,
+    StopSignals,
+    set_fallback,
+)
 
 
 @dataclass
@@ -328,6 +337,8 @@ def main(options: Options, signals: StopSignals | None = None) -> None:
                             f"{accelerator.num_processes}: the global batch and the data order would change. "
                             f"Resume it with --num_processes {saved_world}")
     lock = claim_run(accelerator, plan, options.overwrite, say)
+    if accelerator.is_main_process:  # the others print nothing worth keeping
+        set_fallback(Path(plan.config.output_dir) / plan.run_name / AFTER_LAUNCHER_LOG)
     try:
         train(accelerator, plan, signals, say)
     finally:

@@ -35,6 +35,7 @@ from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list
 from train import state as st
 from train.config import ConfigError, RunRecord, TrainConfig, load_config, r1_on_summed_logits, settings_for_resume
 from train.safety import (
+    AFTER_LAUNCHER_LOG,
     RunError,
     RunLock,
     SettingsError,
@@ -293,7 +294,7 @@ def _clear_run(run_dir: Path, samples: Path) -> list[str]:
     """``--overwrite``: delete what an earlier run wrote (its lock is ours by now)."""
     removed = []
     for path in (run_dir / "checkpoints", run_dir / "rescue", run_dir / "tensorboard", run_dir / "wandb",
-                 run_dir / "metrics.jsonl", run_dir / "config.json", samples):
+                 run_dir / "metrics.jsonl", run_dir / "config.json", run_dir / AFTER_LAUNCHER_LOG, samples):
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
