@@ -120,7 +120,9 @@ class TestFeaturePath:
         assert [tuple(u.shape) for u in clip_units] == [
             (2, 3, *u.shape[1:]) for u in units
         ]
-        torch.testing.assert_close(clip_units[0][:, 1], units[0], atol=0, rtol=0)
+        # Not bit-equal: the CPU convolution may pick another kernel for a batch of 6 frames than for 2
+        # (seen with torch 2.14 under load); float64 rounding of a 3x3x64 sum bounds the difference.
+        torch.testing.assert_close(clip_units[0][:, 1], units[0], atol=1e-14, rtol=0)
         # distances: pred against target per frame, and consecutive frames of one clip
         other = torch.rand(2, 3, 3, 40, 40, generator=gen, dtype=torch.float64) * 2 - 1
         per_frame = ours.feature_distance(clip_units, ours.unit_features(other))
