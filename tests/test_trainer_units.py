@@ -720,6 +720,23 @@ def test_progress_bar_numbers_are_window_means():
     assert window.means() == {"g": "0.500", "d": "-1.000"}  # a new window
 
 
+def test_logged_records_carry_the_newest_lazy_penalty():
+    """R1 is due every --r1-interval steps and records are written every --log-every: the record
+    holds the newest R1 (and R2), not nothing when the two grids don't meet."""
+    from train.run import LogWindow
+
+    window = LogWindow()
+    step = {"g/total": torch.tensor(1.0), "d/total": torch.tensor(2.0)}
+    assert window.with_penalties(step) == step  # none computed yet: none invented
+    window.add({**step, "d/r1": torch.tensor(0.25)})  # a due step
+    window.add(step)
+    assert window.with_penalties(step) == {**step, "d/r1": torch.tensor(0.25)}
+    window.means()  # the bar's window restarts; the penalty stays the newest known
+    window.add({**step, "d/r1": torch.tensor(0.5), "d/r2": torch.tensor(0.125)})
+    assert window.with_penalties(step) == {**step, "d/r1": torch.tensor(0.5), "d/r2": torch.tensor(0.125)}
+    assert window.with_penalties({**step, "d/r1": torch.tensor(3.0)})["d/r1"] == 3.0  # this step's own wins
+
+
 def test_ema_copies_buffers_and_averages_parameters():
     from train.state import EMA
 

@@ -434,7 +434,7 @@ def train(accelerator, plan: RunPlan, signals: StopSignals | None, say) -> None:
         bar_window.add(logs)
         done = progress.step >= cfg.max_steps
         if log_step or skipped:
-            written = log.write_losses(progress.step, logs, skipped_steps=progress.skipped,
+            written = log.write_losses(progress.step, bar_window.with_penalties(logs), skipped_steps=progress.skipped,
                                        steps_per_s=(progress.step - start_step) / (time.time() - start_time))
             bar.set_postfix(bar_window.means())
             for finding in monitor.add(written):  # each once, when its stretch first gets long enough

@@ -538,14 +538,26 @@ class MetricsLog:
 
 class LogWindow:
     """The progress bar's numbers: ``g/total`` and ``d/total`` averaged over the steps since the bar
-    was last updated. Summed on the device, so nothing syncs until the bar shows them."""
+    was last updated. Summed on the device, so nothing syncs until the bar shows them.
+
+    It also keeps the newest lazy penalties (``d/r1``, ``d/r2``): they are computed every
+    ``--r1-interval`` steps only, which a ``--log-every`` grid may never meet (16 and 25 first meet
+    at step 400), so :meth:`with_penalties` carries the newest into each logged record."""
+
+    PENALTIES = ("d/r1", "d/r2")
 
     def __init__(self) -> None:
         self.sums: torch.Tensor | None = None
         self.steps = 0
         self.names: list[str] = []
+        self.penalties: dict[str, torch.Tensor] = {}
+
+    def with_penalties(self, logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``logs`` and the newest value of each lazy penalty it lacks."""
+        return {**self.penalties, **logs}
 
     def add(self, logs: dict[str, torch.Tensor]) -> None:
+        self.penalties.update({name: logs[name] for name in self.PENALTIES if name in logs})
         # No "d/total" in a run whose discriminators are off (train.losses.DISCRIMINATORS_OFF).
         self.names = [name for name in ("g/total", "d/total") if name in logs]
         totals = torch.stack([logs[name] for name in self.names]).float()
