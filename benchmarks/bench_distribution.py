@@ -13,6 +13,7 @@ anything here, not the values. Reported:
     python benchmarks/bench_distribution.py [--threads 2]
     python benchmarks/bench_distribution.py --device cuda   # genloss's distances on the GPU
     python benchmarks/bench_distribution.py --quick         # 400-d rows only, KID on 10 subsets
+    python benchmarks/bench_distribution.py --smoke         # 256 x 16-d: runs end to end in seconds
 
 With ``--device cuda`` the statistics and features given to ``frechet_distance`` and
 ``kernel_distance`` are float64 tensors on the GPU (its times are wall time after
@@ -66,6 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="skip the 2048-d row; KID on 10 subsets")
+    parser.add_argument("--smoke", action="store_true", help="256 samples of 16-d features, KID on 2 subsets of "
+                        "100: checks that the script runs (the numbers mean nothing)")
     add_device_argument(parser)
     args = parser.parse_args()
     device = resolve_device(parser, args.device)
@@ -77,7 +80,9 @@ def main() -> None:
 
     print(f"frechet_distance vs scipy.linalg.sqrtm (StyleGAN / TTUR formula), float64; "
           f"genloss on {describe(device)}, {args.threads} torch threads")
-    for n, d in ((2048, 400), (256, 400)) if args.quick else ((2048, 400), (2048, 2048), (256, 400)):
+    rows = ((2048, 400), (256, 400)) if args.quick else ((2048, 400), (2048, 2048), (256, 400))
+    n_kid, d_kid, subsets, subset_size = (256, 16, 2, 100) if args.smoke else (2048, 400, 10 if args.quick else 100, 1000)
+    for n, d in ((256, 16),) if args.smoke else rows:
         x, y = _features(n, d, 0, 0.0), _features(n, d, 1, 0.1)
         (mu_r, s_r), (mu_f, s_f) = _moments(x), _moments(y)
         stats = on_device(mu_r, s_r, mu_f, s_f)
@@ -95,17 +100,16 @@ def main() -> None:
             f"ours {abs(ours - svd) / svd:.1e}, scipy {abs(ref - svd) / svd:.1e}"
         )
 
-    real, fake = _features(2048, 400, 2, 0.0), _features(2048, 400, 3, 0.05)
+    real, fake = _features(n_kid, d_kid, 2, 0.0), _features(n_kid, d_kid, 3, 0.05)
     features = on_device(real, fake)
-    subsets = 10 if args.quick else 100
-    (mean, std), t = _timed(lambda: kernel_distance(*features, subsets=subsets, subset_size=1000), clock)
-    print(f"kernel_distance, 2048 + 2048 x 400-d, {subsets} subsets of 1000: {mean:.4g} ± {std:.2g}")
+    (mean, std), t = _timed(lambda: kernel_distance(*features, subsets=subsets, subset_size=subset_size), clock)
+    print(f"kernel_distance, {n_kid} + {n_kid} x {d_kid}-d, {subsets} subsets of {subset_size}: {mean:.4g} ± {std:.2g}")
     print(f"  ({t:.2f} s)")
 
     by_n = frechet_distance(*_moments(real), *_moments(fake))
     by_n1 = frechet_distance(*_moments(real, 1), *_moments(fake, 1))
     print(
-        f"covariance / N vs / (N - 1), 2048 samples: {by_n:.6g} vs {by_n1:.6g} "
+        f"covariance / N vs / (N - 1), {n_kid} samples: {by_n:.6g} vs {by_n1:.6g} "
         f"(relative {abs(by_n1 - by_n) / by_n:.1e})"
     )
 

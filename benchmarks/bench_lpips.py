@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_lpips.py --quick    # about a minute
     .venv/bin/python benchmarks/bench_lpips.py --threads 1 --nets alex
     .venv/bin/python benchmarks/bench_lpips.py --device cuda
+    .venv/bin/python benchmarks/bench_lpips.py --smoke --nets alex   # tiny inputs, one call: runs end to end
 
 Both sides get the same seeded random trunk (a torchvision ``features`` state dict written to a
 temp dir: no download) and the package's own v0.1 calibration weights, and every row first
@@ -73,6 +74,8 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller VGG inputs")
+    parser.add_argument("--smoke", action="store_true", help="2 images and one 4-frame clip of 64x64, one timed "
+                        "call: checks that the script runs (the timings mean nothing)")
     parser.add_argument(
         "--nets", default="alex,squeeze,vgg", help="comma-separated subset of alex,squeeze,vgg"
     )
@@ -90,11 +93,14 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         parser.error(f"--nets: unknown {unknown}; choose from {list(ARCH)}")
     if args.repeats is None:
-        args.repeats = 5 if args.quick else 15
+        args.repeats = 1 if args.smoke else 5 if args.quick else 15
     return args
 
 
-def cases(net: str, quick: bool) -> list[Case]:
+def cases(net: str, quick: bool, smoke: bool = False) -> list[Case]:
+    if smoke:
+        return [Case("images 2x64x64", (2, 3, 64, 64), True),
+                Case("clips (1, 3, 4, 64, 64) frames=2", (1, 3, 4, 64, 64), True, frames=2)]
     if net == "vgg":  # ~1.3 GFLOP per 64x64 frame: keep the batch small
         clip = (1, 3, 4, 64, 64) if quick else (2, 3, 4, 64, 64)
         return [
@@ -180,8 +186,8 @@ def main(args: argparse.Namespace) -> None:
     device = args.device
     clock = clock_for(device, cpu_clock)
     warnings.simplefilter("ignore", UserWarning)  # the package's torchvision `pretrained` warnings
-    n = 4096 if device.type == "cuda" else 1024  # 1024^3 is too small to keep a GPU busy
-    peak = matmul_gflops(n, device=device)
+    n = 128 if args.smoke else 4096 if device.type == "cuda" else 1024  # 1024^3 is too small to keep a GPU busy
+    peak = matmul_gflops(n, repeats=2 if args.smoke else 40, device=device)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads ({'CPU' if clock is time.process_time else 'wall'} "
@@ -201,7 +207,7 @@ def main(args: argparse.Namespace) -> None:
         for net in args.nets:
             path = write_trunk(net, Path(folder), seed=0)
             package = reference(net, path).to(device)
-            for case in cases(net, args.quick):
+            for case in cases(net, args.quick, args.smoke):
                 ours_module = gl.LPIPS(
                     net, weights=path, frames=case.frames, frame_sampling="uniform"
                 ).to(device)
@@ -219,7 +225,7 @@ def main(args: argparse.Namespace) -> None:
                         diff = (ours(pred, target) - pkg(pred, target)).abs().max().item()
                     diff_text = f"{diff:.1e}"
                 else:  # the package on all T frames: the cost frames=k avoids, not the same value
-                    diff_text = "n/a (2 of 8 frames)"
+                    diff_text = f"n/a ({case.frames} of {case.shape[2]} frames)"
                 for fn in (ours, pkg):  # warm-up: oneDNN primitive creation, allocator
                     call(fn, pred, target, case.backward)
                 times = {ours: [], pkg: []}

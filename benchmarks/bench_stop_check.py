@@ -7,10 +7,12 @@ trainer runs it, against an all-gather of one float (what ``train_step``'s non-f
 already does twice per step), interleaved, medians over repeats.
 
     python benchmarks/bench_stop_check.py          # launches itself as 2 CPU processes
+    python benchmarks/bench_stop_check.py --calls 10 --repeats 1   # a smoke run
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -19,6 +21,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000, help="calls timed per repeat (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats, median reported "
+                        "(default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.calls < 1 or args.repeats < 1:
+        parser.error("--calls and --repeats must be >= 1")
+    return args
 
 
 def worker(calls: int = 2000, repeats: int = 7) -> None:
@@ -55,10 +68,13 @@ def worker(calls: int = 2000, repeats: int = 7) -> None:
 
 
 if __name__ == "__main__":
+    options = parse_args()  # also in each worker: --help and bad values stop before the launch
     if os.environ.get("WORLD_SIZE"):
-        worker()
+        worker(options.calls, options.repeats)
     else:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-        subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", __file__],
-                       check=True, env=env, cwd=ROOT)
+        launched = subprocess.run(
+            [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-q", __file__,
+             "--calls", str(options.calls), "--repeats", str(options.repeats)], env=env)
+        sys.exit(launched.returncode)

@@ -11,6 +11,7 @@ scaling reads as equal numbers. On a shared CPU, `--threads 1` gives the steadie
     python benchmarks/bench_temporal.py --quick    # B=2, T up to 16, H=W up to 128, 3 repeats
     python benchmarks/bench_temporal.py --quick --threads 1
     python benchmarks/bench_temporal.py --device cuda
+    python benchmarks/bench_temporal.py --smoke    # B=1, T 3 and 4 at 32x32, H=W 32 and 40 at T=4: runs end to end
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per cell (median)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="B=2, smaller sweeps, 3 repeats")
+    parser.add_argument("--smoke", action="store_true", help="B=1, two tiny sizes per sweep, 1 repeat: checks that "
+                        "the script runs (the timings mean nothing)")
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads (0: torch's default); 1 is steadier on a shared machine"
     )
@@ -137,15 +140,19 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     frames, sizes = ([4, 8, 16], [32, 64, 128]) if args.quick else ([4, 8, 16, 32], [32, 64, 128, 256])
+    size_of_t, t_of_size = 64, 8  # the T sweep's H=W, the H=W sweep's T
     if args.quick:
         args.repeats, args.batch = min(args.repeats, 3), min(args.batch, 2)
+    if args.smoke:
+        frames, sizes, size_of_t, t_of_size = [3, 4], [32, 40], 32, 4
+        args.repeats, args.batch = 1, 1
     torch.manual_seed(0)
     all_cases = cases(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {name}, B={args.batch}, C=3, float32")
     sweep(
-        "T sweep at 64x64",
-        [(args.batch, 3, t, 64, 64) for t in frames],
+        f"T sweep at {size_of_t}x{size_of_t}",
+        [(args.batch, 3, t, size_of_t, size_of_t) for t in frames],
         [f"T={t}" for t in frames],
         (frames[-1] - 1) / (frames[0] - 1),
         args,
@@ -153,8 +160,8 @@ def main() -> None:
         all_cases,
     )
     sweep(
-        "H=W sweep at T=8",
-        [(args.batch, 3, 8, s, s) for s in sizes],
+        f"H=W sweep at T={t_of_size}",
+        [(args.batch, 3, t_of_size, s, s) for s in sizes],
         [f"{s}px" for s in sizes],
         (sizes[-1] / sizes[0]) ** 2,
         args,

@@ -13,6 +13,7 @@ Two measurements:
 
     python benchmarks/bench_trainer.py            # both (about 4 minutes on 2 cores)
     python benchmarks/bench_trainer.py --quick    # fewer trials and steps
+    python benchmarks/bench_trainer.py --trials 1 --steps 2 --settings 1x1   # a smoke run (seconds)
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ from train.build import build_datasets, build_models, build_perceptual  # noqa: 
 from train.evaluate import stack_clips  # noqa: E402
 from train.gan import GAN, judge_for_generator  # noqa: E402
 from train.losses import build_losses, frame_indices, temporal_difference_from_context  # noqa: E402
-from train.options import parse_args  # noqa: E402
+from train.options import parse_args as trainer_args  # noqa: E402
 
 
 def loss_share(trials: int) -> None:
-    args = parse_args([]).config
+    args = trainer_args([]).config
     torch.set_num_threads(args.cpu_threads or os.cpu_count())
     perceptual, used, _ = build_perceptual(args.perceptual, args.perceptual_weights, args.size)
     train_set, _ = build_datasets(args, 64, log=lambda *a: None)
@@ -63,7 +64,7 @@ def loss_share(trials: int) -> None:
         context, future = real[:, :, :k], real[:, :, k:]
         generated = generator(context, z)
         fake = torch.cat([context, generated], dim=2)
-        d = judge_for_generator(gan, real, fake, k, adversarial=True, relativistic=False,
+        d = judge_for_generator(gan, losses.view, real, fake, k, adversarial=True, relativistic=False,
                                 feature_matching=losses.lpips is None)
         adv = gl.generator_loss(d.video_fake, kind=losses.kind) + gl.generator_loss(d.image_fake, kind=losses.kind)
         total, _ = losses.generator(
@@ -116,20 +117,24 @@ def loss_share(trials: int) -> None:
     print(f"  whole step {full * 1e3:7.1f} ms   loss suite {losses * 1e3:6.1f} ms   share {losses / full:5.1%}")
 
 
-def throughput(steps: int) -> None:
+# --settings key -> (row label, launcher flags, trainer flags)
+SETTINGS = {
+    "1x1": ("1 process x 1 thread (default)", [], ["--cpu-threads", "1"]),
+    "1x2": ("1 process x 2 threads", [], ["--cpu-threads", "2"]),
+    "2x1": ("2 processes x 1 thread (CPU DDP)", ["--multi_gpu", "--num_processes", "2"], ["--cpu-threads", "1"]),
+}
+
+
+def throughput(steps: int, settings: list[str]) -> None:
     print(f"\nthroughput of `accelerate launch train/gan.py` (defaults, {steps} steps, no eval/samples in between):")
     print(f"  {'setting':<34}{'steps/s':>9}{'clips/s':>9}")
-    settings = {
-        "1 process x 1 thread (default)": ([], ["--cpu-threads", "1"]),
-        "1 process x 2 threads": ([], ["--cpu-threads", "2"]),
-        "2 processes x 1 thread (CPU DDP)": (["--multi_gpu", "--num_processes", "2"], ["--cpu-threads", "1"]),
-    }
-    for name, (launch, flags) in settings.items():
+    for name, launch, flags in (SETTINGS[key] for key in settings):
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                    *(launch or ["--num_processes", "1"]), str(ROOT / "train" / "gan.py"),
                    "--max-steps", str(steps), "--eval-every", str(10 * steps), "--sample-every", str(10 * steps),
                    "--checkpoint-every", str(10 * steps), "--log-every", str(steps // 2), "--eval-clips", "8",
+                   "--detect-clips", "0",  # the end-of-run detector is no part of the step rate
                    "--output-dir", f"{tmp}/runs", "--samples-dir", f"{tmp}/samples", "--run-name", "bench", *flags]
             subprocess.run(cmd, check=True, capture_output=True, text=True)
             records = [json.loads(line) for line in open(f"{tmp}/runs/bench/metrics.jsonl")]
@@ -138,18 +143,26 @@ def throughput(steps: int) -> None:
         print(f"  {name:<34}{rate:>9.2f}{rate * record['global_batch_size']:>9.1f}")
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=15, help="interleaved generator steps per variant")
-    parser.add_argument("--steps", type=int, default=200, help="training steps per throughput run")
+    parser.add_argument("--steps", type=int, default=200, help="training steps per throughput run (at least 2)")
     parser.add_argument("--quick", action="store_true", help="5 trials, 60 steps")
-    parser.add_argument("--skip-throughput", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--skip-throughput", action="store_true", help="measure the loss-suite share only")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                        help="throughput runs: processes x threads (default: all)")
+    args = parser.parse_args(argv)
+    if args.trials < 1 or args.steps < 2:
+        parser.error("--trials must be >= 1 and --steps >= 2 (metrics are logged every steps // 2)")
+    return args
+
+
+def main(args: argparse.Namespace) -> None:
     print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores")
     loss_share(5 if args.quick else args.trials)
     if not args.skip_throughput:
-        throughput(60 if args.quick else args.steps)
+        throughput(60 if args.quick else args.steps, args.settings)
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

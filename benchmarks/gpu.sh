@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The benchmarks on one CUDA GPU with one command, in under 5 minutes.
 #
+# usage: [DEVICE=cuda] [BUDGET=285] [DRY_RUN=1] bash benchmarks/gpu.sh [RESULTS_FILE] | --help
+#
 #   bash benchmarks/gpu.sh                  # writes benchmarks/gpu-results.txt
 #   bash benchmarks/gpu.sh /tmp/h200.txt    # or the path given
 #   DEVICE=cpu BUDGET=90 bash benchmarks/gpu.sh /tmp/smoke.txt   # smoke test of this script, no GPU
+#   DRY_RUN=1 bash benchmarks/gpu.sh /tmp/plan.txt   # print the commands it would run, run nothing
 #
 # Prints the GPU (nvidia-smi -L), the torch and CUDA versions and the commit, then runs, each with
 # `--device $DEVICE` (cuda by default) under its own `timeout` (seconds):
@@ -28,6 +31,10 @@
 # initialisation and the CPU-side scipy references of bench_distribution.py).
 
 set -euo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+    sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"  # the comment above
+    exit 0
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ -f .venv/bin/activate ]]; then
     # shellcheck disable=SC1091
@@ -36,6 +43,7 @@ fi
 
 DEVICE=${DEVICE:-cuda}
 BUDGET=${BUDGET:-285}
+DRY_RUN=${DRY_RUN:-}
 RESULTS=${1:-benchmarks/gpu-results.txt}
 export PYTHONUNBUFFERED=1  # keep the benchmarks' lines in order with ours through tee
 
@@ -44,6 +52,10 @@ failed=()
 bench() {  # bench <timeout s> <script> [args...]
     local limit=$1 script=$2
     shift 2
+    if [[ -n $DRY_RUN ]]; then
+        echo "python benchmarks/$script $* --device $DEVICE   (timeout ${limit} s)"
+        return
+    fi
     local left=$((BUDGET - SECONDS - 5))  # 5 s for --kill-after
     echo
     if ((left < 10)); then
@@ -70,10 +82,12 @@ bench() {  # bench <timeout s> <script> [args...]
 run_all() {
     echo "# benchmarks/gpu.sh on $(hostname), $(date -u '+%Y-%m-%d %H:%M UTC'), device $DEVICE, budget ${BUDGET} s"
     echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
-    if [[ $DEVICE == cuda* ]]; then
+    if [[ -n $DRY_RUN ]]; then
+        echo "# DRY_RUN: the commands only"
+    elif [[ $DEVICE == cuda* ]]; then
         nvidia-smi -L || echo "nvidia-smi -L failed"
     fi
-    python - "$DEVICE" <<'EOF'
+    [[ -n $DRY_RUN ]] || python - "$DEVICE" <<'EOF'
 import sys
 
 import torch
