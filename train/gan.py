@@ -91,6 +91,7 @@ from train.safety import (  # noqa: E402
     SettingsError,
     Stopped,
     StopSignals,
+    divert_if_launcher_gone,
     set_fallback,
 )
 
@@ -533,6 +534,7 @@ def cli(argv: list[str] | None = None) -> int:
             message, code = f"interrupted: {interrupted}", interrupted.exit_code
         if main_process:
             sys.stdout.flush()
+            divert_if_launcher_gone()  # else a dying launcher may take the message with it
             print(message, file=sys.stderr, flush=True)
     # Exiting anyway: a SIGTERM from torchrun (another rank exited first) must not turn this exit
     # code into a death by signal.
