@@ -27,6 +27,7 @@ from train.config import (
     TrainConfig,
     load_config,
 )
+from train.data import FRAME_SUFFIXES, VIDEO_SUFFIXES  # what the reader takes, named in --help
 
 __all__ = ["Options", "build_parser", "parse_args"]
 
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(r, "--frames", "clip length T (context + generated frames)")
     add(r, "--context-frames", "K context frames given to the generator; 0 = unconditional generation")
     add(r, "--size", "frame height and width in pixels (a multiple of 8, at least 16)")
-    add(r, "--dataset", "folder of videos (.mp4 .webm .avi .gif) or of frame folders (.png/.jpg)",
+    add(r, "--dataset", f"folder of videos ({' '.join(VIDEO_SUFFIXES)}) or of frame folders "
+        f"({'/'.join(FRAME_SUFFIXES)})",
         "procedural moving shapes")
     add(r, "--num-shapes", "shapes per clip in the procedural moving-shapes dataset")
     add(r, "--heldout-fraction", "share of each --dataset video, at its end, held out for evaluation (training "
