@@ -8,7 +8,14 @@ from . import flow, metrics
 from . import augment, diagnostics
 from .adversarial import KINDS, AdversarialLoss, discriminator_loss, generator_loss
 from .augment import DiffAugment, diff_augment
-from .composite import CompositeLoss, Schedule
+from .composite import (
+    CompositeLoss,
+    DiscriminatorGate,
+    DriftMonitor,
+    DriftWarning,
+    NonFiniteLossError,
+    Schedule,
+)
 from .diagnostics import discriminator_stats, gradient_norms
 from .feature_matching import feature_matching_loss
 from .flow import estimate_flow, video_flow, video_flow_and_mask
@@ -32,7 +39,9 @@ from .regularizers import (
     gradient_penalty,
     lecam_penalty,
     r1_penalty,
+    r1_penalty_fd,
     r2_penalty,
+    r2_penalty_fd,
 )
 from .ssim import MSSSIMLoss, SSIMLoss, ms_ssim_loss, ssim_loss
 from .temporal import (
@@ -58,6 +67,9 @@ __all__ = [
     "CharbonnierLoss",
     "CompositeLoss",
     "DiffAugment",
+    "DiscriminatorGate",
+    "DriftMonitor",
+    "DriftWarning",
     "FlowWarpingLoss",
     "FramesTooSmallError",
     "GradientDifferenceLoss",
@@ -69,6 +81,7 @@ __all__ = [
     "LeCamEMA",
     "MSELoss",
     "MSSSIMLoss",
+    "NonFiniteLossError",
     "PingPongLoss",
     "SSIMLoss",
     "Schedule",
@@ -102,7 +115,9 @@ __all__ = [
     "occlusion_mask",
     "ping_pong_loss",
     "r1_penalty",
+    "r1_penalty_fd",
     "r2_penalty",
+    "r2_penalty_fd",
     "ssim_loss",
     "temporal_difference_loss",
     "temporal_lpips_loss",

@@ -52,6 +52,10 @@ __all__ = [
 LPIPS_NETS = ("alex", "vgg", "squeeze")
 # lpips.normalize_tensor: f / (||f|| + eps); computed in float32, where 1e-10 is representable.
 NORM_EPS = 1e-10
+# LPIPS(stable=True): f / sqrt(||f||^2 + eps). The normalisation's input gradient is then at most
+# 1 / sqrt(eps) = 1e4 (the package's form reaches 1 / NORM_EPS = 1e10 where f vanishes), and the
+# value moves by a relative eps / (2 ||f||^2): below 1e-6 wherever ||f|| > 0.1.
+STABLE_NORM_EPS = 1e-8
 # How many leading trunk layers run channels_last on CPU depends on the kernels oneDNN dispatches
 # to. channels_last makes the 3-channel stem conv and the max-pools several times faster on every
 # CPU we measured; the small deep 3x3 convs are faster NCHW on an AVX-512 Xeon but faster
@@ -87,14 +91,27 @@ def call_lpips(model: Callable[..., Tensor], x: Tensor, y: Tensor) -> Tensor:
     return out
 
 
-def _channel_norm(features: Tensor) -> Tensor:
-    """``‖f‖₂`` over channels, ``(N, C, h, w) -> (N, 1, h, w)``, without a usable gradient at 0.
+def _channel_norm(features: Tensor, eps: float = 0.0) -> Tensor:
+    """``sqrt(‖f‖₂² + eps)`` over channels, ``(N, C, h, w) -> (N, 1, h, w)``; no usable gradient.
 
     ``square().sum().sqrt()`` rather than ``torch.linalg.vector_norm``: on CPU the latter is 5-35x
     slower over the channel axis of NCHW maps (and over h, w of channels_last ones), measured
     on (32, 64..384, 15..3, 15..3) LPIPS taps.
     """
-    return features.square().sum(dim=1, keepdim=True).sqrt()
+    squares = features.square().sum(dim=1, keepdim=True)
+    return (squares + eps if eps else squares).sqrt()
+
+
+def _norm_and_radius(features: Tensor, stable: bool) -> tuple[Tensor, Tensor]:
+    """``(n, r)`` with ``f / r`` the unit features and ``∂r/∂f = f / n``.
+
+    Default (the package's): ``n = ‖f‖``, ``r = n + 1e-10``. Stable: ``n = r = sqrt(‖f‖² + 1e-8)``.
+    """
+    if stable:
+        radius = _channel_norm(features, STABLE_NORM_EPS)
+        return radius, radius
+    norm = _channel_norm(features)
+    return norm, norm + NORM_EPS
 
 
 def _normalisation_grad(g: Tensor, f: Tensor, norm: Tensor, radius: Tensor) -> Tensor:
@@ -103,6 +120,7 @@ def _normalisation_grad(g: Tensor, f: Tensor, norm: Tensor, radius: Tensor) -> T
         ∂L/∂f = g / r - f · (Σ_c g_c f_c) / (r² ‖f‖)
 
     It stays finite (``g / eps``, not the NaN of ``sqrt``'s gradient) where ``f`` is the zero vector.
+    For the stable ``r = sqrt(‖f‖² + eps)``, ``∂r/∂f = f / r``: pass ``norm = radius = r``.
     """
     # Divided by the clamped norm first: at f = 0 that gives 0 / tiny = 0, where r² · tiny would
     # underflow to 0 and make 0 / 0.
@@ -118,25 +136,24 @@ class _UnitNormalize(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, features: Tensor) -> Tensor:  # type: ignore[override]
-        norm = _channel_norm(features)
-        radius = norm + NORM_EPS
+    def forward(ctx, features: Tensor, stable: bool) -> Tensor:  # type: ignore[override]
+        norm, radius = _norm_and_radius(features, stable)
         ctx.save_for_backward(features, norm, radius)
         return features / radius
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         features, norm, radius = ctx.saved_tensors
-        return _normalisation_grad(grad, features, norm, radius)
+        return _normalisation_grad(grad, features, norm, radius), None
 
 
-def _unit(features: Tensor) -> Tensor:
-    """``f / (‖f‖₂ over channels + eps)`` in at least float32 (channels in dim 1)."""
+def _unit(features: Tensor, stable: bool = False) -> Tensor:
+    """``f / (‖f‖₂ over channels + eps)`` (stable: ``f / sqrt(‖f‖₂² + eps)``) in at least float32."""
     features = at_least_float32(features)
     if torch.is_grad_enabled() and features.requires_grad:
-        return _UnitNormalize.apply(features)
-    return features / (_channel_norm(features) + NORM_EPS)
+        return _UnitNormalize.apply(features, stable)
+    return features / _norm_and_radius(features, stable)[1]
 
 
 class _LayerDistance(torch.autograd.Function):
@@ -151,10 +168,9 @@ class _LayerDistance(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, features: Tensor, target_unit: Tensor, weight: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, features: Tensor, target_unit: Tensor, weight: Tensor, stable: bool) -> Tensor:  # type: ignore[override]
         f = at_least_float32(features)
-        norm = _channel_norm(f)  # (N, 1, h, w); the gradient is written out below
-        radius = norm + NORM_EPS
+        norm, radius = _norm_and_radius(f, stable)  # (N, 1, h, w); the gradient is written out below
         # t̂ - f/r = -d in one pass; only its square enters the value
         neg_diff = torch.addcdiv(target_unit, f, radius, value=-1.0)  # (N, C, h, w)
         ctx.save_for_backward(f, norm, radius, neg_diff, weight)
@@ -167,7 +183,7 @@ class _LayerDistance(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         f, norm, radius, neg_diff, weight = ctx.saved_tensors
         h, w = f.shape[-2:]
         # (N, C, 1, 1) coefficients: -2 w_c · grad_n / (h w), the sign undoing neg_diff's
@@ -177,7 +193,7 @@ class _LayerDistance(torch.autograd.Function):
             * weight.to(f.dtype)[None, :, None, None]
         )
         grad_f = _normalisation_grad(neg_diff * coeff, f, norm, radius)
-        return grad_f.to(ctx.in_dtype), None, None
+        return grad_f.to(ctx.in_dtype), None, None, None
 
 
 class LPIPS(FramewiseLoss):
@@ -208,6 +224,11 @@ class LPIPS(FramewiseLoss):
             override it per call.
         check_range: reject values outside [-1.5, 1.5] (costs one device sync per call).
         download: allow the one download attempt for ``weights="imagenet"``.
+        stable: normalise features by ``sqrt(‖f‖² + 1e-8)`` instead of the package's
+            ``‖f‖ + 1e-10``. The normalisation's gradient is then bounded by 1e4 (the package's
+            form reaches 1e10 where a feature vector vanishes; the package's own autograd gives
+            NaN there), at the cost of values that differ from the package by a relative
+            ``1e-8 / (2‖f‖²)`` per feature vector. Off by default: exactly the package's values.
 
     Shapes:
         ``pred`` and ``target``: ``(B, 3, H, W)`` or ``(B, 3, T, H, W)``, pixels in [-1, 1], any
@@ -241,6 +262,7 @@ class LPIPS(FramewiseLoss):
         reduction: str = "mean",
         check_range: bool = True,
         download: bool = True,
+        stable: bool = False,
     ) -> None:
         super().__init__()
         check_choice("net", net, LPIPS_NETS)
@@ -258,10 +280,14 @@ class LPIPS(FramewiseLoss):
         self.lins = nn.ParameterList(nn.Parameter(w) for w in lpips_lin_weights(net))
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+        if not isinstance(stable, bool):
+            raise TypeError(f"`stable` must be a bool; got {type(stable).__name__}")
+        self.stable = stable
         self.freeze()
 
     def extra_repr(self) -> str:
-        return f"net={self.net!r}, weights_source={self.weights_source!r}, frames={self.frames}"
+        stable = ", stable=True" if self.stable else ""
+        return f"net={self.net!r}, weights_source={self.weights_source!r}, frames={self.frames}{stable}"
 
     def features(self, x: Tensor) -> list[Tensor]:
         """Trunk activations at the LPIPS taps for ``(N, 3, H, W)`` pixels in [-1, 1]."""
@@ -284,9 +310,10 @@ class LPIPS(FramewiseLoss):
     def unit_features(self, x: Tensor, *, name: str = "x") -> list[Tensor]:
         """Unit-normalised tap features ``f̂_l`` of every frame of ``x``, one trunk pass per frame.
 
-        ``f̂_l = f_l / (‖f_l‖₂ over channels + 1e-10)``, the per-frame half of LPIPS: distances
-        follow from them (:meth:`feature_distance`, :meth:`step_distance`) without running a frame
-        through the trunk again for every pair it is in. :func:`genloss.temporal_lpips_loss` and
+        ``f̂_l = f_l / (‖f_l‖₂ over channels + 1e-10)`` (``stable=True``: ``/ sqrt(‖f_l‖₂² + 1e-8)``),
+        the per-frame half of LPIPS: distances follow from them (:meth:`feature_distance`,
+        :meth:`step_distance`) without running a frame through the trunk again for every pair it
+        is in. :func:`genloss.temporal_lpips_loss` and
         :mod:`genloss.metrics` use this path. Gradients flow into ``x`` when it requires one
         (finite where a feature vector vanishes); call it under ``torch.no_grad()`` for a constant
         side, such as a target.
@@ -302,10 +329,10 @@ class LPIPS(FramewiseLoss):
         """
         x = self.check_frames(name, x)
         if x.ndim == 4:
-            return [_unit(f) for f in self.features(x)]
+            return [_unit(f, self.stable) for f in self.features(x)]
         frames = rearrange(x, "b c t h w -> (b t) c h w")
         unfold = "(b t) c h w -> b t c h w"
-        return [rearrange(_unit(f), unfold, b=x.shape[0]) for f in self.features(frames)]
+        return [rearrange(_unit(f, self.stable), unfold, b=x.shape[0]) for f in self.features(frames)]
 
     def feature_distance(self, a: list[Tensor], b: list[Tensor]) -> Tensor:
         """LPIPS from unit features: ``d = Σ_l mean_{h,w} Σ_c w_{l,c} (a_l - b_l)²_{c,h,w}``.
@@ -358,18 +385,18 @@ class LPIPS(FramewiseLoss):
         """Per-frame distances ``(N,)`` (or maps ``(N, 1, H, W)``) for ``(N, 3, H, W)`` frames."""
         if torch.is_grad_enabled() and pred.requires_grad:
             with torch.no_grad():  # the target branch never builds a graph
-                target_units = [_unit(f) for f in self.features(target)]
+                target_units = [_unit(f, self.stable) for f in self.features(target)]
             pred_feats = self.features(pred)
             if not spatial:
                 return sum(
-                    _LayerDistance.apply(f, t, w)
+                    _LayerDistance.apply(f, t, w, self.stable)
                     for f, t, w in zip(pred_feats, target_units, self.lins, strict=True)
                 )
-            pred_units = [_unit(f) for f in pred_feats]
+            pred_units = [_unit(f, self.stable) for f in pred_feats]
         else:  # nothing to differentiate (the target never is): one trunk pass over both
             n = pred.shape[0]
             with torch.no_grad():
-                units = [_unit(f) for f in self.features(torch.cat([pred, target]))]
+                units = [_unit(f, self.stable) for f in self.features(torch.cat([pred, target]))]
             pred_units, target_units = [u[:n] for u in units], [u[n:] for u in units]
             if not spatial:
                 return self.feature_distance(pred_units, target_units)

@@ -491,3 +491,79 @@ class TestMinInputSize:
                 return True
 
             assert min_input_size(layers) == next(s for s in range(1, 64) if works(s))
+
+
+class TestStable:
+    """``LPIPS(stable=True)``: ``f / sqrt(‖f‖² + 1e-8)``, a normalisation gradient bounded by 1e4."""
+
+    def test_unit_formula_and_gradient(self):
+        f = torch.randn(2, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+        expected = f / (f.square().sum(dim=1, keepdim=True) + perceptual.STABLE_NORM_EPS).sqrt()
+        torch.testing.assert_close(perceptual._unit(f, True), expected, rtol=1e-15, atol=0)
+        assert torch.autograd.gradcheck(lambda t: perceptual._unit(t, True), (f,))
+        # the written-out gradient against autograd of the formula (finite everywhere: the eps is
+        # inside the sqrt), at feature norms from 1e-6 (eps dominates) to 1 and at 0
+        scales = torch.tensor([1e-6, 1e-5, 1e-4, 1e-2, 1.0, 0.0], dtype=torch.float64).view(1, 1, 6, 1)
+        f = (torch.randn(2, 5, 6, 3, dtype=torch.float64) * scales).requires_grad_(True)
+        g = torch.randn(2, 5, 6, 3, dtype=torch.float64)
+        (got,) = torch.autograd.grad(perceptual._unit(f, True), f, g)
+        expected = f / (f.square().sum(dim=1, keepdim=True) + perceptual.STABLE_NORM_EPS).sqrt()
+        (want,) = torch.autograd.grad(expected, f, g)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+    def test_gradient_at_a_vanishing_feature_vector(self):
+        # At the zero vector the Jacobian of f / r is I / r: the package's autograd gives NaN
+        # (sqrt'(0) = inf times 0), the default's written-out gradient g / 1e-10, stable g / 1e-4.
+        f = torch.randn(1, 4, 2, 2, dtype=torch.float64)
+        f[0, :, 1, 0] = 0.0
+        f.requires_grad_(True)
+        g = torch.randn(1, 4, 2, 2, dtype=torch.float64)
+        (package,) = torch.autograd.grad(lpips.normalize_tensor(f), f, g)
+        (default,) = torch.autograd.grad(perceptual._unit(f), f, g)
+        (stable,) = torch.autograd.grad(perceptual._unit(f, True), f, g)
+        assert package[0, :, 1, 0].isnan().all()
+        torch.testing.assert_close(default[0, :, 1, 0], g[0, :, 1, 0] / 1e-10)
+        torch.testing.assert_close(stable[0, :, 1, 0], g[0, :, 1, 0] / 1e-4)
+        # elsewhere they agree to the eps
+        torch.testing.assert_close(stable[0, :, 0], default[0, :, 0], rtol=1e-6, atol=0)
+        # near zero (norm 1e-7) the default's gradient is ~1/||f|| = 1e7, stable's at most 1e4
+        tiny = (torch.randn(1, 4, 1, 1, dtype=torch.float64) * 1e-7 / 2).requires_grad_(True)
+        for stable_flag, low, high in ((False, 1e6, 1e8), (True, 0, 1e4)):
+            (grad,) = torch.autograd.grad(perceptual._unit(tiny, stable_flag), tiny, torch.ones_like(tiny))
+            jacobian_bound = grad.norm() / 2  # ||g|| = 2
+            assert low < jacobian_bound <= high
+
+    def test_values_and_gradients_against_autograd(self, trunk_files):
+        # the stable module (fused _LayerDistance gradient) against the formula written with
+        # autograd on the module's own trunk features, float64
+        model = gl.LPIPS("alex", weights=trunk_files["alex"], stable=True).double()
+        x = images(2, 48, 20, torch.float64).requires_grad_(True)
+        y = images(2, 48, 21, torch.float64)
+
+        def unit(t):
+            return t / (t.square().sum(dim=1, keepdim=True) + 1e-8).sqrt()
+
+        expected = sum(
+            ((unit(a) - unit(b)).square() * w[:, None, None]).sum(dim=1).mean(dim=(1, 2))
+            for a, b, w in zip(model.features(x), model.features(y), model.lins, strict=True)
+        )
+        got = model(x, y, reduction="none")
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+        (got_grad,) = torch.autograd.grad(got.sum(), x)
+        (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+        torch.testing.assert_close(got_grad, expected_grad, rtol=1e-9, atol=1e-15)
+        default = gl.LPIPS("alex", weights=trunk_files["alex"]).double()(x, y, reduction="none")
+        torch.testing.assert_close(got, default, rtol=1e-7, atol=0)  # features here have ||f|| >> 1e-4
+        assert "stable=True" in repr(model)
+
+    def test_constant_and_identical_inputs(self, trunk_files):
+        model = gl.LPIPS("alex", weights=trunk_files["alex"], stable=True)
+        x = torch.full((2, 3, 64, 64), -1.0, requires_grad=True)
+        value = model(x, x.detach().clone())
+        value.backward()
+        assert value.item() == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
+        x.grad = None
+        model(x, images(2, 64, 7)).backward()
+        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+        with pytest.raises(TypeError, match="`stable` must be a bool; got int"):
+            gl.LPIPS("alex", weights=trunk_files["alex"], stable=1)

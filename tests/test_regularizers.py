@@ -1,4 +1,7 @@
-"""Regularizers: R1/R2 against hand-written autograd, WGAN-GP exact answers, LeCam, adaptive weight, lazy."""
+"""Regularizers: R1/R2 against hand-written autograd, finite-difference R1/R2, WGAN-GP exact answers, LeCam (and its
+state), adaptive weight, lazy."""
+
+import io
 
 import pytest
 import torch
@@ -258,3 +261,169 @@ class TestLazyRegularizer:
     def test_bad_interval(self, bad):
         with pytest.raises(ValueError, match="`interval` must be a positive int"):
             gl.LazyRegularizer(interval=bad)
+
+
+class OnceDifferentiableTanh(torch.autograd.Function):
+    """tanh whose backward is not differentiable: a stand-in for fused kernels without double backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (1 - torch.tanh(x) ** 2)
+
+
+def smooth_d(seed=0):
+    """A float64 conv discriminator with smooth activations (finite differences see no kinks)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Softplus(), nn.Conv2d(4, 1, 3, stride=2)).double()
+
+
+def directions(k, shape, seed):
+    """The draws r1_penalty_fd documents: randn((K, *shape)) in float32 from a seeded generator."""
+    return torch.randn((k, *shape), generator=torch.Generator().manual_seed(seed)).double()
+
+
+class TestR1FiniteDifference:
+    def test_linear_discriminator_equals_directional_formula(self):
+        # D(x) = <w, x>: the central difference is exactly <w, v>, so the estimate is mean_k <w, v_k>^2.
+        w = torch.randn(3 * 4 * 4, dtype=torch.float64)
+        x = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+        d = lambda z: z.flatten(1) @ w  # noqa: E731
+        out = gl.r1_penalty_fd(d, x, directions=6, generator=torch.Generator().manual_seed(3), reduction="none")
+        v = directions(6, x.shape, 3)
+        expected = (v.flatten(2) @ w).square().mean(dim=0)  # (K, B) slopes -> (B,)
+        torch.testing.assert_close(out, expected, rtol=1e-9, atol=0)
+
+    def test_expectation_is_r1(self):
+        # E[<w, v>^2] = ||w||^2 = R1 of the linear D. Each slope^2 is ||w||^2 chi^2_1, so the mean of
+        # K B = 8192 draws has relative standard deviation sqrt(2 / 8192) = 1.6%: 4 sigma is 6.25%.
+        w = torch.randn(3 * 4 * 4, dtype=torch.float64)
+        x = torch.randn(4, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+        exact = gl.r1_penalty(x.flatten(1) @ w, x)
+        torch.testing.assert_close(exact, w.square().sum())
+        estimate = gl.r1_penalty_fd(lambda z: z.flatten(1) @ w, x, directions=2048,
+                                    generator=torch.Generator().manual_seed(0))
+        assert abs(estimate.item() / exact.item() - 1) < 4 * (2 / 8192) ** 0.5
+
+    def test_quadratic_discriminator_has_no_step_bias(self):
+        # D(x) = x'Ax/2 + b'x per sample: the central difference is exactly (Ax + b).v for any h.
+        n = 2 * 3 * 3
+        a = torch.randn(n, n, dtype=torch.float64)
+        a = a + a.T
+        b = torch.randn(n, dtype=torch.float64)
+        d = lambda z: 0.5 * ((z.flatten(1) @ a) * z.flatten(1)).sum(1) + z.flatten(1) @ b  # noqa: E731
+        x = torch.randn(3, 2, 3, 3, dtype=torch.float64)
+        grad = x.flatten(1) @ a + b  # (B, n)
+        v = directions(5, x.shape, 1).flatten(2)  # (K, B, n)
+        expected = (v * grad).sum(-1).square().mean(0)
+        for h in (1e-3, 0.5):
+            out = gl.r1_penalty_fd(d, x, h=h, directions=5, generator=torch.Generator().manual_seed(1),
+                                   reduction="none")
+            torch.testing.assert_close(out, expected, rtol=1e-8, atol=0)
+
+    def test_smooth_conv_discriminator_matches_exact_gradient(self):
+        # Per draw, the central difference of a smooth D is g.v up to O(h^2): with g from autograd
+        # and the same draws, estimate = mean_k (g . v_k)^2 within h^2-size error; and with many
+        # draws it approaches the exact R1 (K = 4096: sigma = sqrt(2/4096) = 2.2% per sample, 5 sigma).
+        d = smooth_d()
+        x = torch.randn(3, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+        exact = gl.r1_penalty(d(x), x, reduction="none")
+        (g,) = torch.autograd.grad(d(x).sum(), x)
+        v = directions(7, x.shape, 2)
+        expected = (v * g).flatten(2).sum(-1).square().mean(0)
+        out = gl.r1_penalty_fd(d, x, h=1e-4, directions=7, generator=torch.Generator().manual_seed(2),
+                               reduction="none")
+        torch.testing.assert_close(out, expected, rtol=1e-7, atol=0)
+        many = gl.r1_penalty_fd(d, x, directions=4096, generator=torch.Generator().manual_seed(5), reduction="none")
+        assert ((many / exact - 1).abs() < 5 * (2 / 4096) ** 0.5).all()
+
+    def test_discriminator_weight_gradient_without_double_backward(self):
+        # A D with a once-differentiable op. The exact R1's double backward cannot see through it:
+        # torch drops that path (or, in other versions, raises). The estimate needs one ordinary
+        # backward; its weight gradient equals the gradient of mean_k (grad_x D . v_k)^2 taken by
+        # double backward through an all-autograd twin of D (torch.tanh), up to O(h^2).
+        torch.manual_seed(0)
+        w = torch.randn(12, dtype=torch.float64, requires_grad=True)
+        x = torch.randn(3, 3, 2, 2, dtype=torch.float64)
+        d_once = lambda z: OnceDifferentiableTanh.apply(z.flatten(1) @ w)  # noqa: E731
+        d_twin = lambda z: torch.tanh(z.flatten(1) @ w)  # noqa: E731
+
+        xg = x.clone().requires_grad_(True)
+        (true_grad,) = torch.autograd.grad(gl.r1_penalty(d_twin(xg), xg), w)
+        try:
+            (once_grad,) = torch.autograd.grad(gl.r1_penalty(d_once(xg), xg), w)
+        except RuntimeError:
+            pass
+        else:
+            assert not torch.allclose(once_grad, true_grad, rtol=0.1)
+
+        estimate = gl.r1_penalty_fd(d_once, x, h=1e-5, directions=3, generator=torch.Generator().manual_seed(4))
+        (fd_grad,) = torch.autograd.grad(estimate, w)
+        v = directions(3, x.shape, 4)
+        (g,) = torch.autograd.grad(d_twin(xg).sum(), xg, create_graph=True)
+        per_draw = (v * g).flatten(2).sum(-1).square().mean(0).mean()
+        (expected,) = torch.autograd.grad(per_draw, w)
+        torch.testing.assert_close(fd_grad, expected, rtol=1e-6, atol=1e-12)
+
+    def test_inputs_detached_generator_and_r2(self):
+        d = smooth_d()
+        real = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+        run = lambda f, seed: f(d, real, generator=torch.Generator().manual_seed(seed))  # noqa: E731
+        out = run(gl.r1_penalty_fd, 0)
+        out.backward()
+        assert real.grad is None and d[0].weight.grad.abs().sum() > 0  # the discriminator only
+        assert torch.equal(run(gl.r1_penalty_fd, 0), out) and not torch.equal(run(gl.r1_penalty_fd, 1), out)
+        assert torch.equal(run(gl.r2_penalty_fd, 0), out)
+        assert gl.r1_penalty_fd(d, real, directions=2).dtype == torch.float64
+        assert gl.r1_penalty_fd(d.float(), real.float(), reduction="sum").dtype == torch.float32
+
+    def test_errors(self):
+        d, x = smooth_d(), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+        with pytest.raises(ValueError, match="`h` must be a positive finite float; got 0"):
+            gl.r1_penalty_fd(d, x, h=0)
+        with pytest.raises(ValueError, match="`directions` must be a positive int; got 0"):
+            gl.r1_penalty_fd(d, x, directions=0)
+        with pytest.raises(TypeError, match="`discriminator` must be callable; got Tensor"):
+            gl.r1_penalty_fd(x, x)
+        with pytest.raises(ValueError, match=r"must map a batch of 16 inputs to \(16, \.\.\.\) logits; got \(1,\)"):
+            gl.r1_penalty_fd(lambda z: z.sum().reshape(1), x)
+        with pytest.raises(TypeError, match="`fake_inputs` must be a floating-point tensor"):
+            gl.r2_penalty_fd(d, torch.zeros(2, 3, 8, 8, dtype=torch.long))
+        with pytest.raises(ValueError, match="`reduction` must be one of"):
+            gl.r1_penalty_fd(d, x, reduction="avg")
+
+
+class TestLeCamState:
+    def test_resume_is_bit_identical(self):
+        # Save mid-run (state_dict through torch.save), load into a fresh tracker, continue: the
+        # averages and the penalties equal the uninterrupted run's bit for bit.
+        gen = torch.Generator().manual_seed(0)
+        batches = [(torch.randn(4, 1, 3, 3, generator=gen), torch.randn(4, 1, 3, 3, generator=gen) - 1)
+                   for _ in range(6)]
+
+        def run(ema, steps):
+            out = []
+            for r, f in steps:
+                ema.update(r, f)
+                out.append(ema(r, f))
+            return out
+
+        for cut in (0, 1, 3):  # before any update (the first update copies), after one, mid-run
+            whole = gl.LeCamEMA(decay=0.9)
+            expected = run(whole, batches)
+            first = gl.LeCamEMA(decay=0.9)
+            run(first, batches[:cut])
+            buffer = io.BytesIO()
+            torch.save(first.state_dict(), buffer)
+            buffer.seek(0)
+            resumed = gl.LeCamEMA(decay=0.9)
+            resumed.load_state_dict(torch.load(buffer))
+            got = run(resumed, batches[cut:])
+            assert all(torch.equal(a, b) for a, b in zip(got, expected[cut:], strict=True))
+            assert torch.equal(resumed.ema_real, whole.ema_real) and torch.equal(resumed.ema_fake, whole.ema_fake)
