@@ -17,6 +17,15 @@ the detector, so the process CPU time is given next to it.
     python benchmarks/bench_detect.py --num 256 --only real,copy-last-frame
     python benchmarks/bench_detect.py --clips clips.pt    # adds real vs generated from a saved file
 
+``--calibrate`` runs the protocol calibration instead (docs/detector.md): clips drawn by
+``benchmarks/detect_fakes.py`` (the moving shapes with supersampled masks), real against other
+real clips and against five subtle fakes whose last T-2 frames are modified (blur sigma 0.5 px,
+rounded corners, shapes 1 px smaller, colours 10% darker, one generated frame repeated), each
+scored by the protocols "default", "frames" and "clips" (``context_frames=2``); "strong" is
+"frames" and "clips" with the same seed, so its row is derived from theirs (its time is the sum):
+
+    python benchmarks/bench_detect.py --calibrate --num 2048 --threads 2
+
 ``--clips`` takes the ``{"real": (N, C, T, H, W), "generated": (N, C, T, H, W)}`` file that
 ``train/eval.py --save-clips`` writes (paired: generated clip i continues real clip i).
 """
@@ -37,6 +46,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _device import resolve_device  # noqa: E402
+
+from detect_fakes import FAKES, make_fake, render  # noqa: E402
 
 from genloss.metrics import detectability  # noqa: E402
 from train.data import MovingShapes  # noqa: E402
@@ -96,6 +107,41 @@ def anchors(num: int, frames: int, size: int) -> dict[str, Callable[[torch.Tenso
     }
 
 
+def calibrate(num: int, frames: int, size: int, seed: int, steps: int | None, device: torch.device,
+              rows: list[str] | None) -> None:
+    """The calibration table: each anchor under each protocol, with 95% intervals and times."""
+    print(f"detector calibration: {num} + {num} clips of {frames}x{size}x{size} (benchmarks/detect_fakes.py), "
+          f"context_frames={CONTEXT}, seed {seed}, {'protocol steps' if steps is None else f'steps={steps}'}, on {device}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'fake set':<10} {'protocol':<13} {'accuracy':>8}  {'95% interval':<15} {'AUC':>6} {'n_test':>6}  "
+          f"{'wall s':>7} {'cpu s':>7}", flush=True)
+    start = time.perf_counter()
+    real = render(num, frames, size, seed=0)
+    print(f"(rendering the real set: {time.perf_counter() - start:.1f} s)", flush=True)
+    for name in rows or ["real", *FAKES]:
+        fake = render(num, frames, size, seed=1) if name == "real" else make_fake(
+            name, num, frames, size, seed=0, context=CONTEXT, real=real)
+        real_d, fake_d = real.to(device), fake.to(device)
+        results, times = {}, {}
+        for protocol in ("default", "frames", "clips"):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            wall, cpu = time.perf_counter(), time.process_time()
+            results[protocol] = detectability(real_d, fake_d, seed=seed, steps=steps, protocol=protocol,
+                                              context_frames=CONTEXT if protocol == "frames" else 0)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[protocol] = (time.perf_counter() - wall, time.process_time() - cpu)
+        frame, clip = results["frames"], results["clips"]
+        results["strong"] = frame if frame.accuracy > clip.accuracy else clip  # as detectability(protocol="strong")
+        times["strong"] = tuple(a + b for a, b in zip(times["frames"], times["clips"]))
+        for protocol, result in results.items():
+            low, high = result.interval
+            label = f"strong={result.protocol}" if protocol == "strong" else protocol
+            print(f"{name:<10} {label:<13} {result.accuracy:>8.3f}  [{low:.3f}, {high:.3f}] {result.auc:>6.3f} "
+                  f"{result.n_test:>6}  {times[protocol][0]:>7.1f} {times[protocol][1]:>7.1f}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -106,8 +152,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", default=None, help="comma-separated rows (real, copy-last-frame, frozen, blurred, time-shuffled)")
     p.add_argument("--clips", default=None, help="a {'real', 'generated'} .pt file (train/eval.py --save-clips)")
+    p.add_argument("--calibrate", action="store_true", help="the protocol calibration table (see above)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args()
     device = resolve_device(p, args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.calibrate:
+        calibrate(args.num, args.frames, args.size, args.seed, args.steps, device, args.only.split(",") if args.only else None)
+        return
 
     rows = anchors(args.num, args.frames, args.size)
     if args.only:
