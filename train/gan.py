@@ -36,7 +36,7 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 
 import torch  # noqa: E402
 from accelerate.utils import set_seed  # noqa: E402
@@ -349,7 +349,83 @@ def main(options: Options, signals: StopSignals | None = None) -> None:
             lock.release()
 
 
+@dataclass
+class Run:
+    """Everything the loop reads and writes, as :func:`set_up` leaves it."""
+
+    accelerator: object
+    cfg: TrainConfig
+    run_name: str
+    record: object  # train.config's RunRecord: config.json's "run" section
+    gan: GAN
+    losses: Losses
+    perceptual: nn.Module | None
+    g_raw: nn.Module  # the generator, unwrapped
+    ema: st.EMA
+    progress: st.TrainState
+    batches: object  # the loader, past the batches an earlier run used
+    heldout: object
+    eval_clips: Tensor  # (N, C, T, H, W) held-out clips, and their fixed noise
+    eval_noise: Tensor
+    log: MetricsLog
+    checkpoints: Checkpoints
+    say: object
+
+    @property
+    def done(self) -> bool:
+        return self.progress.step >= self.cfg.max_steps
+
+
 def train(accelerator, plan: RunPlan, signals: StopSignals | None, say) -> None:
+    """Set the run up (:func:`set_up`), then one :func:`train_step` per batch and what falls due
+    after it (:func:`after_step`: logs, a stop, evaluation, samples, checkpoints), then the
+    end-of-run detector (:func:`finish`).
+
+    With ``--grad-accum k`` a step is k micro-batches: ``train_step`` runs on each, and only the
+    last one (``sync_gradients``) steps the optimisers; a non-finite micro-batch skips its whole
+    window. From :meth:`StopSignals.arm` on, a stop signal ends the loop after a step, with a
+    checkpoint of it."""
+    run = set_up(accelerator, plan, say)
+    cfg, progress = run.cfg, run.progress
+    bar = tqdm(total=cfg.max_steps, initial=progress.step, disable=not accelerator.is_main_process,
+               desc="train", dynamic_ncols=True)
+    loop = LoopState(start_time=time.time(), start_step=progress.step, guard=st.NonFiniteGuard(cfg.nonfinite_patience),
+                     monitor=Monitor(cfg.to_dict()))  # Monitor: warnings on the loss balance (train/diagnose.py)
+    if signals is not None:
+        signals.arm()
+    window_ok = True
+    for real in run.batches:
+        if run.done:
+            break
+        log_step = (progress.step + 1) % cfg.log_every == 0 or progress.step + 1 >= cfg.max_steps  # with diagnostics
+        with accelerator.accumulate(run.gan.generator, run.gan.d_image, run.gan.d_video):
+            ok, logs = train_step(progress.step, real, run.gan, run.losses, cfg, accelerator, window_ok, log=log_step)
+        if not accelerator.sync_gradients:
+            window_ok = ok
+            continue
+        window_ok = True
+        after_step(run, loop, bar, signals, ok, logs, log_step)
+    bar.close()
+    if signals is not None:
+        signals.finish()
+    finish(run, loop)
+
+
+@dataclass
+class LoopState:
+    """What the loop carries from step to step besides the TrainState that checkpoints save."""
+
+    start_time: float
+    start_step: int
+    guard: st.NonFiniteGuard
+    monitor: Monitor
+    window: LogWindow = field(default_factory=LogWindow)
+    samples_failure: str | None = None
+
+
+def set_up(accelerator, plan: RunPlan, say) -> Run:
+    """The run's models, optimisers, data, logs and checkpoints, resumed from ``plan.checkpoint``
+    when there is one; writes config.json and starts the trackers."""
     cfg, run_name, resume_from = plan.config, plan.run_name, plan.checkpoint
     run_dir = Path(cfg.output_dir) / run_name
     set_seed(cfg.seed, device_specific=True)  # different noise per rank; DDP syncs the weights
@@ -403,85 +479,76 @@ def train(accelerator, plan: RunPlan, signals: StopSignals | None, say) -> None:
                               {"config.json": config_text(cfg, record)}, record.command, say)
     say(f"run {run_name}: {accelerator.num_processes} process(es) on {accelerator.device}, "
         f"global batch {record.global_batch_size}, steps {progress.step} -> {cfg.max_steps}")
-
-    eval_clips = stack_clips(heldout, range(cfg.eval_clips))
-    eval_noise = fixed_noise(cfg.eval_clips, cfg.z_dim, cfg.seed)
-    sample_count = min(cfg.sample_clips, cfg.eval_clips)
-    guard = st.NonFiniteGuard(cfg.nonfinite_patience)
     batches = accelerator.skip_first_batches(loader, progress.step * cfg.grad_accum) if progress.step else loader
-    bar = tqdm(total=cfg.max_steps, initial=progress.step, disable=not accelerator.is_main_process,
-               desc="train", dynamic_ncols=True)
-    start_time, start_step = time.time(), progress.step
-    window_ok, bar_window, samples_failure = True, LogWindow(), None
-    monitor = Monitor(cfg.to_dict())  # warnings about the loss balance and the discriminators (train/diagnose.py)
-    if signals is not None:
-        signals.arm()  # from here on a stop signal ends the loop after a step, with a checkpoint
-    for real in batches:
-        if progress.step >= cfg.max_steps:
-            break
-        log_step = (progress.step + 1) % cfg.log_every == 0 or progress.step + 1 >= cfg.max_steps  # with diagnostics
-        with accelerator.accumulate(generator, d_image, d_video):
-            ok, logs = train_step(progress.step, real, gan, losses, cfg, accelerator, window_ok, log=log_step)
-        if not accelerator.sync_gradients:
-            window_ok = ok
-            continue
-        window_ok = True
-        skipped = guard.update(ok)
-        progress.skipped += int(skipped)
-        if not skipped:
-            ema.update(g_raw)
-        progress.step += 1
-        bar.update(1)
-        bar_window.add(logs)
-        done = progress.step >= cfg.max_steps
-        if log_step or skipped:
-            written = log.write_losses(progress.step, bar_window.with_penalties(logs), skipped_steps=progress.skipped,
-                                       steps_per_s=(progress.step - start_step) / (time.time() - start_time))
-            bar.set_postfix(bar_window.means())
-            for finding in monitor.add(written):  # each once, when its stretch first gets long enough
-                say(f"warning: {finding.message}")
-        # Stop after this step, with a checkpoint of it: a stop signal (on any process), an output
-        # that could not be written, or too many non-finite steps in a row.
-        signum, failed = stop_requested(accelerator, signals, bool(log.failure or samples_failure))
-        if signum or failed or guard.exhausted:
-            bar.close()
-            if signals is not None:
-                signals.stopping()
-            why = log.failure or samples_failure or ("another process failed to write" if failed else
-                                                      guard.message(progress.step) if guard.exhausted else None)
-            checkpoints.stop(progress.step, ema, signum=signum, why=why)
-        if progress.step % cfg.eval_every == 0 or done:
-            values = evaluate(accelerator, ema.model.to(accelerator.device), eval_clips, eval_noise,
-                              cfg.context_frames, perceptual)
-            log.write(progress.step, values)
-            say(f"step {progress.step}: " + "  ".join(f"{n}={v:.4g}" for n, v in values.items()))
-        if progress.step % cfg.sample_every == 0 or done:
-            if accelerator.is_main_process:
-                samples_failure = publish_samples(cfg, run_name, progress.step, ema.model, eval_clips[:sample_count],
-                                                  eval_noise[:sample_count].to(accelerator.device),
-                                                  flat_config(cfg, record), log.path, say)
-            accelerator.wait_for_everyone()
-        if progress.step % cfg.checkpoint_every == 0 or done:
-            path = checkpoints.save(progress.step, ema)
-            say(f"step {progress.step}: saved {path.name}")
-    bar.close()
-    if signals is not None:
-        signals.finish()
-    if log.failure or samples_failure:  # at the last step: its checkpoint is saved, so stop says where
-        checkpoints.stop(progress.step, ema, why=log.failure or samples_failure)
-    check_ranks_in_sync(accelerator, g_raw, log, progress.step)
+    return Run(accelerator, cfg, run_name, record, gan, losses, perceptual, g_raw, ema, progress, batches, heldout,
+               stack_clips(heldout, range(cfg.eval_clips)), fixed_noise(cfg.eval_clips, cfg.z_dim, cfg.seed),
+               log, checkpoints, say)
+
+
+def after_step(run: Run, loop: LoopState, bar, signals: StopSignals | None, ok: bool, logs: dict[str, Tensor],
+               log_step: bool) -> None:
+    """What follows an optimisation step: count it (or its skip), log it, stop after it when asked
+    (with a checkpoint), then evaluate, sample and checkpoint on schedule."""
+    accelerator, cfg, progress, log = run.accelerator, run.cfg, run.progress, run.log
+    skipped = loop.guard.update(ok)
+    progress.skipped += int(skipped)
+    if not skipped:
+        run.ema.update(run.g_raw)
+    progress.step += 1
+    bar.update(1)
+    loop.window.add(logs)
+    if log_step or skipped:
+        written = log.write_losses(progress.step, loop.window.with_penalties(logs), skipped_steps=progress.skipped,
+                                   steps_per_s=(progress.step - loop.start_step) / (time.time() - loop.start_time))
+        bar.set_postfix(loop.window.means())
+        for finding in loop.monitor.add(written):  # each once, when its stretch first gets long enough
+            run.say(f"warning: {finding.message}")
+    # Stop after this step, with a checkpoint of it: a stop signal (on any process), an output
+    # that could not be written, or too many non-finite steps in a row.
+    signum, failed = stop_requested(accelerator, signals, bool(log.failure or loop.samples_failure))
+    if signum or failed or loop.guard.exhausted:
+        bar.close()
+        if signals is not None:
+            signals.stopping()
+        why = (log.failure or loop.samples_failure or ("another process failed to write" if failed else None)
+               or (loop.guard.message(progress.step) if loop.guard.exhausted else None))
+        run.checkpoints.stop(progress.step, run.ema, signum=signum, why=why)
+    if progress.step % cfg.eval_every == 0 or run.done:
+        values = evaluate(accelerator, run.ema.model.to(accelerator.device), run.eval_clips, run.eval_noise,
+                          cfg.context_frames, run.perceptual)
+        log.write(progress.step, values)
+        run.say(f"step {progress.step}: " + "  ".join(f"{n}={v:.4g}" for n, v in values.items()))
+    if progress.step % cfg.sample_every == 0 or run.done:
+        if accelerator.is_main_process:
+            n = min(cfg.sample_clips, cfg.eval_clips)
+            loop.samples_failure = publish_samples(cfg, run.run_name, progress.step, run.ema.model, run.eval_clips[:n],
+                                                   run.eval_noise[:n].to(accelerator.device),
+                                                   flat_config(cfg, run.record), log.path, run.say)
+        accelerator.wait_for_everyone()
+    if progress.step % cfg.checkpoint_every == 0 or run.done:
+        path = run.checkpoints.save(progress.step, run.ema)
+        run.say(f"step {progress.step}: saved {path.name}")
+
+
+def finish(run: Run, loop: LoopState) -> None:
+    """After the loop: a write that failed at the last step stops here (its checkpoint is saved),
+    the ranks' weights are checked equal, then the final EMA generator's detector score."""
+    accelerator, cfg, progress, log = run.accelerator, run.cfg, run.progress, run.log
+    if log.failure or loop.samples_failure:
+        run.checkpoints.stop(progress.step, run.ema, why=log.failure or loop.samples_failure)
+    check_ranks_in_sync(accelerator, run.g_raw, log, progress.step)
     if progress.step < cfg.max_steps:
         raise RunError(f"the data ran out at step {progress.step} < --max-steps {cfg.max_steps}")
-    if start_step >= cfg.max_steps:
-        say(f"already at step {progress.step} >= --max-steps {cfg.max_steps}; nothing to train")
+    if loop.start_step >= cfg.max_steps:
+        run.say(f"already at step {progress.step} >= --max-steps {cfg.max_steps}; nothing to train")
     elif cfg.detect_clips:  # the final EMA generator's detector score (train/evaluate.py has the protocol)
-        values = end_of_run_detector(ema.model, heldout, cfg, accelerator.device)
+        values = end_of_run_detector(run.ema.model, run.heldout, cfg, accelerator.device)
         log.write(progress.step, values)
-        say(f"step {progress.step}: {format_detector(values)}")
+        run.say(f"step {progress.step}: {format_detector(values)}")
         if accelerator.is_main_process:  # the run's card shows it
-            refresh_gallery(cfg, run_name, flat_config(cfg, record), log.path, say)
-    say(f"done: {progress.step} steps in {time.time() - start_time:.0f} s; "
-        f"metrics {log.path}, gallery {Path(cfg.samples_dir) / 'index.html'}")
+            refresh_gallery(cfg, run.run_name, flat_config(cfg, run.record), log.path, run.say)
+    run.say(f"done: {progress.step} steps in {time.time() - loop.start_time:.0f} s; "
+            f"metrics {log.path}, gallery {Path(cfg.samples_dir) / 'index.html'}")
     accelerator.end_training()
 
 

@@ -202,9 +202,10 @@ def tie_to_launcher() -> bool:
     Accelerate's single-process launcher forwarded no signal to its child before 1.16 (SIGTERM
     killed the launcher alone); from 1.16 on it sends its child SIGTERM on SIGTERM or SIGINT and
     SIGKILL 5 s later, and pipes the child's stderr through itself (:func:`guard_streams` covers a
-    launcher that dies with the pipe's reader). ``--multi_gpu`` runs torchrun's agent in the launcher, which forwards SIGINT
-    and SIGTERM to its workers (then SIGKILL after ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT``, 30 s) but
-    leaves them running when it is itself killed with SIGKILL; the tie covers that too.
+    launcher that dies with the pipe's reader). ``--multi_gpu`` runs torchrun's agent in the
+    launcher, which forwards SIGINT and SIGTERM to its workers (then SIGKILL after
+    ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT``, 30 s) but leaves them running when it is itself killed
+    with SIGKILL; the tie covers that too.
     ``PR_SET_PDEATHSIG`` is Linux-only; elsewhere nothing is done. Started from a shell, a
     ``nohup`` or a job script the trainer is not tied: it must survive its parent there.
     """
