@@ -1,8 +1,7 @@
 """Discriminator feature matching: the generator matches the discriminator's intermediate features.
 
 ``feature_matching_loss`` compares a discriminator's features on real and fake inputs
-(Salimans et al. 2016; pix2pixHD). The VGG content/style loss lives in :mod:`genloss.vgg`; its
-names stay importable from here, where they used to be defined.
+(Salimans et al. 2016; pix2pixHD). The VGG content/style loss lives in :mod:`genloss.vgg`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from ._checks import (
     per_sample_mean,
     reduce_per_sample,
 )
-from .vgg import VGGLoss, gram_matrix, vgg_layer_names  # noqa: F401 - the old import path
 
 __all__ = ["feature_matching_loss"]
 
