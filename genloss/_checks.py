@@ -2,11 +2,14 @@
 
 Every check raises ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong shape, value or
 option) with a message that names the argument, what was expected and what was found. None of
-them reads tensor values, so none forces a device synchronisation.
+them reads tensor values, so none forces a device synchronisation, except
+:func:`check_pixel_range`, which scans the pixels once (one synchronisation); every caller of it
+takes ``check_range=False`` to skip it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -25,8 +28,10 @@ __all__ = [
     "check_logits",
     "check_mask",
     "check_ndim",
+    "check_pixel_range",
     "check_reduction",
     "check_returned_shape",
+    "check_rgb_channels",
     "check_same_shape",
     "check_video",
     "masked_mean",
@@ -37,6 +42,9 @@ __all__ = [
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
+# Pixels are documented in [-1, 1]; only values clearly outside (e.g. [0, 255] images) are errors,
+# so a generator's last layer may overshoot a little.
+PIXEL_RANGE_LIMIT = 1.5
 
 
 def check_reduction(reduction: str) -> None:
@@ -119,6 +127,72 @@ def check_video(name: str, x: object, *, min_frames: int = 1) -> Tensor:
             f"got shape {tuple(x.shape)} with T={x.shape[2]}"
         )
     return x
+
+
+def check_rgb_channels(
+    name: str, x: Tensor, *, allow_grey: bool = False, network: str = ""
+) -> None:
+    """Raise ``ValueError`` unless images or clips ``x`` have 3 (or, ``allow_grey``, 1) channels
+    in dim 1.
+
+    Where the layout can be told apart, the message says what ``x`` looks like and how to permute
+    it: a clip ``(B, T, C, H, W)`` (the channels in dim 2) or a channels-last image
+    ``(B, H, W, C)``. ``network``, if given, names what needs the channels.
+    """
+    allowed = (1, 3) if allow_grey else (3,)
+    if x.shape[1] in allowed:
+        return
+    hint = ""
+    if x.ndim == 5 and x.shape[2] in allowed:
+        hint = (
+            "; it looks like (B, T, C, H, W): permute it to (B, C, T, H, W) with "
+            "x.permute(0, 2, 1, 3, 4) (einops: rearrange(x, 'b t c h w -> b c t h w'))"
+        )
+    elif x.ndim == 4 and x.shape[3] in allowed:
+        hint = (
+            "; it looks like channels-last (B, H, W, C): permute it to (B, C, H, W) with "
+            "x.permute(0, 3, 1, 2) (einops: rearrange(x, 'b h w c -> b c h w'))"
+        )
+    channels = "1 (grey) or 3 (RGB)" if allow_grey else "3 (RGB)"
+    user = f" for {network}" if network else ""
+    raise ValueError(
+        f"`{name}` must have {channels} channels in dim 1{user}; got shape {tuple(x.shape)} "
+        f"with {x.shape[1]} channels{hint}"
+    )
+
+
+def check_pixel_range(
+    name: str,
+    x: Tensor,
+    low: float = -PIXEL_RANGE_LIMIT,
+    high: float = PIXEL_RANGE_LIMIT,
+    *,
+    expected: str = "[-1, 1]",
+    hint: str | None = "use x / 127.5 - 1",
+) -> None:
+    """Raise ``ValueError`` if ``x`` has NaN, inf or values outside ``[low, high]``.
+
+    The one check here that reads values: one device synchronisation (``aminmax``, into which
+    NaN propagates). ``expected`` is the documented range the message names; ``hint``, how to
+    rescale, is added when the values look like [0, 255] pixels (above 2; ``None``: never). The
+    message ends with the ``check_range=False`` option that every caller offers.
+    """
+    if x.numel() == 0:
+        return
+    lo, hi = torch.stack(torch.aminmax(x.detach())).float().tolist()
+    skip = "Pass check_range=False to skip this check."
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        if math.isnan(lo) or math.isnan(hi):
+            found = "it has NaN values"
+        else:
+            found = f"got values in [{lo:.4g}, {hi:.4g}]"
+        raise ValueError(f"`{name}` must hold finite pixels in {expected}; {found}. {skip}")
+    if lo < low or hi > high:
+        looks = f" (looks like [0, 255] pixels: {hint})" if hint and hi > 2 else ""
+        raise ValueError(
+            f"`{name}` must hold pixels in {expected} (values outside [{low:g}, {high:g}] are "
+            f"rejected); got values in [{lo:.4g}, {hi:.4g}]{looks}. {skip}"
+        )
 
 
 def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:

@@ -16,7 +16,9 @@ from torch import Tensor, nn
 from ._checks import (
     check_choice,
     check_image_or_video,
+    check_pixel_range,
     check_reduction,
+    check_rgb_channels,
     check_same_shape,
 )
 
@@ -25,30 +27,14 @@ __all__ = [
     "FramesTooSmallError",
     "FramewiseLoss",
     "FrozenModule",
-    "check_pixel_range",
     "select_frames",
 ]
 
 FRAME_SAMPLING = ("auto", "uniform", "random")
-# Inputs are documented in [-1, 1]; only values clearly outside (e.g. [0, 255] images) are errors.
-RANGE_LIMIT = 1.5
 
 
 class FramesTooSmallError(ValueError):
     """Frames smaller than the network's convolutions and pools accept (see ``LPIPS.min_size``)."""
-
-
-def check_pixel_range(
-    name: str, x: Tensor, low: float = -RANGE_LIMIT, high: float = RANGE_LIMIT
-) -> None:
-    """Raise ``ValueError`` if ``x`` has values outside ``[low, high]`` (one device sync)."""
-    lo, hi = torch.stack(torch.aminmax(x.detach())).float().tolist()
-    if lo < low or hi > high:
-        hint = " (looks like [0, 255] pixels: use x / 127.5 - 1)" if hi > 2 else ""
-        raise ValueError(
-            f"`{name}` must hold pixels in [-1, 1] (values outside [{low}, {high}] are rejected); "
-            f"got values in [{lo:.4g}, {hi:.4g}]{hint}. Pass check_range=False to skip this check."
-        )
 
 
 def _check_rgb(name: str, x: object) -> Tensor:
@@ -59,11 +45,7 @@ def _check_rgb(name: str, x: object) -> Tensor:
             "(for uint8 images use x.float() / 127.5 - 1)"
         )
     x = check_image_or_video(name, x)
-    if x.shape[1] != 3:
-        raise ValueError(
-            f"`{name}` must have 3 (RGB) channels in dim 1; got shape {tuple(x.shape)} "
-            f"with {x.shape[1]} channels"
-        )
+    check_rgb_channels(name, x)
     return x
 
 

@@ -29,6 +29,7 @@ from ._backbones import (
 from ._checks import (
     at_least_float32,
     check_choice,
+    check_pixel_range,
     check_reduction,
     check_returned_shape,
     reduce_per_sample,
@@ -36,7 +37,6 @@ from ._checks import (
 from ._frozen import (
     FramesTooSmallError,
     FramewiseLoss,
-    check_pixel_range,
     select_frames,
 )
 
@@ -222,7 +222,7 @@ class LPIPS(FramewiseLoss):
             ``"uniform"`` or ``"random"`` force one of them.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per sample ``(B,)``); ``forward`` can
             override it per call.
-        check_range: reject values outside [-1.5, 1.5] (costs one device sync per call).
+        check_range: reject NaN, inf and values outside [-1.5, 1.5] (one device sync per call).
         download: allow the one download attempt for ``weights="imagenet"``.
         stable: normalise features by ``sqrt(‖f‖² + 1e-8)`` instead of the package's
             ``‖f‖ + 1e-10``. The normalisation's gradient is then bounded by 1e4 (the package's

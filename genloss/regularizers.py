@@ -53,9 +53,17 @@ __all__ = [
 
 
 def _squared_grad_norm(
-    logits: Tensor, inputs: Tensor, logits_name: str, inputs_name: str, grad_scale: float | None
+    logits: Tensor,
+    inputs: Tensor,
+    logits_name: str,
+    inputs_name: str,
+    grad_scale: float | None,
+    how: str | None = None,
 ) -> Tensor:
-    """Per-sample ``||d sum(logits) / d inputs||^2`` in float32, graph kept: ``(B,)``."""
+    """Per-sample ``||d sum(logits) / d inputs||^2`` in float32, graph kept: ``(B,)``.
+
+    ``how``: what to do when ``logits`` do not depend on ``inputs`` (the caller's own words).
+    """
     check_float_tensor(logits_name, logits)
     check_float_tensor(inputs_name, inputs)
     check_ndim(inputs_name, inputs, range(2, 9), "(B, ...) batch")
@@ -69,11 +77,26 @@ def _squared_grad_norm(
             f"`{logits_name}` and `{inputs_name}` must have the same batch size; "
             f"got shapes {tuple(logits.shape)} and {tuple(inputs.shape)}"
         )
+    # autograd's own errors here ("does not require grad", "not used in the graph") name neither
+    # argument; these say which and what to change.
+    if how is None:
+        how = (
+            f"call the discriminator on `{inputs_name}` itself after it requires grad "
+            f"(`x = x.detach().requires_grad_(True)`, then `{logits_name} = D(x)`), not on a "
+            "detached copy of it or on the tensor from before requires_grad_"
+        )
+    if not logits.requires_grad:
+        raise ValueError(
+            f"`{logits_name}` does not require grad, so it cannot depend on `{inputs_name}` "
+            f"(computed under torch.no_grad(), or from tensors that do not require grad?): {how}"
+        )
     # Summing in float32 keeps an fp16 sum of many patch logits from overflowing.
     total = at_least_float32(logits).sum()
     if grad_scale is not None:
         total = total * grad_scale
-    (grad,) = torch.autograd.grad(total, inputs, create_graph=True)
+    (grad,) = torch.autograd.grad(total, inputs, create_graph=True, allow_unused=True)
+    if grad is None:
+        raise ValueError(f"`{logits_name}` does not depend on `{inputs_name}`: {how}")
     with torch.autocast(device_type=inputs.device.type, enabled=False):
         grad = at_least_float32(grad)
         if grad_scale is not None:
@@ -273,7 +296,8 @@ def gradient_penalty(
     device = real.device if generator is None else generator.device
     a = torch.rand(shape, generator=generator, device=device).to(real.device, real.dtype)
     interpolates = (a * real.detach() + (1 - a) * fake.detach()).requires_grad_(True)
-    squared = _squared_grad_norm(critic(interpolates), interpolates, "critic(x^)", "x^", None)
+    how = "`critic` must compute its output from the tensor it is called with"
+    squared = _squared_grad_norm(critic(interpolates), interpolates, "critic(x^)", "x^", None, how)
     # sqrt has an infinite derivative at 0; a zero gradient norm is (0 - 1)^2 = 1 either way.
     norm = squared.clamp_min(1e-12).sqrt()
     return reduce_per_sample((norm - 1).square(), reduction)

@@ -31,6 +31,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from .._checks import check_rgb_channels
 from .extractors import I3D, INCEPTION, FeatureExtractor
 
 __all__ = [
@@ -368,6 +369,10 @@ class _SetMetric(Metric):
                 else "(N, C, H, W) images or (B, C, T, H, W) clips"
             )
             raise ValueError(f"`x` must be {what}; got shape {tuple(x.shape)} ({x.ndim}-D)")
+        reference = self.extractor.reference
+        if reference is not None:
+            # Before the frame window, which would slice a (B, T, C, H, W) clip's channels.
+            check_rgb_channels("x", x, allow_grey=True, network=reference.file)
         if x.ndim == 4:
             if self.frames is not None or self.context_frames or self.stride != 1:
                 raise ValueError(
@@ -430,7 +435,10 @@ class _SetMetric(Metric):
                 "`features` must be a non-empty (N, D) floating-point tensor; got shape "
                 f"{tuple(features.shape)}, dtype {features.dtype}"
             )
-        self._accumulate(features.to(self.device, torch.float64), real)
+        # Through torchmetrics' update wrapper, the one update() goes through: it counts the
+        # update (compute() warns before any) and drops the value compute() cached, so the next
+        # compute() includes these features. DDP merging happens in compute() either way.
+        self._wrap_update(self._accumulate)(features.to(self.device, torch.float64), real)
 
     def _accumulate(self, features: Tensor, real: bool) -> None:
         raise NotImplementedError

@@ -11,6 +11,11 @@ Every metric takes clips ``(B, C, T, H, W)`` with pixels in [-1, 1], runs under
 Averaging per-frame values (rather than pooling errors over the clip first) is the convention of
 the video super-resolution and consistency literature (TecoGAN, Lai et al.), so numbers compare
 with those papers' tables. Metrics are computed in float32 (float64 stays float64).
+
+Pixels are checked as the losses check them (:func:`genloss._checks.check_pixel_range`): NaN, inf
+and values outside [-1.5, 1.5] (such as [0, 255] floats, which would give silently wrong numbers)
+raise ``ValueError``. The check reads the values, one device synchronisation per clip tensor;
+``check_range=False`` skips it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from .._checks import (
     at_least_float32,
     check_flow,
     check_mask,
+    check_pixel_range,
     check_same_shape,
     check_video,
     masked_mean,
@@ -71,16 +77,24 @@ class MetricResult:
         return cls(per_frame=per_frame, per_clip=per_clip, mean=per_clip.mean())
 
 
-def _check_pair(pred: object, target: object, min_frames: int = 1) -> tuple[Tensor, Tensor]:
-    """Two clips of one shape; half precision upcast (squared errors and log10 need float32)."""
+def _check_pair(
+    pred: object, target: object, check_range: bool, min_frames: int = 1
+) -> tuple[Tensor, Tensor]:
+    """Two clips of one shape, pixels in range unless ``check_range`` is False; half precision
+    upcast (squared errors and log10 need float32)."""
     pred = check_video("pred", pred, min_frames=min_frames)
     target = check_video("target", target, min_frames=min_frames)
     check_same_shape("pred", pred, "target", target)
+    if check_range:
+        check_pixel_range("pred", pred)
+        check_pixel_range("target", target)
     return at_least_float32(pred), at_least_float32(target)
 
 
 @torch.no_grad()
-def psnr(pred: Tensor, target: Tensor, *, data_range: float = 2.0) -> MetricResult:
+def psnr(
+    pred: Tensor, target: Tensor, *, data_range: float = 2.0, check_range: bool = True
+) -> MetricResult:
     """Peak signal-to-noise ratio in dB, per frame and per clip.
 
     ``PSNR_t = 10 log10(data_range^2 / MSE_t)`` with ``MSE_t`` the mean squared error of frame
@@ -92,6 +106,9 @@ def psnr(pred: Tensor, target: Tensor, *, data_range: float = 2.0) -> MetricResu
         pred: ``(B, C, T, H, W)`` in [-1, 1].
         target: same shape as ``pred``.
         data_range: ``max - min`` of the pixel range; 2.0 for [-1, 1].
+        check_range: reject NaN, inf and pixels off the scale ``data_range`` says: outside
+            [-1.5, 1.5] for the default 2.0, else outside ``[-data_range, data_range]`` (which holds
+            ``[0, data_range]`` and ``[-data_range / 2, data_range / 2]``). One device sync each.
 
     Returns:
         :class:`MetricResult` with ``per_frame`` ``(B, T)``.
@@ -101,17 +118,35 @@ def psnr(pred: Tensor, target: Tensor, *, data_range: float = 2.0) -> MetricResu
         >>> psnr(x, x + 0.1).mean   # MSE 0.01 -> 10 log10(4 / 0.01)
         tensor(26.0206)
     """
-    pred, target = _check_pair(pred, target)
+    pred, target = _check_pair(pred, target, check_range=False)
     if not data_range > 0:
         raise ValueError(f"`data_range` must be positive; got {data_range!r}")
+    if check_range:
+        _check_psnr_range(pred, target, data_range)
     mse = (pred - target).square().mean(dim=(1, 3, 4))  # (B, T)
     peak = data_range * data_range
     per_frame = 10.0 * torch.log10(peak / mse.clamp_min(_PSNR_MSE_FLOOR * peak))
     return MetricResult.from_per_frame(per_frame)
 
 
+def _check_psnr_range(pred: Tensor, target: Tensor, data_range: float) -> None:
+    """Pixels on the scale ``data_range`` says (PSNR's peak is only right on that scale)."""
+    if data_range == 2.0:  # the library's [-1, 1], with the limits every metric and loss uses
+        for name, x in (("pred", pred), ("target", target)):
+            check_pixel_range(
+                name, x, hint="use x / 127.5 - 1, or pass data_range=255 for [0, 255] pixels"
+            )
+        return
+    # PSNR depends on the pixels only through their differences, so any range of width
+    # data_range is right; [0, R] and [-R/2, R/2] both lie within [-R, R].
+    half = data_range / 2
+    expected = f"[0, {data_range:g}] or [{-half:g}, {half:g}] (data_range={data_range:g})"
+    for name, x in (("pred", pred), ("target", target)):
+        check_pixel_range(name, x, -data_range, data_range, expected=expected, hint=None)
+
+
 @torch.no_grad()
-def ssim(pred: Tensor, target: Tensor) -> MetricResult:
+def ssim(pred: Tensor, target: Tensor, *, check_range: bool = True) -> MetricResult:
     """Structural similarity (SSIM), per frame and per clip: the similarity of ``ssim_loss``.
 
     :func:`genloss.ssim.frame_ssim` (via ``pytorch_msssim``) compares the frames shifted to [0, 2]
@@ -123,6 +158,7 @@ def ssim(pred: Tensor, target: Tensor) -> MetricResult:
     Args:
         pred: ``(B, C, T, H, W)`` in [-1, 1], ``H, W >= 11``.
         target: same shape as ``pred``.
+        check_range: reject NaN, inf and pixels outside [-1.5, 1.5] (one device sync each).
 
     Returns:
         :class:`MetricResult` with ``per_frame`` ``(B, T)``; 1 for identical clips.
@@ -130,7 +166,7 @@ def ssim(pred: Tensor, target: Tensor) -> MetricResult:
     Reference: Wang et al., "Image quality assessment: from error visibility to structural
     similarity", IEEE TIP 2004.
     """
-    pred, target = _check_pair(pred, target)
+    pred, target = _check_pair(pred, target, check_range)
     if min(pred.shape[-2:]) < 11:
         raise ValueError(
             f"`pred` frames must be at least 11x11 for SSIM's 11-px window; "
@@ -150,7 +186,9 @@ def _result(values: Tensor) -> MetricResult:
 
 
 @torch.no_grad()
-def lpips(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> MetricResult:
+def lpips(
+    pred: Tensor, target: Tensor, *, model: Callable[..., Tensor], check_range: bool = True
+) -> MetricResult:
     """LPIPS distance per frame and per clip.
 
     A :class:`genloss.LPIPS` ``model`` runs every frame through its trunk once and compares the
@@ -162,6 +200,8 @@ def lpips(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> Metr
         target: same shape as ``pred``.
         model: ``genloss.LPIPS("alex")``, or any callable ``model(x, y, reduction="none")``
             mapping two ``(N, C, H, W)`` batches to ``(N,)`` distances.
+        check_range: reject NaN, inf and pixels outside [-1.5, 1.5] (one device sync each); a
+            ``genloss.LPIPS`` also checks by its own ``check_range``.
 
     Returns:
         :class:`MetricResult` with ``per_frame`` ``(B, T)``; 0 for identical clips.
@@ -169,7 +209,7 @@ def lpips(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> Metr
     Reference: Zhang et al., "The Unreasonable Effectiveness of Deep Features as a Perceptual
     Metric", CVPR 2018.
     """
-    pred, target = _check_pair(pred, target)
+    pred, target = _check_pair(pred, target, check_range)
     if isinstance(model, LPIPS):
         return _result(model.feature_distance(*_lpips_features(model, pred, target)))
     values = call_lpips(
@@ -181,7 +221,9 @@ def lpips(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> Metr
 
 
 @torch.no_grad()
-def tlp(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> MetricResult:
+def tlp(
+    pred: Tensor, target: Tensor, *, model: Callable[..., Tensor], check_range: bool = True
+) -> MetricResult:
     """Temporal LPIPS (tLP): how far the perceptual change between frames is from the target's.
 
     Per step ``|LPIPS(p_t, p_{t-1}) - LPIPS(r_t, r_{t-1})|``, ``t = 1 .. T - 1``; lower is
@@ -195,6 +237,7 @@ def tlp(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> Metric
         pred: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1].
         target: same shape as ``pred``.
         model: an LPIPS-like callable, as for :func:`lpips`.
+        check_range: as for :func:`lpips`.
 
     Returns:
         :class:`MetricResult` with ``per_frame`` ``(B, T - 1)`` (one value per step).
@@ -202,13 +245,13 @@ def tlp(pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]) -> Metric
     Reference: Chu et al., "Learning Temporal Coherence via Self-Supervision for GAN-based Video
     Generation" (TecoGAN), ACM TOG 2020, sec. 5.
     """
-    pred, target = _check_pair(pred, target, min_frames=2)
+    pred, target = _check_pair(pred, target, check_range, min_frames=2)
     return _result(temporal_lpips_per_step(pred, target, model=model))
 
 
 @torch.no_grad()
 def lpips_and_tlp(
-    pred: Tensor, target: Tensor, *, model: Callable[..., Tensor]
+    pred: Tensor, target: Tensor, *, model: Callable[..., Tensor], check_range: bool = True
 ) -> tuple[MetricResult, MetricResult]:
     """:func:`lpips` and :func:`tlp` together, from one pass of each frame through the trunk.
 
@@ -222,6 +265,7 @@ def lpips_and_tlp(
         pred: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1].
         target: same shape as ``pred``.
         model: ``genloss.LPIPS(...)`` or an LPIPS-like callable, as for :func:`lpips`.
+        check_range: as for :func:`lpips`.
 
     Returns:
         ``(lpips, tlp)``: :class:`MetricResult` with ``per_frame`` ``(B, T)`` and ``(B, T - 1)``,
@@ -230,16 +274,26 @@ def lpips_and_tlp(
     Example:
         >>> lpips_result, tlp_result = lpips_and_tlp(fake, real, model=gl.LPIPS("alex"))  # doctest: +SKIP
     """
-    pred, target = _check_pair(pred, target, min_frames=2)
+    pred, target = _check_pair(pred, target, check_range, min_frames=2)
     if not isinstance(model, LPIPS):
-        return lpips(pred, target, model=model), tlp(pred, target, model=model)
+        # Checked above: the two calls need not scan the pixels again.
+        return (
+            lpips(pred, target, model=model, check_range=False),
+            tlp(pred, target, model=model, check_range=False),
+        )
     pred_units, target_units = _lpips_features(model, pred, target)
     per_step = (model.step_distance(pred_units) - model.step_distance(target_units)).abs()
     return _result(model.feature_distance(pred_units, target_units)), _result(per_step)
 
 
 @torch.no_grad()
-def tof(pred: Tensor, target: Tensor, *, flow_fn: FlowEstimator | None = None) -> MetricResult:
+def tof(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    flow_fn: FlowEstimator | None = None,
+    check_range: bool = True,
+) -> MetricResult:
     """Temporal optical-flow error (tOF): end-point distance between the clips' motion.
 
     Per step, the mean over pixels of ``||OF(p_{t-1}, p_t) - OF(r_{t-1}, r_t)||_2`` (flows in
@@ -252,13 +306,14 @@ def tof(pred: Tensor, target: Tensor, *, flow_fn: FlowEstimator | None = None) -
         pred: ``(B, C, T, H, W)`` with ``T >= 2``, in [-1, 1].
         target: same shape as ``pred``.
         flow_fn: ``flow_fn(frames_a, frames_b) -> (N, 2, H, W)``, the flow from a to b.
+        check_range: reject NaN, inf and pixels outside [-1.5, 1.5] (one device sync each).
 
     Returns:
         :class:`MetricResult` with ``per_frame`` ``(B, T - 1)``; 0 for identical clips.
 
     Reference: Chu et al., TecoGAN, ACM TOG 2020, sec. 5.
     """
-    pred, target = _check_pair(pred, target, min_frames=2)
+    pred, target = _check_pair(pred, target, check_range, min_frames=2)
     flows = video_flow(torch.cat((pred, target)), flow_fn, direction="forward").float()
     flow_p, flow_t = flows.chunk(2)  # (B, 2, T - 1, H, W) each
     per_step = (flow_p - flow_t).square().sum(dim=1).sqrt().mean(dim=(2, 3))  # (B, T - 1)
@@ -273,6 +328,7 @@ def warping_error(
     flow_fn: FlowEstimator | None = None,
     mask: Tensor | None = None,
     motion_boundaries: bool = True,
+    check_range: bool = True,
 ) -> MetricResult:
     """Warping error (Lai et al. 2018): masked mean squared residual after flow warping.
 
@@ -304,13 +360,18 @@ def warping_error(
         motion_boundaries: whether the estimated mask also drops motion boundaries (see
             :func:`genloss.occlusion_mask`); ``False`` with a given ``flow`` or ``mask`` (no
             estimated mask) is an error.
+        check_range: reject NaN, inf and pixels of ``video`` outside [-1.5, 1.5] (one device
+            sync); ``flow`` and ``mask`` are not scanned.
 
     Returns:
         :class:`MetricResult` with ``per_frame`` ``(B, T - 1)``; lower is more consistent.
 
     Reference: Lai et al., "Learning Blind Video Temporal Consistency", ECCV 2018, sec. 5.
     """
-    video = at_least_float32(check_video("video", video, min_frames=2))
+    video = check_video("video", video, min_frames=2)
+    if check_range:
+        check_pixel_range("video", video)
+    video = at_least_float32(video)
     following = video[:, :, 1:]
     if flow is not None and flow_fn is not None:
         raise ValueError("pass either `flow` or `flow_fn` to warping_error, not both")
