@@ -3,7 +3,8 @@ just outside its documented limit (the others in range) and must be refused nami
 a value exactly at the limit must be accepted. A check skipped for one argument (the target, the
 fake set) or a limit moved fails here.
 
-Limits: the frozen-network losses and the LPIPS metrics accept [-1.5, 1.5] (``_frozen.RANGE_LIMIT``);
+Limits: the frozen-network losses and the clip metrics accept [-1.5, 1.5]
+(``_checks.PIXEL_RANGE_LIMIT``; the clip metrics one by one in test_metric_inputs.py);
 ``detectability`` accepts exactly [-1, 1]; the realism metrics' extractors accept 1e-3 of slack
 (``extractors.RANGE_SLACK``) and refuse NaN.
 """
