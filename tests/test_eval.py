@@ -9,8 +9,12 @@ that eval.py's JSON and gallery refresh don't touch the shared folders.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -23,11 +27,11 @@ import genloss as gl
 import genloss.metrics as gm
 from test_distribution import I3DStandIn, InceptionStandIn, _save_script
 from train import eval as eval_cli
-from train.build import build_generator
+from train.build import build_datasets, build_generator
 from train.config import load_config
 from train.data import MovingShapes
 from train.evaluate import evaluate, lpips_tlp
-from trainer_utils import StubAccelerator, read_metrics
+from trainer_utils import ROOT, StubAccelerator, read_metrics
 
 NUM = 4  # = the tiny run's --detect-clips, so eval.py's detector must equal the trainer's
 
@@ -58,8 +62,9 @@ def evaluated(run):
     return result, printed.getvalue(), torch.load(clips)
 
 
-def rebuild(run_dir: Path, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out clips and their continuations, rebuilt without train/evaluate.py."""
+def rebuild(run_dir: Path, count: int, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out clips and their continuations with the noise of ``seed`` (default: the run's),
+    rebuilt without train/evaluate.py."""
     config, _ = load_config(run_dir / "config.json")
     heldout = MovingShapes(count, config.frames, config.size, seed=config.seed, split="heldout",
                            num_shapes=config.num_shapes)
@@ -67,10 +72,21 @@ def rebuild(run_dir: Path, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = build_generator(config)
     weights = run_dir / "checkpoints" / "checkpoint-3" / "ema_generator.pt"
     generator.load_state_dict(torch.load(weights, weights_only=True))
-    noise = torch.randn(count, config.z_dim, generator=torch.Generator().manual_seed(config.seed + 12345))
+    seed = config.seed if seed is None else seed
+    noise = torch.randn(count, config.z_dim, generator=torch.Generator().manual_seed(seed + 12345))
     with torch.no_grad():
         continuation = generator.eval()(real[:, :, : config.context_frames], noise).clamp(-1, 1)
     return real, torch.cat([real[:, :, : config.context_frames], continuation], dim=2)
+
+
+def fails(argv: list[str], capsys, code: int) -> str:
+    """eval.py on ``argv`` exits with ``code`` after one ``error: ...`` line: returned."""
+    with pytest.raises(SystemExit) as info:
+        eval_cli.main(eval_cli.parse_args(argv))
+    assert info.value.code == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
 
 
 class TestCheckpoint:
@@ -142,22 +158,64 @@ class TestCheckpoint:
         assert (root / "samples" / "tiny" / "eval-3.json").is_file()  # linked from the card
         assert 'href="tiny/eval-3.json"' in page
 
-    def test_dataset_folder_and_errors(self, run, tmp_path):
+    def test_dataset_folder_and_errors(self, run, tmp_path, capsys):
         _, run_dir = run
-        with pytest.raises(SystemExit, match="does not exist"):
-            eval_cli.main(eval_cli.parse_args(["--checkpoint", str(tmp_path / "nope")]))
+        assert fails(["--checkpoint", str(tmp_path / "nope")], capsys, 2) == (
+            f"error: --checkpoint {str(tmp_path / 'nope')!r} does not exist")
         (tmp_path / "empty-run").mkdir()
-        with pytest.raises(SystemExit, match="neither a checkpoint-<step> folder nor a run folder with checkpoints"):
-            eval_cli.main(eval_cli.parse_args(["--checkpoint", str(tmp_path / "empty-run")]))
+        assert fails(["--checkpoint", str(tmp_path / "empty-run")], capsys, 2).endswith(
+            "is neither a checkpoint-<step> folder nor a run folder with checkpoints")
         # An explicit LPIPS request that can't be met is an error, before anything is generated.
         weights = tmp_path / "squeeze.pth"
         torch.save(torchvision.models.squeezenet1_1(weights=None).state_dict(), weights)
-        with pytest.raises(SystemExit, match="LPIPS-squeeze needs frames of at least 17x17; the clips are 16x16"):
-            eval_cli.main(eval_cli.parse_args(["--checkpoint", str(run_dir), "--lpips", "squeeze",
-                                               "--lpips-weights", str(weights)]))
-        with pytest.raises(SystemExit, match="i3d_torchscript.pt"):
-            eval_cli.main(eval_cli.parse_args(["--checkpoint", str(run_dir),
-                                               "--fvd-extractor", str(tmp_path / "i3d_torchscript.pt")]))
+        assert fails(["--checkpoint", str(run_dir), "--lpips", "squeeze", "--lpips-weights", str(weights)],
+                     capsys, 2) == ("error: --lpips-weights given, but LPIPS-squeeze needs frames of at least 17x17; "
+                                    "the clips are 16x16")
+        assert "i3d_torchscript.pt" in fails(["--checkpoint", str(run_dir), "--fvd-extractor",
+                                              str(tmp_path / "i3d_torchscript.pt")], capsys, 2)
+        # An output that can't be written: a run-time failure, after the metrics are printed.
+        (tmp_path / "file").write_text("x")
+        assert fails(["--checkpoint", str(run_dir), "--num", "2", "--out", str(tmp_path / "file" / "e.json")],
+                     capsys, 1) == f"error: can't write the result to {tmp_path / 'file' / 'e.json'}: File exists"
+
+    def test_seed_draws_the_noise(self, run, evaluated, tmp_path):
+        """--seed s generates from fixed_noise(s): the run's seed (0) again gives the same clips, 1
+        other continuations of the same real clips, and other metrics."""
+        _, run_dir = run
+        result, _, saved = evaluated
+
+        def with_seed(seed: int):
+            clips = tmp_path / f"clips-{seed}.pt"
+            out = eval_cli.main(eval_cli.parse_args(["--checkpoint", str(run_dir), "--num", str(NUM), "--seed", str(seed),
+                                                     "--save-clips", str(clips), "--out", str(tmp_path / f"{seed}.json")]))
+            return out, torch.load(clips)
+
+        same, same_clips = with_seed(0)
+        assert torch.equal(same_clips["generated"], saved["generated"]) and same["metrics"] == result["metrics"]
+        other, other_clips = with_seed(1)
+        assert other["noise"]["seed"] == 1 and result["noise"]["seed"] == 0
+        assert torch.equal(other_clips["real"], saved["real"])
+        assert torch.equal(other_clips["generated"][:, :, :2], saved["generated"][:, :, :2])  # the context
+        assert (other_clips["generated"][:, :, 2:] - saved["generated"][:, :, 2:]).abs().max() > 1e-3
+        assert other["metrics"]["psnr"] != result["metrics"]["psnr"]
+        _, rebuilt = rebuild(run_dir, NUM, seed=1)
+        torch.testing.assert_close(other_clips["generated"], rebuilt, rtol=0, atol=1e-6)
+
+    def test_default_clip_count_is_the_runs_detect_clips(self, run, tmp_path, monkeypatch):
+        """Without --num: the run's --detect-clips (so eval.py's detector is the trainer's), else
+        DEFAULT_CLIPS when the run had the detector off."""
+        root, run_dir = run
+        copy = tmp_path / "runs" / "tiny"
+        shutil.copytree(run_dir, copy)
+        data = json.loads((copy / "config.json").read_text())
+        for detect_clips, expected in ((6, 6), (0, 3)):
+            data["settings"]["detect_clips"] = detect_clips
+            (copy / "config.json").write_text(json.dumps(data))
+            monkeypatch.setattr(eval_cli, "DEFAULT_CLIPS", 3)
+            result = eval_cli.main(eval_cli.parse_args(["--checkpoint", str(copy), "--lpips", "none",
+                                                        "--out", str(tmp_path / "e.json")]))
+            assert result["clips"]["count"] == expected and result["metrics"]["detector"]["n_test"] + \
+                result["metrics"]["detector"]["n_train"] == 2 * expected
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -174,6 +232,72 @@ def test_flag_errors(argv, message, capsys):
     with pytest.raises(SystemExit):
         eval_cli.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def write_gif(path: Path, frames: int, seed: int = 0) -> None:
+    """A GIF of ``frames`` random 16x16 frames (random, so the writer merges none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (frames, 16, 16, 3), dtype=np.uint8)
+    iio.imwrite(path, pixels, duration=100, loop=0)
+
+
+HELD_OUT_HINT = ("error: --dataset {data}: no video is long enough to hold out a 4-frame clip at its end and keep one "
+                 "before it, as the run was trained (the run's --frames 4, the last 20% of each video held out); the "
+                 "longest has 7 frames. Pass a --dataset folder with videos of at least 8 frames, or score clips of "
+                 "any length with --real/--fake")
+
+
+@pytest.mark.parametrize("case,code,expected", [
+    ("missing", 2, "eval.py: error: --dataset {data!r} is not an existing folder"),
+    ("empty", 1, "error: --dataset {data} has no usable video of at least 4 frames (the run's --frames 4) to "
+                 "evaluate on (0 usable videos, 0 unreadable skipped, 0 shorter than the clip length skipped, 0 other "
+                 "files ignored)"),
+    ("not videos", 1, "error: --dataset {data} has no usable video of at least 4 frames (the run's --frames 4) to "
+                      "evaluate on (0 usable videos, 1 unreadable skipped, 0 shorter than the clip length skipped, 1 "
+                      "other files ignored (notes.txt))"),
+    ("too short", 1, "error: --dataset {data} has no usable video of at least 4 frames (the run's --frames 4) to "
+                     "evaluate on (0 usable videos, 0 unreadable skipped, 1 shorter than the clip length skipped, 0 "
+                     "other files ignored)"),
+    ("too short to hold out", 1, HELD_OUT_HINT),
+])
+def test_dataset_errors_are_one_line_naming_eval_flags(run, tmp_path, case, code, expected):
+    """eval.py --dataset with a folder it can't evaluate on: one error line, no traceback, exit 2
+    for a folder that isn't there, 1 for one whose videos can't give held-out clips."""
+    _, run_dir = run
+    data = tmp_path / "data"
+    if case != "missing":
+        data.mkdir()
+    if case == "not videos":
+        (data / "broken.mp4").write_bytes(b"not a video")
+        (data / "notes.txt").write_text("x")
+    elif case == "too short":
+        write_gif(data / "short.gif", 3)
+    elif case == "too short to hold out":
+        write_gif(data / "a.gif", 7)
+        write_gif(data / "b.gif", 5, seed=1)
+    result = subprocess.run([sys.executable, "train/eval.py", "--checkpoint", str(run_dir), "--dataset", str(data),
+                             "--lpips", "none"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == code, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "--heldout-fraction" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == expected.format(data=str(data))
+
+
+def test_dataset_folder_gives_the_trainers_held_out_clips(run, tmp_path):
+    """--dataset: clip i is the held-out clip i a run on that folder draws (train.build.build_datasets)."""
+    _, run_dir = run
+    data = tmp_path / "data"
+    write_gif(data / "a.gif", 12)
+    write_gif(data / "b.gif", 9, seed=1)
+    clips = tmp_path / "clips.pt"
+    result = eval_cli.main(eval_cli.parse_args(["--checkpoint", str(run_dir), "--dataset", str(data), "--num", "4",
+                                                "--lpips", "none", "--save-clips", str(clips),
+                                                "--out", str(tmp_path / "e.json")]))
+    config, _ = load_config(run_dir / "config.json")
+    _, heldout = build_datasets(dataclasses.replace(config, dataset=str(data)), 1)
+    expected = torch.stack([heldout[i] for i in range(4)])
+    assert torch.equal(torch.load(clips)["real"], expected)
+    assert result["clips"]["source"] == f"held-out end of each video of {data}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,16 +408,15 @@ def test_folders_unpaired_and_mismatched(folders, tmp_path, capsys):
     assert result["metrics"]["detector"]["n_test"] == 6
     short = tmp_path / "short"
     write_clip_folder(short, fake[:, :, :4], [f"clip{i}" for i in range(6)])
-    with pytest.raises(SystemExit, match="--real clips have 5 frames and --fake clips 4"):
-        eval_cli.main(eval_cli.parse_args(["--real", str(root / "real"), "--fake", str(short), "--size", "32"]))
+    assert fails(["--real", str(root / "real"), "--fake", str(short), "--size", "32"], capsys, 2) == (
+        "error: --real clips have 5 frames and --fake clips 4; pass --frames T to score the first T of each")
     ragged = tmp_path / "ragged"
     write_clip_folder(ragged, fake[:3, :, :4], ["a", "b", "c"])
     write_clip_folder(ragged, fake[3:], ["d", "e", "f"])
-    with pytest.raises(SystemExit, match="clips have 4 to 5 frames; pass --frames T"):
-        eval_cli.main(eval_cli.parse_args(["--real", str(root / "real"), "--fake", str(ragged), "--size", "32"]))
-    with pytest.raises(SystemExit, match="--fake .* is not a folder"):
-        eval_cli.main(eval_cli.parse_args(["--real", str(root / "real"), "--fake", str(tmp_path / "x"),
-                                           "--size", "32"]))
+    assert fails(["--real", str(root / "real"), "--fake", str(ragged), "--size", "32"], capsys, 2).endswith(
+        "clips have 4 to 5 frames; pass --frames T to score the first T of each")
+    assert fails(["--real", str(root / "real"), "--fake", str(tmp_path / "x"), "--size", "32"], capsys, 2) == (
+        f"error: --fake {str(tmp_path / 'x')!r} is not a folder")
 
 
 def test_unpaired_sets_of_different_sizes_compare_mean_motion_per_clip(monkeypatch):

@@ -71,7 +71,7 @@ class TrainConfig:
     num_shapes: int = 2  # shapes per clip in the moving-shapes dataset
     # Outputs and their schedule.
     output_dir: str = "runs"  # where run folders (config, metrics, checkpoints) go
-    samples_dir: str = "samples"  # where sample clips and the gallery page go
+    samples_dir: str = "runs/samples"  # sample clips and the gallery page (git-ignored, as runs/; see train/gallery.py)
     sample_every: int = 500  # sample clips every N steps (and at the end)
     eval_every: int = 250  # held-out evaluation every N steps (and at the end)
     checkpoint_every: int = 500  # checkpoint every N steps (and at the end)

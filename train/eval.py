@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
@@ -61,9 +62,10 @@ import genloss.metrics as gm  # noqa: E402
 from train import state as st  # noqa: E402
 from train.build import build_datasets, build_generator  # noqa: E402
 from train.config import ConfigError, load_config  # noqa: E402
-from train.data import scan_folder  # noqa: E402
+from train.data import VideoFolder, scan_folder, temporal_split  # noqa: E402
 from train.evaluate import DETECTOR_SEED, fixed_noise, generated_clips, lpips_tlp, stack_clips  # noqa: E402
-from train.run import command_line, git_state, versions  # noqa: E402
+from train.run import command_line, git_state, tracked_files, versions  # noqa: E402
+from train.safety import RunError, SettingsError  # noqa: E402
 
 __all__ = ["clip_metrics", "main", "parse_args", "read_clip_folder", "summary_lines"]
 
@@ -73,8 +75,9 @@ FVD_FRAMES = 16  # fvd2048_16f's window; shorter clips use all their frames (a r
 NOISE_RULE = "torch.randn(N, z_dim, generator=torch.Generator().manual_seed(seed + 12345)) (train.evaluate.fixed_noise)"
 
 
-class EvalError(Exception):
-    """A request that can't be met: printed as ``error: ...`` and exit status 1."""
+# A request that can't be met is printed as one ``error: ...`` line, without a traceback, as
+# train/gan.py does: SettingsError (exit status 2) for what was typed (a path that isn't there, flags
+# that don't fit the clips), RunError (1) for what fails while it runs (unreadable or unusable data).
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,15 +87,16 @@ class EvalError(Exception):
 def resolve_checkpoint(path: Path) -> Path:
     """A ``checkpoint-<step>`` folder, or a run folder's newest checkpoint, with the EMA weights."""
     if not path.exists():
-        raise EvalError(f"--checkpoint {str(path)!r} does not exist")
+        raise SettingsError(f"--checkpoint {str(path)!r} does not exist")
     if st.checkpoint_step(path) is None:
         latest = st.latest_checkpoint(path / "checkpoints")
         if latest is None:
-            raise EvalError(f"--checkpoint {str(path)!r} is neither a checkpoint-<step> folder nor a run folder "
+            raise SettingsError(f"--checkpoint {str(path)!r} is neither a checkpoint-<step> folder nor a run folder "
                             "with checkpoints")
         path = latest
     if not (path / st.EMA_FILE).is_file():
-        raise EvalError(f"--checkpoint {str(path)!r} has no {st.EMA_FILE}")
+        raise SettingsError(f"--checkpoint {str(path)!r} has no {st.EMA_FILE}: not a complete checkpoint of "
+                            "train/gan.py")
     return path
 
 
@@ -105,21 +109,48 @@ def read_clip_folder(flag: str, root: Path, size: int, frames: int | None) -> tu
     broken one is not the set the user meant to score.
     """
     if not root.is_dir():
-        raise EvalError(f"{flag} {str(root)!r} is not a folder")
+        raise SettingsError(f"{flag} {str(root)!r} is not a folder")
     scan = scan_folder(root, frames or 1, size)
     if scan.corrupt:
-        raise EvalError(f"{flag} {root}: unreadable clip(s): {'; '.join(scan.corrupt[:5])}")
+        raise RunError(f"{flag} {root}: unreadable clip(s): {'; '.join(scan.corrupt[:5])}")
     if scan.too_short:
-        raise EvalError(f"{flag} {root}: clip(s) shorter than --frames {frames}: {', '.join(scan.too_short[:5])}")
+        raise SettingsError(f"{flag} {root}: clip(s) shorter than --frames {frames}: {', '.join(scan.too_short[:5])}")
     if not scan.videos:
-        raise EvalError(f"{flag} {root} holds no clips ({scan.summary()})")
+        raise RunError(f"{flag} {root} holds no clips ({scan.summary()})")
     lengths = sorted({video.shape[1] for video in scan.videos})
     if frames is None and len(lengths) > 1:
-        raise EvalError(f"{flag} {root}: clips have {lengths[0]} to {lengths[-1]} frames; pass --frames T to "
+        raise SettingsError(f"{flag} {root}: clips have {lengths[0]} to {lengths[-1]} frames; pass --frames T to "
                         "score the first T of each")
     length = frames or lengths[0]
     clips = torch.stack([video[:, :length] for video in scan.videos]).float() / 127.5 - 1
     return scan.names, clips, scan.summary().split(";")[0]
+
+
+def heldout_split(config, count: int):
+    """The run's held-out split with ``count`` clips, as the trainer draws it
+    (:func:`train.build.build_datasets`): clip ``i`` is the trainer's held-out clip ``i``. A
+    ``--dataset`` folder that can't give them is a :class:`RunError` naming what eval.py can change."""
+    if config.dataset is None:  # moving shapes; the split has max(eval_clips, detect_clips) clips
+        return build_datasets(dataclasses.replace(config, eval_clips=count, detect_clips=0), 1, log=print)[1]
+    frames, fraction = config.frames, config.heldout_fraction
+    scan = scan_folder(config.dataset, frames, config.size, heldout_fraction=fraction,
+                       frame_stride=config.frame_stride, shot_cut=config.shot_cut)
+    print(f"--dataset {config.dataset}: {scan.summary()}")
+    as_trained = f"the run's --frames {frames}" + (
+        f" and --frame-stride {config.frame_stride}" if config.frame_stride > 1 else "")
+    if not scan.videos:
+        raise RunError(f"--dataset {config.dataset} has no usable video of at least {frames} frames ({as_trained}) "
+                       f"to evaluate on ({scan.summary()})")
+    try:
+        return VideoFolder(scan, count, frames, seed=config.seed, split="heldout")
+    except ValueError:  # no video long enough to hold out its end
+        longest = max(video.shape[1] for video in scan.videos)
+        need = next(n for n in itertools.count(frames) if temporal_split(n, frames, fraction)[1])
+        raise RunError(
+            f"--dataset {config.dataset}: no video is long enough to hold out a {frames}-frame clip at its end "
+            f"and keep one before it, as the run was trained ({as_trained}, the last {100 * fraction:g}% of each "
+            f"video held out); the longest has {longest} frames. Pass a --dataset folder with videos of at least "
+            f"{need} frames, or score clips of any length with --real/--fake") from None
 
 
 def _pair_by_name(real_names: list[str], real: Tensor, fake_names: list[str], fake: Tensor):
@@ -144,13 +175,13 @@ def build_lpips(net: str, weights: str | None, size: int) -> tuple[nn.Module | N
         module = gl.LPIPS(net, weights=weights or "imagenet", download=False)
     except (gl.WeightsNotFoundError, OSError, RuntimeError, ValueError) as error:
         if weights is not None:
-            raise EvalError(f"--lpips-weights {weights!r} can't be used for LPIPS-{net}: {error}") from error
+            raise RunError(f"--lpips-weights {weights!r} can't be used for LPIPS-{net}: {error}") from None
         return None, (f"no ImageNet weights for LPIPS-{net} in the torch hub cache; pass --lpips-weights FILE "
                       "(a torchvision state dict) to score LPIPS and tLP")
     if size < module.min_size:
         why = f"LPIPS-{net} needs frames of at least {module.min_size}x{module.min_size}; the clips are {size}x{size}"
         if weights is not None:
-            raise EvalError(f"--lpips-weights given, but {why}")
+            raise SettingsError(f"--lpips-weights given, but {why}")
         return None, why
     return module.eval(), None
 
@@ -164,8 +195,10 @@ def build_extractors(fvd: str | None, fid: str | None) -> dict[str, gm.FeatureEx
             out["fvd"] = gm.FeatureExtractor(fvd, video=True)
         if fid is not None:
             out["fid"] = gm.FeatureExtractor(fid, video=False)
-    except (FileNotFoundError, ValueError) as error:
-        raise EvalError(str(error)) from error
+    except FileNotFoundError as error:
+        raise SettingsError(str(error)) from None
+    except ValueError as error:  # a file that isn't a usable extractor
+        raise RunError(str(error)) from None
     return out
 
 
@@ -292,16 +325,16 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
         config, run = load_config(run_dir / "config.json")
         config.validate(environment=False)
     except ConfigError as error:
-        raise EvalError(str(error)) from error
+        raise RunError(str(error)) from None
     count = args.num or config.detect_clips or DEFAULT_CLIPS
     if args.dataset is not None:
         config = dataclasses.replace(config, dataset=args.dataset)
+    elif config.dataset is not None and not Path(config.dataset).is_dir():
+        raise SettingsError(f"the run's --dataset {config.dataset!r} is not a folder any more; pass --dataset with "
+                            "its new place")
     lpips, lpips_skipped = build_lpips(args.lpips, args.lpips_weights, config.size)
     extractors = build_extractors(args.fvd_extractor, args.fid_extractor)
-    try:  # the held-out split has max(eval_clips, detect_clips) clips: ask for `count`
-        _, heldout = build_datasets(dataclasses.replace(config, eval_clips=count, detect_clips=0), 1, log=print)
-    except ValueError as error:  # e.g. no video of --dataset long enough to hold out its end
-        raise EvalError(f"--dataset {config.dataset}: {error}") from error
+    heldout = heldout_split(config, count)
     device = torch.device(args.device)
     generator = build_generator(config)
     generator.load_state_dict(torch.load(checkpoint / st.EMA_FILE, map_location="cpu", weights_only=True))
@@ -349,11 +382,11 @@ def evaluate_folders(args: argparse.Namespace, started: float) -> tuple[dict, Te
     fake_names, fake, fake_summary = read_clip_folder("--fake", Path(args.fake), args.size, args.frames)
     print(f"--real {args.real}: {real_summary}\n--fake {args.fake}: {fake_summary}")
     if real.shape[2] != fake.shape[2]:
-        raise EvalError(f"--real clips have {real.shape[2]} frames and --fake clips {fake.shape[2]}; pass "
+        raise SettingsError(f"--real clips have {real.shape[2]} frames and --fake clips {fake.shape[2]}; pass "
                         "--frames T to score the first T of each")
     k = args.context_frames
     if k >= real.shape[2]:
-        raise EvalError(f"--context-frames {k} leaves no frame to score in clips of {real.shape[2]} frames")
+        raise SettingsError(f"--context-frames {k} leaves no frame to score in clips of {real.shape[2]} frames")
     real, fake, paired = _pair_by_name(real_names, real, fake_names, fake)
     if not paired:
         print("note: the folders' file names differ, so the clips are scored as two unpaired sets: detector, "
@@ -435,10 +468,15 @@ def summary_lines(result: dict) -> list[str]:
 
 
 def refresh_gallery(samples_dir: Path, run_name: str, run_dir: Path) -> str:
-    """Redraw the run's gallery card (it shows the newest ``eval-<step>.json``), if the run has one here."""
+    """Redraw the run's gallery card (it shows the newest ``eval-<step>.json``), if the run has one
+    here and the gallery is not one that git tracks (a committed gallery changes only when published:
+    :func:`train.gallery.publish`)."""
     from train.gallery import update_gallery
 
     run_json = samples_dir / run_name / "run.json"
+    if tracked_files(samples_dir):  # the repository's committed gallery changes only when published
+        return (f"gallery: {samples_dir} holds files tracked by git, page not updated (pass --samples-dir, or "
+                f"publish the run with python train/gallery.py --publish {samples_dir / run_name} --out {samples_dir})")
     try:
         config = json.loads(run_json.read_text()).get("config") or {}
     except (OSError, json.JSONDecodeError):
@@ -451,8 +489,9 @@ def refresh_gallery(samples_dir: Path, run_name: str, run_dir: Path) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Every help text that has a default says it: argparse's ArgumentDefaultsHelpFormatter would add
+    # a second "(default: None)" to those whose default the run decides.
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     what = p.add_argument_group("what to evaluate (--checkpoint, or --real and --fake)")
     what.add_argument("--checkpoint", help="a checkpoint-<step> folder, or a run folder (its newest checkpoint)")
     what.add_argument("--real", help="a folder of real clips (video files or frame folders)")
@@ -470,9 +509,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     folders.add_argument("--frames", type=int, default=None, help="score the first T frames of each clip "
                          "(default: all; every clip must then have the same length)")
     folders.add_argument("--context-frames", type=int, default=0, help="leading frames of each clip that were "
-                         "given to the generator")
+                         "given to the generator (default: 0)")
     metrics = p.add_argument_group("metrics and outputs")
-    metrics.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"), help="LPIPS net")
+    metrics.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"),
+                         help="LPIPS net (default: alex)")
     metrics.add_argument("--lpips-weights", default=None, help="torchvision state dict of the LPIPS backbone "
                          "(default: the torch hub cache; LPIPS is skipped when it has none)")
     metrics.add_argument("--fvd-extractor", default=None, help="i3d_torchscript.pt (StyleGAN-V) or another "
@@ -483,9 +523,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "{'real': (N, C, T, H, W), 'generated': the same with the continuation} in [-1, 1]")
     metrics.add_argument("--out", default=None, help="the JSON file (default: <run>/eval-<step>.json; with "
                          "--real/--fake none unless given)")
-    metrics.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    metrics.add_argument("--cpu-threads", type=int, default=1, help="torch threads on CPU; 0 = all cores (1, as "
-                         "the trainer's default: OpenMP threads spin-wait on a machine whose cores are busy)")
+    metrics.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                         help="torch device (default: cuda if there is a GPU, else cpu)")
+    metrics.add_argument("--cpu-threads", type=int, default=1, help="torch threads on CPU; 0 = all cores (default: "
+                         "1, as the trainer's: OpenMP threads spin-wait on a machine whose cores are busy)")
     args = p.parse_args(argv)
     if (args.checkpoint is None) == (args.real is None and args.fake is None):
         p.error("give either --checkpoint, or --real and --fake")
@@ -509,33 +550,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "read as it was trained)")
         if args.num is not None and args.num < 2:
             p.error("--num must be >= 2 (half of the clips train the detector, half are scored)")
+        if args.dataset is not None and not Path(args.dataset).is_dir():
+            p.error(f"--dataset {args.dataset!r} is not an existing folder")
     if args.lpips_weights is not None and args.lpips == "none":
         p.error("--lpips-weights was given but --lpips is 'none'")
     if args.cpu_threads < 0:
         p.error("--cpu-threads must be >= 0")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        p.error(f"--device {args.device!r} is not a torch device (cpu, cuda, cuda:1...)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: this machine has no CUDA GPU; pass --device cpu")
     return args
 
 
 def main(args: argparse.Namespace) -> dict:
     """Evaluate, print the summary, write the JSON (and ``--save-clips``); returns the JSON's content."""
+    try:
+        return _evaluate(args)
+    except RunError as error:  # SettingsError too: one line, exit status 2 (settings) or 1
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+
+
+def _evaluate(args: argparse.Namespace) -> dict:
     started = time.time()
     if args.cpu_threads:
         torch.set_num_threads(args.cpu_threads)
-    try:
-        if args.checkpoint is not None:
-            result, real, fake, out, run_dir = evaluate_checkpoint(args, started)
-        else:
-            (result, real, fake, out), run_dir = evaluate_folders(args, started), None
-    except EvalError as error:
-        raise SystemExit(f"error: {error}") from error
+    if args.checkpoint is not None:
+        result, real, fake, out, run_dir = evaluate_checkpoint(args, started)
+    else:
+        (result, real, fake, out), run_dir = evaluate_folders(args, started), None
     print("\n".join(summary_lines(result)))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as error:
+            raise RunError(f"can't write the result to {out}: {error.strerror or error}") from None
         print(f"wrote {out}")
     if args.save_clips:
-        torch.save({"real": real.cpu(), "generated": fake.cpu(), "context_frames": torch.tensor(
-            result["clips"]["context_frames"])}, args.save_clips)
+        try:
+            torch.save({"real": real.cpu(), "generated": fake.cpu(), "context_frames": torch.tensor(
+                result["clips"]["context_frames"])}, args.save_clips)
+        except OSError as error:
+            raise RunError(f"--save-clips {args.save_clips!r} can't be written: {error.strerror or error}") from None
         print(f"wrote {args.save_clips}")
     if run_dir is not None and out == run_dir / f"eval-{result['step']}.json":
         config, _ = load_config(run_dir / "config.json")

@@ -8,6 +8,12 @@ sample folder) and rewrites ``<samples_dir>/index.html`` from every run folder. 
 uses relative links only and is valid at every moment of a run (files are published atomically,
 see :mod:`train.clips`). The clips it shows come from :func:`train.clips.write_clips`, re-exported
 here.
+
+The trainer writes its gallery into ``--samples-dir`` (default ``runs/samples``, git-ignored as the
+runs are). The repository's committed reference gallery, ``samples/``, changes only on request:
+
+    python train/gallery.py --publish runs/samples/<run-name> [...]   # copy runs in, rewrite the page
+    python train/gallery.py --out samples                             # only rewrite samples/index.html
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import io
 import json
 import math
 import re
+import shutil
 import string
+import sys
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,10 +33,13 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .clips import atomic_write, write_clips
-from .diagnose import DISCRIMINATORS, TERM_WEIGHTS, Thresholds, diagnose, gradient_shares
+if __name__ == "__main__":  # run as a script: the repository's code is not pip-installed (see train/gan.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-__all__ = ["read_metrics", "update_gallery", "write_clips"]
+from train.clips import atomic_write, write_clips  # noqa: E402
+from train.diagnose import DISCRIMINATORS, TERM_WEIGHTS, Thresholds, diagnose, gradient_shares  # noqa: E402
+
+__all__ = ["publish", "read_metrics", "update_gallery", "write_clips", "write_index"]
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.gif$")
 _EVAL_FILE = re.compile(r"^eval-(\d+)\.json$")
@@ -604,6 +615,81 @@ def update_gallery(samples_dir: Path, run_name: str, config: dict, metrics_path:
         "config": config,
     }
     atomic_write(run_dir / "run.json", json.dumps(record, indent=2, default=str).encode())
-    index = samples_dir / "index.html"
-    atomic_write(index, _index_html(samples_dir).encode("utf-8"))
+    return write_index(samples_dir)
+
+
+def write_index(samples_dir: Path) -> Path:
+    """Rewrite ``<samples_dir>/index.html`` from the ``run.json`` of every run folder in it (the
+    run folders are left as they are). Returns the path of ``index.html``."""
+    index = Path(samples_dir) / "index.html"
+    atomic_write(index, _index_html(Path(samples_dir)).encode("utf-8"))
     return index
+
+
+# --------------------------------------------------------------------------------------------
+# publishing into a committed gallery
+
+
+class PublishError(Exception):
+    """A ``--publish`` request that can't be met: one ``error: ...`` line and exit status 2."""
+
+
+def publish(folders: list[Path], out: Path) -> Path:
+    """Copy run sample folders (``<samples-dir>/<run-name>``, each with its ``run.json``) into the
+    gallery ``out``, each replacing an earlier copy of the same run, then rewrite ``out``'s
+    ``index.html`` (:func:`write_index`). A folder that is already in ``out`` is only listed.
+
+    Each run is copied beside its place and renamed into it, so the page never links a half-copied
+    run. Raises :class:`PublishError` (before anything is copied) for a folder that isn't a run's.
+    Returns the path of ``index.html``.
+    """
+    out = Path(out)
+    folders = [Path(f) for f in folders]
+    for folder in folders:
+        if not (folder / "run.json").is_file():
+            raise PublishError(f"--publish {str(folder)!r} is not a run's sample folder (no run.json in it)")
+    if not folders and not out.is_dir():
+        raise PublishError(f"--out {str(out)!r} is not a folder (pass --publish <samples-dir>/<run-name> to start one)")
+    names = [f.resolve().name for f in folders]
+    if len(set(names)) != len(names):
+        raise PublishError(f"--publish names two folders of the same run name: {sorted(names)}")
+    out.mkdir(parents=True, exist_ok=True)
+    for folder, name in zip(folders, names):
+        target = out / name
+        if folder.resolve() == target.resolve():
+            continue
+        staging = out / f".tmp-publish-{name}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(folder, staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    return write_index(out)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """``python train/gallery.py [--publish FOLDER ...] [--out DIR]``: see the module docstring."""
+    import argparse
+
+    default_out = Path(__file__).resolve().parents[1] / "samples"
+    p = argparse.ArgumentParser(description="Publish runs' sample folders into a gallery (by default the "
+                                "repository's committed samples/) and rewrite its index.html.")
+    p.add_argument("--publish", nargs="+", default=[], metavar="FOLDER",
+                   help="run sample folders to copy in (<samples-dir>/<run-name>, written by train/gan.py); "
+                        "each replaces an earlier copy of its run. Without: only the page is rewritten")
+    p.add_argument("--out", default=str(default_out), help=f"the gallery folder (default: {default_out})")
+    args = p.parse_args(argv)
+    try:
+        index = publish([Path(f) for f in args.publish], Path(args.out))
+    except PublishError as error:
+        p.exit(2, f"error: {error}\n")
+    except OSError as error:  # a full disk, a read-only gallery
+        p.exit(1, f"error: writing the gallery {args.out} failed: {error}\n")
+    for folder in args.publish:
+        print(f"published {folder} -> {Path(args.out) / Path(folder).resolve().name}")
+    print(f"wrote {index} ({len(_load_runs(Path(args.out)))} runs)")
+    return index
+
+
+if __name__ == "__main__":
+    main()

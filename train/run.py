@@ -65,6 +65,7 @@ __all__ = [
     "resume_command",
     "start_trackers",
     "stop_requested",
+    "tracked_files",
     "versions",
 ]
 
@@ -239,8 +240,10 @@ def claim_run(accelerator: Accelerator, plan: RunPlan, overwrite: bool, say) -> 
     """Make the run folder this command's, before any scan or model build; returns the lock (held by
     the main process, ``None`` elsewhere), which the caller releases on every exit path.
 
-    In order: every output folder must be writable (:func:`train.safety.check_writable`); the
-    main process locks the run folder (a second trainer on the same run stops here); a new run
+    In order: the samples folder must be neither the run folder nor hold files tracked by git (a
+    run never rewrites the repository's committed gallery); every output folder must be writable
+    (:func:`train.safety.check_writable`), an existing ``checkpoints/`` included; the main process
+    locks the run folder (a second trainer on the same run stops here); a new run
     is refused a folder holding an earlier run, unless ``overwrite`` deletes that run's
     checkpoints, metrics, config, tracker logs and samples. Errors are agreed on by every process.
     """
@@ -248,15 +251,20 @@ def claim_run(accelerator: Accelerator, plan: RunPlan, overwrite: bool, say) -> 
     run_dir = Path(cfg.output_dir) / plan.run_name
     samples = Path(cfg.samples_dir)
     main = accelerator.is_main_process
-    folders = {"--output-dir": run_dir, "--output-dir (checkpoints)": run_dir / "checkpoints"}
+    # checkpoints/ is checked only when it exists: creating it here would leave an empty one
+    # behind a start that fails later (a writable run folder can hold it).
+    checkpoints = run_dir / "checkpoints" if (run_dir / "checkpoints").exists() else run_dir
+    folders = {"--output-dir": run_dir, "--output-dir (checkpoints)": checkpoints}
     if main:
         folders["--samples-dir"] = samples
         if (samples / plan.run_name).is_dir():
             folders["--samples-dir"] = samples / plan.run_name
     elif accelerator.num_processes > 1:
-        folders = {"--output-dir (checkpoints)": run_dir / "checkpoints"}  # every rank writes its RNG state there
+        folders = {"--output-dir (checkpoints)": checkpoints}  # every rank writes its RNG state there
     lock, error = None, None
     try:
+        if main:
+            _check_samples_dir(samples, run_dir)
         check_writable(folders)
         if main:
             lock = RunLock(run_dir)
@@ -296,13 +304,32 @@ def _clear_run(run_dir: Path, samples: Path) -> list[str]:
     for path in (run_dir / "checkpoints", run_dir / "rescue", run_dir / "tensorboard", run_dir / "wandb",
                  run_dir / "metrics.jsonl", run_dir / "config.json", run_dir / AFTER_LAUNCHER_LOG, samples):
         if path.is_dir():
+            held = any(path.iterdir())  # an empty folder is no earlier run's output: not reported
             shutil.rmtree(path)
+            if not held:
+                continue
         elif path.exists():
             path.unlink()
         else:
             continue
         removed.append(str(path))
     return [f"--overwrite: deleted the earlier run's {', '.join(removed)}"] if removed else []
+
+
+def _check_samples_dir(samples: Path, run_dir: Path) -> None:
+    """Refuse a ``--samples-dir`` that is the run folder, or that holds files tracked by git: a run
+    rewrites the gallery page and its run's card, and the repository's committed gallery changes
+    only when it is published (``python train/gallery.py --publish``)."""
+    if samples.resolve() == run_dir.resolve():
+        raise SettingsError(f"--samples-dir {str(samples)!r} is the run folder of --run-name {run_dir.name}: "
+                            "choose another --run-name or --samples-dir")
+    tracked = tracked_files(samples)
+    if tracked:
+        raise SettingsError(
+            f"--samples-dir {str(samples)!r} holds {len(tracked)} file(s) tracked by git (e.g. "
+            f"{samples / tracked[0]}): a run would rewrite them. Pass a --samples-dir outside the tracked files "
+            "(the default, runs/samples, is git-ignored); publish a finished run's samples with: python "
+            "train/gallery.py --publish <samples-dir>/<run-name> --out <gallery>")
 
 
 # Flags of one invocation, and how many values each takes: not repeated in a resume command.
@@ -443,6 +470,22 @@ def git_state(root: Path = REPO) -> dict | None:
         return None
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status)}
+
+
+def tracked_files(folder: Path) -> list[str]:
+    """The files under ``folder`` that git tracks (paths relative to ``folder``), in whatever
+    repository holds it; ``[]`` when it doesn't exist, is in no repository or git is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "ls-files", "-z", "--", "."], capture_output=True,
+                             timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return [name for name in out.stdout.decode(errors="replace").split("\0") if name]
 
 
 def versions() -> dict[str, str]:

@@ -32,14 +32,16 @@ from train.safety import RunError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Defaults are written into the help texts: argparse's ArgumentDefaultsHelpFormatter would add a
+    # second "(default: None)" to those whose default the run decides.
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="a checkpoint-<step> folder, or a run folder (its newest checkpoint)")
-    p.add_argument("--num", type=int, default=16, help="number of clips to write")
+    p.add_argument("--num", type=int, default=16, help="number of clips to write (default: 16)")
     p.add_argument("--out", default=None, help="output folder (default: <samples-dir>/<run-name>/from-checkpoint-<step>)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: the run's seed, i.e. the training samples' noise)")
-    p.add_argument("--fps", type=int, default=8, help="frames per second of the GIF and MP4")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--fps", type=int, default=8, help="frames per second of the GIF and MP4 (default: 8)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device (default: cuda if there is a GPU, else cpu)")
     p.add_argument("--dataset", default=None, help="the run's --dataset folder, when it has moved since (default: "
                    "the path the run recorded)")
     args = p.parse_args(argv)
