@@ -76,5 +76,5 @@ if __name__ == "__main__":
         launched = subprocess.run(
             [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-q", __file__,
-             "--calls", str(options.calls), "--repeats", str(options.repeats)], env=env)
+             "--calls", str(options.calls), "--repeats", str(options.repeats)], env=env, check=False)
         sys.exit(launched.returncode)

@@ -11,6 +11,7 @@ and ``benchmarks/gpu.sh``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -82,13 +83,13 @@ def untouched_repository():
 def test_help(script, tmp_path, capfd):
     if script in SUBPROCESS_ONLY:
         done = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=120, check=False)
         code, out = done.returncode, done.stdout + done.stderr
     else:
         code = run_script(script, ["--help"], tmp_path)
         out = capfd.readouterr().out
     assert code == 0, out
-    assert out.startswith(f"usage: {(ROOT / script).name} ") or out.startswith("usage: "), out[:300]
+    assert out.startswith("usage: "), out[:300]
     assert "--help" in out
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["tmp"])  # --help writes nothing
 
@@ -118,10 +119,11 @@ def test_trainer_help_lists_every_extension_the_reader_takes(tmp_path):
 @pytest.mark.usefixtures("untouched_repository")
 def test_gpu_sh_help_and_plan(tmp_path):
     shown = subprocess.run(["bash", str(ROOT / "benchmarks/gpu.sh"), "--help"], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=60, check=False)
     assert shown.returncode == 0 and "usage: " in shown.stdout and "DRY_RUN=1" in shown.stdout
     plan = subprocess.run(["bash", str(ROOT / "benchmarks/gpu.sh"), str(tmp_path / "plan.txt")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, env={**_env(), "DRY_RUN": "1", "DEVICE": "cpu"})
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "DRY_RUN": "1", "DEVICE": "cpu"})
     assert plan.returncode == 0, plan.stderr
     assert (tmp_path / "plan.txt").read_text() == plan.stdout
     commands = [line.split("   (timeout")[0].split() for line in plan.stdout.splitlines() if line.startswith("python ")]
@@ -131,8 +133,3 @@ def test_gpu_sh_help_and_plan(tmp_path):
         assert argv[-2:] == ["--device", "cpu"]
         assert parse_only(script, argv, tmp_path).device == "cpu"
 
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

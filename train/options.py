@@ -27,7 +27,10 @@ from train.config import (
     TrainConfig,
     load_config,
 )
-from train.data import FRAME_SUFFIXES, VIDEO_SUFFIXES  # what the reader takes, named in --help
+from train.data import (  # what the reader takes, named in --help
+    FRAME_SUFFIXES,
+    VIDEO_SUFFIXES,
+)
 
 __all__ = ["Options", "build_parser", "parse_args"]
 
