@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -564,3 +565,59 @@ def test_dataset_setting_names_the_reading_options():
     assert _dataset({"dataset": "data/real", "shot_cut": 0.0, "frame_stride": 1}) == "data/real"
     assert _dataset({"dataset": "data/real", "shot_cut": 0.15, "frame_stride": 2}) == (
         "data/real · split into shots at 0.15 · frame stride 2")
+
+
+# --------------------------------------------------------------------------------------------
+# publishing into a committed gallery (python train/gallery.py)
+
+
+def gallery_script(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "train/gallery.py", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def page_without_time(index: Path) -> str:
+    return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "<time>", index.read_text(encoding="utf-8"))
+
+
+def test_publish_copies_runs_in_and_rewrites_the_page(gallery, tmp_path):
+    out = tmp_path / "published"
+    done = gallery_script("--publish", str(gallery / "run-a"), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"published {gallery / 'run-a'} -> {out / 'run-a'}",
+                                        f"wrote {out / 'index.html'} (1 runs)"]
+    assert sorted(p.name for p in (out / "run-a").iterdir()) == sorted(p.name for p in (gallery / "run-a").iterdir())
+    assert (out / "run-a" / "run.json").read_bytes() == (gallery / "run-a" / "run.json").read_bytes()
+    (out / "run-a" / "stale.png").write_bytes(b"x")  # an earlier copy's file: replaced with the run's folder
+    assert gallery_script("--publish", str(gallery / "run-a"), str(gallery / ODD_NAME), "--out", str(out)).returncode == 0
+    assert not (out / "run-a" / "stale.png").exists()
+    page = parse(out / "index.html")
+    files = [link for link in page.links if not link.startswith("#")]
+    assert files and all((out / unquote(urlsplit(link).path)).is_file() for link in files)
+    assert page_without_time(out / "index.html") == page_without_time(gallery / "index.html")  # both runs, as built
+    assert not [p for p in out.rglob(".*")]  # no staging folder left
+
+
+def test_publish_refuses_a_folder_that_is_not_a_runs(gallery, tmp_path):
+    (tmp_path / "loose").mkdir()
+    failed = gallery_script("--publish", str(gallery / "run-a"), str(tmp_path / "loose"), "--out", str(tmp_path / "o"))
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"error: --publish {str(tmp_path / 'loose')!r} is not a run's sample folder (no run.json in it)")
+    assert not (tmp_path / "o").exists()  # checked before anything is copied
+
+
+def test_the_committed_gallery_rebuilds_to_the_same_page(tmp_path):
+    """``python train/gallery.py --out samples`` (no --publish) rewrites only the page: the committed
+    one is what the current code writes from the committed run folders, and every link resolves."""
+    committed = ROOT / "samples"
+    page = parse(committed / "index.html")
+    files = [link for link in page.links if not link.startswith("#")]
+    assert len(files) > 20 and all((committed / unquote(urlsplit(link).path)).is_file() for link in files)
+    copy = tmp_path / "samples"
+    shutil.copytree(committed, copy)
+    done = gallery_script("--out", str(copy))
+    assert done.returncode == 0, done.stderr
+    assert page_without_time(copy / "index.html") == page_without_time(committed / "index.html")
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == sorted(p.relative_to(committed)
+                                                                         for p in committed.rglob("*"))

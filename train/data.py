@@ -403,6 +403,8 @@ def scan_folder(
         except Exception as error:  # the decoders raise many kinds of errors for broken files
             scan.corrupt.append(f"{name}: {type(error).__name__}: {error}".splitlines()[0][:200])
             continue
+        if progress:  # its frame count once decoded (on_frame shows counts only while long videos decode)
+            bar.set_postfix_str(f"{name}: {video.shape[1]} frames", refresh=False)
         video = video[:, ::frame_stride].contiguous()
         shots = split_shots(video, shot_cut) if shot_cut else [(0, video.shape[1])]
         scan.shot_cuts += len(shots) - 1
@@ -440,8 +442,9 @@ def split_shots(video: Tensor, shot_cut: float) -> list[tuple[int, int]]:
 
 
 def _frame_counter(bar: tqdm, name: str) -> Callable[[int], None]:
-    """A callback showing ``name: N frames`` next to the bar, at most twice a second (long videos)."""
-    shown = [0.0]
+    """A callback showing ``name: N frames`` next to the bar while a long video decodes: half a
+    second after its start, then at most twice a second (the scan shows each decoded count after)."""
+    shown = [time.monotonic()]
 
     def on_frame(count: int) -> None:
         now = time.monotonic()
