@@ -33,7 +33,6 @@ scored by the protocols "default", "frames" and "clips" (``context_frames=2``); 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -41,13 +40,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _device import resolve_device  # noqa: E402
-
-from detect_fakes import FAKES, make_fake, render  # noqa: E402
+from detect_fakes import FAKES, gaussian_blur, make_fake, render  # noqa: E402
 
 from genloss.metrics import detectability  # noqa: E402
 from train.data import MovingShapes  # noqa: E402
@@ -74,13 +71,7 @@ def frozen(clips: torch.Tensor) -> torch.Tensor:
 
 def blurred(clips: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Every frame through a separable Gaussian (radius ceil(3 sigma), replicate padding)."""
-    radius = math.ceil(3 * sigma)
-    taps = torch.exp(-torch.arange(-radius, radius + 1.0, device=clips.device) ** 2 / (2 * sigma**2))
-    taps = (taps / taps.sum()).to(clips.dtype)
-    b, c, t, h, w = clips.shape
-    x = F.pad(clips.permute(0, 2, 1, 3, 4).reshape(-1, 1, h, w), (radius,) * 4, mode="replicate")
-    x = F.conv2d(F.conv2d(x, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))
-    return x.view(b, t, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
+    return gaussian_blur(clips, sigma)
 
 
 def time_shuffled(clips: torch.Tensor, seed: int = 0) -> torch.Tensor:

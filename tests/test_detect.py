@@ -18,9 +18,11 @@ from scipy import stats
 from torch import nn
 
 from genloss import metrics
+from benchmarks.detect_fakes import FAKES, _coverage, make_fake, render
 from genloss.metrics.detect import (
     Detector,
     DetectabilityResult,
+    LocalDetector,
     auc_mann_whitney,
     binomial_tail,
     detectability,
@@ -289,3 +291,177 @@ def test_warning_free_on_equal_sets(real):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         detectability(real[:4], real[4:8], steps=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Protocols "frames", "clips" and "strong"
+
+
+def test_default_protocol_is_unchanged():
+    # Numbers of the default protocol recorded before the local protocols were added (same
+    # machine type, CPU): adding them must not move a single bit of what "default" returns.
+    real, fake = shapes(64, seed=0), shapes(64, seed=1)
+    result = detectability(real, fake, steps=30, seed=0)
+    assert (result.accuracy, result.auc, result.correct) == (0.46875, 0.4619140625, 30)
+    assert result.interval == (0.35175987425176036, 0.5892791294852898)
+    assert result == detectability(real, fake, steps=30, seed=0, protocol="default")
+    record = result.as_dict()
+    assert (record["protocol"], record["sample"], record["learning_rate"], record["context_frames"]) == \
+        ("default", "clip", 1e-3, 0)
+    assert "frame" not in record and "clip" not in record and "n_test_clips" not in record
+
+
+@pytest.mark.parametrize("size, halvings", [(16, 1), (32, 2), (64, 3)])
+def test_local_detector_layers(size, halvings):
+    # Max pooling down to ~8x8, then a global max: no strided convolution, no average.
+    detector = LocalDetector(3, (size, size))
+    assert sum(isinstance(m, nn.MaxPool2d) for m in detector.modules()) == halvings
+    assert all(c.stride == (1, 1) for c in detector.modules() if isinstance(c, nn.Conv2d))
+    x = torch.randn(2, 3, size, size)
+    features = detector.features(x)
+    assert features.shape[-2:] == (8, 8)
+    assert torch.allclose(detector(x), detector.head(features.amax(dim=(2, 3))).squeeze(1))
+    # The clip form stacks the frames as channels, channel-major ("b (c t) h w").
+    clips = LocalDetector(3, (size, size), frames=4)
+    assert clips.features[0].in_channels == 12
+    video = torch.randn(2, 3, 4, size, size)
+    stacked = torch.cat([video[:, c] for c in range(3)], dim=1)
+    assert torch.equal(clips(video), clips.head(clips.features(stacked).amax(dim=(2, 3))).squeeze(1))
+
+
+def with_frame_ids(n, frames, sign):
+    """`n` clips of `frames` frames, frame t of clip i filled with sign * (10 i + t + 1) / 1000."""
+    ids = sign * (10 * torch.arange(n).view(n, 1) + torch.arange(frames) + 1.0) / 1000
+    return ids.view(n, 1, frames, 1, 1).expand(n, 1, frames, 4, 4).contiguous()
+
+
+def test_frames_split_by_whole_clip_and_score_each_generated_frame():
+    n, frames, context = 9, 5, 2
+    log = []
+    scores = torch.randn(2 * 10 * n + 20, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    score = lambda ids: scores[ids + 10 * n + 10]  # noqa: E731  (ids -(10n+5)..10n+5 index the table)
+    result = detectability(with_frame_ids(n, frames, 1), with_frame_ids(n, frames, -1), steps=5,
+                           protocol="frames", context_frames=context, model=lambda: Spy(log, score))
+    trained = [i for mode, ids in log if mode == "train" for i in ids]
+    scored = [i for mode, ids in log if mode == "eval" for i in ids]
+    clip, frame = (lambda i: abs(i) // 10 * (1 if i > 0 else -1)), (lambda i: (abs(i) - 1) % 10)
+    # Only generated frames are samples; a clip's frames (and its pair's) are all on one side.
+    assert {frame(i) for i in trained + scored} == set(range(context, frames))
+    assert {clip(i) for i in trained}.isdisjoint({clip(i) for i in scored})
+    assert {abs(clip(i)) for i in trained} == {abs(clip(i)) for i in trained if i > 0}
+    n_test_clips = 2 * (n - n // 2)
+    assert len(scored) == len(set(scored)) == result.n_test == n_test_clips * (frames - context)
+    assert result.n_train == 2 * (n // 2) * (frames - context) and result.n_test_clips == n_test_clips
+    pos = [score(torch.tensor(i)).item() for i in scored if i > 0]
+    neg = [score(torch.tensor(i)).item() for i in scored if i < 0]
+    correct = sum(s > 0 for s in pos) + sum(s <= 0 for s in neg)
+    assert result.correct == correct and result.accuracy == correct / result.n_test
+    # Interval and p-value count clips (a clip's frames are not independent samples).
+    p, z = correct / result.n_test, stats.norm.ppf(0.975)
+    centre = (p + z * z / (2 * n_test_clips)) / (1 + z * z / n_test_clips)
+    half = z / (1 + z * z / n_test_clips) * math.sqrt(p * (1 - p) / n_test_clips + z * z / (4 * n_test_clips**2))
+    assert result.interval == pytest.approx((centre - half, centre + half), abs=1e-12)
+    expected_p = stats.binomtest(correct // (frames - context), n_test_clips, alternative="greater").pvalue
+    assert result.p_value == pytest.approx(expected_p, rel=1e-9)
+    assert (result.protocol, result.sample, result.context_frames, result.steps) == ("frames", "frame", 2, 5)
+
+
+def test_images_under_frames_are_single_samples():
+    log = []
+    images = with_ids(6, 1)[:, :, 0]
+    result = detectability(images, -images, steps=2, protocol="frames", model=lambda: Spy(log, lambda i: i.double()))
+    assert (result.sample, result.n_test, result.n_test_clips, result.accuracy) == ("image", 6, None, 1.0)
+
+
+def test_strong_reports_both_judges_with_the_frames_and_clips_protocols(real):
+    real8, fake8 = real[:8], blurred(real[:8])
+    strong = detectability(real8, fake8, steps=3, seed=5, protocol="strong", context_frames=2)
+    frame = detectability(real8, fake8, steps=3, seed=5, protocol="frames", context_frames=2)
+    clip = detectability(real8, fake8, steps=3, seed=5, protocol="clips")
+    assert (strong.frame, strong.clip) == (frame, clip)
+    # 4 training clips a set: 4 x 4 generated frames, so 16 + 16 frames a batch, 4 + 4 clips.
+    assert (frame.model, clip.model, frame.steps, frame.batch_size, clip.batch_size, frame.learning_rate) == \
+        ("LocalDetector", "LocalDetector", 3, 32, 8, 1e-3)
+    best = frame if frame.accuracy > clip.accuracy else clip
+    assert (strong.accuracy, strong.interval, strong.sample) == (best.accuracy, best.interval, best.sample)
+    assert strong.p_value == min(1.0, 2 * min(frame.p_value, clip.p_value))
+    assert (strong.protocol, strong.context_frames) == ("strong", 2)
+    record = strong.as_dict()
+    assert record["frame"] == frame.as_dict() and record["clip"] == clip.as_dict()
+    assert record["frame"]["interval"] == list(frame.interval) and record["protocol"] == "strong"
+    # Deterministic per seed, and a different seed is a different run.
+    assert detectability(real8, fake8, steps=3, seed=5, protocol="strong", context_frames=2) == strong
+    assert detectability(real8, fake8, steps=3, seed=6, protocol="frames", context_frames=2) != frame
+
+
+def test_local_protocols_default_to_1200_steps_of_32_plus_32():
+    log = []
+    result = detectability(with_ids(70, 1), with_ids(70, -1), protocol="clips",
+                           model=lambda: Spy(log, lambda i: i.double()))
+    assert (result.steps, result.batch_size) == (1200, 64)
+    assert sum(mode == "train" for mode, _ in log) == 1200
+
+
+PROTOCOL_ERRORS = [
+    ({"protocol": "local"}, ValueError, "`protocol` must be one of 'default', 'frames', 'clips', 'strong'; got 'local'"),
+    ({"protocol": "strong", "model": lambda: Detector(3, (6, 16, 16))}, ValueError, "protocol 'strong' trains two"),
+    ({"context_frames": 2}, ValueError, "`context_frames` applies to frame samples .* got 2 with protocol 'default'"),
+    ({"protocol": "clips", "context_frames": 1}, ValueError, "with protocol 'clips'"),
+    ({"protocol": "frames", "context_frames": 6}, ValueError, r"`context_frames` must be in \[0, T\) = \[0, 6\); got 6"),
+    ({"protocol": "frames", "context_frames": True}, TypeError, "`context_frames` must be an int; got bool"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, message", PROTOCOL_ERRORS, ids=[m[:40] for *_, m in PROTOCOL_ERRORS])
+def test_protocol_errors_name_the_argument(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        detectability(FOUR, FOUR, steps=1, **kwargs)
+
+
+def test_clip_protocols_need_clips():
+    with pytest.raises(ValueError, match=r"protocol 'strong' needs clips \(N, C, T, H, W\); got shape \(4, 3, 16, 16\)"):
+        detectability(FOUR[:, :, 0], FOUR[:, :, 0], protocol="strong")
+    with pytest.raises(ValueError, match="`context_frames` applies .* on images"):
+        detectability(FOUR[:, :, 0], FOUR[:, :, 0], protocol="frames", context_frames=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The calibration fakes (benchmarks/detect_fakes.py)
+
+
+def test_calibration_renderer_draws_the_moving_shapes():
+    drawn = render(16, 6, 32, seed=0)
+    reference = shapes(16, seed=0, size=32)
+    # The same shapes; only the anti-aliasing differs (area coverage vs a one-pixel ramp).
+    assert (drawn - reference).abs().mean() < 0.01
+    assert ((drawn - reference).abs() > 0.5).float().mean() < 0.002
+
+
+def test_calibration_fakes_keep_the_context_and_change_only_what_they_name():
+    real = render(8, 6, 32, seed=0)
+    for name in FAKES:
+        fake = make_fake(name, 8, 6, 32, seed=0, real=real)
+        assert torch.equal(fake[:, :, :2], real[:, :, :2]), name
+        assert not torch.equal(fake[:, :, 2:], real[:, :, 2:]), name
+        assert fake.min() >= -1 and fake.max() <= 1
+    darker = make_fake("darker", 8, real=real)
+    assert torch.allclose((darker[:, :, 2:] + 1) / 2, 0.9 * (real[:, :, 2:] + 1) / 2)
+    repeated = make_fake("repeated", 8, real=real)
+    assert torch.equal(repeated[:, :, 3], real[:, :, 2]) and torch.equal(repeated[:, :, 4:], real[:, :, 4:])
+
+
+def test_rounded_corners_and_shrunk_shapes():
+    # One square of half-side 5 at (16, 16): its coverage is 1 on [11, 21) in both axes.
+    square = torch.tensor([[16.0, 16.0]]).expand(1, 1, 2).contiguous()
+    args = (torch.tensor([5.0]), torch.tensor([True]), square, 32)
+    plain, rounded = _coverage(*args, rounded=False)[0, 0], _coverage(*args, rounded=True)[0, 0]
+    assert plain.sum() == 100 and plain[11:21, 11:21].min() == 1
+    # 3x3 box + threshold 0.5 keeps straight edges and cuts the corners (a sample's box holds
+    # >= half its area inside iff, near a corner, (1.5 + u)(1.5 + v) >= 4.5 for its offsets).
+    assert torch.equal(rounded[:, 16], plain[:, 16]) and torch.equal(rounded[16], plain[16])
+    assert rounded[11, 11] < 0.9 and rounded[11, 11] > 0.1 and rounded[10, 10] == 0
+    # Area cut per corner: the integral over u in [0, 1.5] of 4.5 / (1.5 + u) - 1.5, that is
+    # 4.5 ln 2 - 2.25 = 0.869 px (5x5 samples a pixel resolve it to within about 0.1 px).
+    assert plain.sum() - rounded.sum() == pytest.approx(4 * (4.5 * math.log(2) - 2.25), abs=0.4)
+    shrunk = _coverage(torch.tensor([4.0]), *args[1:], rounded=False)[0, 0]
+    assert shrunk.sum() == 64

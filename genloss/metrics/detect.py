@@ -35,10 +35,10 @@ from torch import Tensor, nn
 from .._checks import check_choice, check_image_or_video
 
 __all__ = [
+    "PROTOCOLS",
     "DetectabilityResult",
     "Detector",
     "LocalDetector",
-    "PROTOCOLS",
     "auc_mann_whitney",
     "detectability",
     "wilson_interval",
