@@ -1,4 +1,4 @@
-"""Seeded bugs: does the test suite catch realistic mistakes in train/ and genloss/?
+"""Seeded bugs: does the test suite catch realistic mistakes in train/, models/ and genloss/?
 
 Each bug below is one small, plausible edit (an off-by-one context frame, an inverted ratio,
 gamma instead of gamma/2, a skipped range check, swapped real/fake, a missing detach, a wrong
@@ -6,20 +6,24 @@ reduction...). The harness copies the working tree to a temporary folder once, t
 applies the edit there (never in the shared tree), runs the bug's covering test files with
 ``pytest -x`` and restores the file. A bug is *caught* when pytest fails. Tests that already fail
 without any bug are found first (one run of every covering file) and deselected, so they count
-for nothing either way; they are listed in the report.
+for nothing either way; they are listed in the report. The report ends with the share caught per
+area (the bug's top folder: train, models, genloss) and over all.
 
-    python tests/mutation/seeded_bugs.py                 # every bug (about 30-60 min on 2 busy cores)
-    python tests/mutation/seeded_bugs.py --list          # the bugs, and whether each edit still applies
-    python tests/mutation/seeded_bugs.py --only r1_gamma_not_halved,ema_on_skipped_steps
-    python tests/mutation/seeded_bugs.py --area train --json results.json
+    python tools/seeded_bugs.py                 # every bug (hours on 2 busy cores: prefer --only)
+    python tools/seeded_bugs.py --list          # the bugs, and whether each edit still applies
+    python tools/seeded_bugs.py --only r1_gamma_not_halved,ema_on_skipped_steps
+    python tools/seeded_bugs.py --area models --json results.json
 
-Not collected by pytest (no ``test_`` prefix). When the code moves and an edit no longer applies,
-``--list`` says so: update its ``old`` text, keeping the bug the same.
+When the code moves and an edit no longer applies (its ``old`` text is not in the file exactly
+once, the edited file no longer parses, or a covering test is gone), ``--list`` says so and exits
+1, and tests/test_seeded_bugs.py fails. Update the ``old`` text, keeping the bug the same mistake;
+if the code it broke is gone, write a new plausible bug nearby.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -32,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 # Covering test files, fastest first (pytest -x stops at the first failure).
 TRAIN_STEP = ("tests/test_trainer_units.py", "tests/test_train.py")
@@ -148,8 +152,8 @@ BUGS = [
         "generator still steps when the discriminators' half was non-finite"),
     Bug("d_update_kept_after_nonfinite_g", "train/gan.py", "        d_before.restore()", "        pass",
         TRAIN_STEP, "the discriminators keep their update when the generator's half is non-finite"),
-    Bug("ema_on_skipped_steps", "train/gan.py", "if not skipped:\n            ema.update(g_raw)",
-        "if True:\n            ema.update(g_raw)", TRAIN_STEP, "the EMA updated on skipped steps"),
+    Bug("ema_on_skipped_steps", "train/gan.py", "if not skipped:\n        run.ema.update(run.g_raw)",
+        "if True:\n        run.ema.update(run.g_raw)", TRAIN_STEP, "the EMA updated on skipped steps"),
     Bug("discriminators_not_frozen_for_g", "train/gan.py", "with frozen(gan.d_image_raw, gan.d_video_raw):",
         "with frozen():", TRAIN_STEP, "the generator's half leaves gradients in the discriminators"),
     Bug("adv_video_only", "train/gan.py",
@@ -171,8 +175,8 @@ BUGS = [
         "opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=betas)",
         "opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_d, betas=betas)", TRAIN_STEP,
         "the generator optimised with the discriminators' learning rate"),
-    Bug("eval_on_raw_generator", "train/gan.py", "values = evaluate(accelerator, ema.model.to(accelerator.device),",
-        "values = evaluate(accelerator, g_raw,", TRAIN_STEP, "evaluation of the raw generator, not the EMA"),
+    Bug("eval_on_raw_generator", "train/gan.py",
+        "values = evaluate(accelerator, run.ema.model.to(accelerator.device),", "values = evaluate(accelerator, run.g_raw,", TRAIN_STEP, "evaluation of the raw generator, not the EMA"),
     # ---------------------------------------------------------------- train/state.py
     Bug("ema_decay_max", "train/state.py", "d = min(self.decay, (1 + self.updates) / (10 + self.updates))",
         "d = max(self.decay, (1 + self.updates) / (10 + self.updates))", STATE, "EMA warm-up inverted"),
@@ -301,8 +305,8 @@ BUGS = [
     # Not "--overwrite keeps the earlier metrics.jsonl": a fresh run trims metrics.jsonl to its
     # start step (0) before its first record, which deletes them anyway (an equivalent mutant).
     Bug("overwrite_keeps_old_samples", "train/run.py",
-        'run_dir / "metrics.jsonl", run_dir / "config.json", samples):',
-        'run_dir / "metrics.jsonl", run_dir / "config.json"):',
+        "run_dir / AFTER_LAUNCHER_LOG, samples):",
+        "run_dir / AFTER_LAUNCHER_LOG):",
         ("tests/test_run_safety.py::test_a_used_run_name_is_refused_and_overwrite_replaces_the_run",),
         "--overwrite keeps the earlier run's sample clips: the gallery mixes two runs"),
     # ---------------------------------------------------------------- train/diagnose.py
@@ -496,11 +500,11 @@ BUGS = [
     Bug("skipped_counted_every_step", "train/gan.py", "progress.skipped += int(skipped)", "progress.skipped += 1",
         ("tests/test_trainer_units.py", "tests/test_recipe.py", "tests/test_train.py"),
         "skipped_steps counts every step"),
-    Bug("final_checkpoint_missing", "train/gan.py", "if progress.step % cfg.checkpoint_every == 0 or done:",
+    Bug("final_checkpoint_missing", "train/gan.py", "if progress.step % cfg.checkpoint_every == 0 or run.done:",
         "if progress.step % cfg.checkpoint_every == 0:",
         ("tests/test_trainer_units.py", "tests/test_recipe.py", "tests/test_train.py"),
         "no checkpoint at the last step unless --max-steps is a multiple of --checkpoint-every"),
-    Bug("final_eval_missing", "train/gan.py", "if progress.step % cfg.eval_every == 0 or done:",
+    Bug("final_eval_missing", "train/gan.py", "if progress.step % cfg.eval_every == 0 or run.done:",
         "if progress.step % cfg.eval_every == 0:",
         ("tests/test_trainer_units.py", "tests/test_recipe.py", "tests/test_train.py"),
         "no evaluation at the last step unless --max-steps is a multiple of --eval-every"),
@@ -590,8 +594,7 @@ BUGS = [
     Bug("grad_accum_not_given_to_accelerator", "train/run.py", "gradient_accumulation_steps=cfg.grad_accum,", "",
         ("tests/test_trainer_units.py", "tests/test_run_safety.py", "tests/test_train.py"),
         "--grad-accum recorded but every micro-batch is an optimisation step"),
-    Bug("sample_grid_of_every_eval_clip", "train/gan.py", "sample_count = min(cfg.sample_clips, cfg.eval_clips)",
-        "sample_count = cfg.eval_clips", STEP_AND_RECIPE, "--sample-clips ignored: every evaluation clip sampled"),
+    Bug("sample_grid_of_every_eval_clip", "train/gan.py", "n = min(cfg.sample_clips, cfg.eval_clips)", "n = cfg.eval_clips", STEP_AND_RECIPE, "--sample-clips ignored: every evaluation clip sampled"),
     Bug("feature_matching_needs_d_without_target", "train/losses.py",
         'feature_matching = perceptual == "feature-matching" and target_weight * cfg.perceptual_weight > 0',
         'feature_matching = perceptual == "feature-matching" and cfg.perceptual_weight > 0', STEP_AND_RECIPE,
@@ -624,12 +627,13 @@ BUGS = [
         'rec = losses.reconstruction(generated, future) if "rec" in active else None',
         'rec = losses.reconstruction(fake, real) if "rec" in active else None', STEP_AND_RECIPE,
         "reconstruction averaged over the context frames too (error 0 there dilutes it by (T-K)/T)"),
-    Bug("window_ok_not_reset", "train/gan.py", "        window_ok = True\n        skipped = guard.update(ok)",
-        "        skipped = guard.update(ok)", STEP_AND_RECIPE,
+    Bug("window_ok_not_reset", "train/gan.py",
+        "        window_ok = True\n        after_step(run, loop, bar, signals, ok, logs, log_step)",
+        "        after_step(run, loop, bar, signals, ok, logs, log_step)", STEP_AND_RECIPE,
         "--grad-accum: a non-finite micro-batch poisons every later window (each skipped)"),
     Bug("skipped_step_not_logged", "train/gan.py", "if log_step or skipped:", "if log_step:", STEP_AND_RECIPE,
         "a skipped step off the --log-every grid leaves no record in metrics.jsonl"),
-    Bug("final_samples_missing", "train/gan.py", "if progress.step % cfg.sample_every == 0 or done:",
+    Bug("final_samples_missing", "train/gan.py", "if progress.step % cfg.sample_every == 0 or run.done:",
         "if progress.step % cfg.sample_every == 0:", STEP_AND_RECIPE,
         "no sample clips at the last step unless --max-steps is a multiple of --sample-every"),
     # ---------------------------------------------------------------- train/losses.py, evaluate.py, state.py
@@ -765,7 +769,8 @@ BUGS = [
         "(grad,) = torch.autograd.grad(total, inputs, create_graph=False, allow_unused=True)",
         ("tests/test_regularizers.py",),
         "the penalty has no gradient with respect to the discriminator"),
-    Bug("r1_grad_scale_not_undone", "genloss/regularizers.py", "            grad = grad / grad_scale\n", "",
+    Bug("r1_grad_scale_not_undone", "genloss/regularizers.py",
+        "        if grad_scale is not None:\n            grad = grad / grad_scale\n", "",
         ("tests/test_regularizers.py",), "the AMP loss scale squared into the penalty"),
     Bug("adaptive_weight_inverted", "genloss/regularizers.py",
         "at_least_float32(rec_grad).norm() / (at_least_float32(gen_grad).norm() + eps)",
@@ -1166,6 +1171,9 @@ BUGS = [
         "params[op] = uniform() * 2", ("tests/test_augment.py",), "contrast factor drawn in [0, 2) instead of [0.5, 1.5)"),
 ]
 
+# The top folders bugs live in, for --area and the report's per-area lines.
+AREAS = tuple(sorted({bug.area for bug in BUGS}))
+
 
 def _copy_tree(destination: Path) -> None:
     """The working tree (tracked and untracked files, as they are now) without git, venvs or outputs."""
@@ -1205,15 +1213,48 @@ def _check(bug: Bug, tree: Path) -> str | None:
     path = tree / bug.path
     if not path.is_file():
         return f"{bug.path} does not exist"
-    count = path.read_text().count(bug.old)
-    return None if count == 1 else f"`old` occurs {count} times in {bug.path}"
+    for test in bug.tests:  # pytest exits 4 on a missing file or test, which would count as caught
+        file, *names = test.split("::")
+        if not (tree / file).is_file():
+            return f"its test file {file} does not exist"
+        source = (tree / file).read_text()
+        for name in (n.partition("[")[0] for n in names):  # test_x[param] is defined as test_x
+            if not re.search(rf"^\s*(def|class) {re.escape(name)}\b", source, flags=re.MULTILINE):
+                return f"its test {test} does not exist"
+    text = path.read_text()
+    count = text.count(bug.old)
+    if count != 1:
+        return f"`old` occurs {count} times in {bug.path}"
+    if path.suffix == ".py":
+        try:  # a bug that breaks the syntax is caught by any import, whatever the tests check
+            ast.parse(text.replace(bug.old, bug.new))
+        except SyntaxError as error:
+            return f"the edited {bug.path} does not parse ({error.msg}, line {error.lineno})"
+    return None
+
+
+def summary(results: list[dict]) -> list[str]:
+    """The report's last lines: the share caught per area (in AREAS' order) and over all, then the
+    names of the missed and stale bugs."""
+    lines = []
+    for area in (*AREAS, None):
+        mine = [r for r in results if r["status"] != "stale" and (area is None or r["area"] == area)]
+        caught = sum(r["status"] == "caught" for r in mine)
+        if mine:
+            lines.append(f"{area or 'all':8} {caught}/{len(mine)} caught ({100 * caught / len(mine):.0f}%)")
+    lines.append("missed: " + (", ".join(r["name"] for r in results if r["status"] == "missed") or "none"))
+    stale = [r["name"] for r in results if r["status"] == "stale"]
+    if stale:
+        lines.append("stale (edit no longer applies): " + ", ".join(stale))
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--list", action="store_true", help="list the bugs and whether each edit applies")
+    parser.add_argument("--list", action="store_true",
+                        help="list the bugs and whether each edit applies (exit 1 if one does not)")
     parser.add_argument("--only", help="comma-separated bug names")
-    parser.add_argument("--area", choices=["train", "genloss"], help="only the bugs in this folder")
+    parser.add_argument("--area", choices=AREAS, help="only the bugs in this top folder")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds per pytest run")
     args = parser.parse_args()
@@ -1230,9 +1271,13 @@ def main() -> None:
     assert len({b.name for b in BUGS}) == len(BUGS), "bug names must be unique"
 
     if args.list:
+        stale = 0
         for bug in bugs:
             problem = _check(bug, ROOT)
+            stale += problem is not None
             print(f"{bug.name:38} {bug.area:8} {'ok' if problem is None else 'STALE: ' + problem}  {bug.why}")
+        if stale:
+            raise SystemExit(f"{stale} of {len(bugs)} edits no longer apply: update their `old` text")
         return
 
     work = Path(tempfile.mkdtemp(prefix="seeded-bugs-"))
@@ -1271,16 +1316,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     print()
-    for area in ("train", "genloss", None):
-        mine = [r for r in results if r["status"] != "stale" and (area is None or r["area"] == area)]
-        caught = sum(r["status"] == "caught" for r in mine)
-        if mine:
-            print(f"{area or 'all':8} {caught}/{len(mine)} caught ({100 * caught / len(mine):.0f}%)")
-    missed = [r["name"] for r in results if r["status"] == "missed"]
-    stale = [r["name"] for r in results if r["status"] == "stale"]
-    print("missed:", ", ".join(missed) or "none")
-    if stale:
-        print("stale (edit no longer applies):", ", ".join(stale))
+    print("\n".join(summary(results)))
     if broken:
         print("failing without a bug, deselected:", ", ".join(broken))
     if args.json:
