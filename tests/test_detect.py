@@ -9,6 +9,7 @@ sample's id from its pixels; the tests that need no trained classifier use few s
 """
 
 import math
+import os
 import warnings
 
 import pytest
@@ -465,3 +466,39 @@ def test_rounded_corners_and_shrunk_shapes():
     assert plain.sum() - rounded.sum() == pytest.approx(4 * (4.5 * math.log(2) - 2.25), abs=0.4)
     shrunk = _coverage(torch.tensor([4.0]), *args[1:], rounded=False)[0, 0]
     assert shrunk.sum() == 64
+
+
+# ----------------------------------------------------------------------------------------------
+# Calibration anchors of the strong protocol (opt-in: GENLOSS_DETECTOR_ANCHORS=1)
+#
+# The real protocol (1200 steps of 32 + 32 for each judge) on fewer clips than the benchmark
+# (256 + 256 instead of 2048 + 2048). Its cost is the training, which does not shrink with the
+# clip count: about 1.5-2 min of CPU a judge on 2 cores, 12 judges in all, so these run only when
+# asked for (``GENLOSS_DETECTOR_ANCHORS=1 pytest tests/test_detect.py -k anchor``). The full-size
+# numbers are in docs/detector.md (benchmarks/bench_detect.py --calibrate).
+
+anchors = pytest.mark.skipif(os.environ.get("GENLOSS_DETECTOR_ANCHORS") != "1",
+                             reason="minutes of CPU: set GENLOSS_DETECTOR_ANCHORS=1")
+ANCHOR_CLIPS = 256
+
+
+@pytest.fixture(scope="module")
+def calibration_real():
+    return render(ANCHOR_CLIPS, 6, 32, seed=0)
+
+
+@anchors
+@pytest.mark.parametrize("name", ["real", *FAKES])
+def test_strong_protocol_anchor(calibration_real, name):
+    if name == "real":
+        fake = render(ANCHOR_CLIPS, 6, 32, seed=1)
+    else:
+        fake = make_fake(name, ANCHOR_CLIPS, 6, 32, seed=0, real=calibration_real)
+    result = detectability(calibration_real, fake, protocol="strong", context_frames=2)
+    if name == "real":  # other real clips: both judges at chance
+        assert 0.45 <= result.frame.accuracy <= 0.55, result
+        assert 0.45 <= result.clip.accuracy <= 0.55, result
+    elif name == "repeated":  # every frame is real: the clip judge must see the repeat
+        assert result.clip.accuracy >= 0.75, result
+    else:
+        assert result.accuracy >= 0.75, result
