@@ -1,4 +1,4 @@
-"""The README's code runs and its commands exist.
+"""The docs' code runs and their commands exist: README.md and the guides it links (:data:`DOCS`).
 
 * Every ```python block runs, in a temporary working directory, on the names it leaves undefined
   (``generator``, ``D``, ``clip``, ``step``, ...), which :func:`prelude` defines as tiny stand-ins:
@@ -30,7 +30,12 @@ import pytest
 import torch
 from script_utils import ROOT, parse_only
 
-README = (ROOT / "README.md").read_text()
+# The README and the guides beside it; a new markdown file in docs/ is read without a change here.
+DOCS = {path.relative_to(ROOT).as_posix(): path.read_text() for path in [
+    ROOT / "README.md", ROOT / "train" / "README.md", ROOT / "benchmarks" / "README.md",
+    ROOT / "examples" / "README.md", ROOT / "tests" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    if path.is_file()}
+README = "\n".join(DOCS.values())  # the claims below are checked wherever they are written
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 # marker -> (is it met here, why not)
 NEEDS = {"CUDA": (torch.cuda.is_available, "no CUDA device here")}
@@ -41,9 +46,22 @@ OTHER_PROGRAMS = ("python3 -m venv", "pip install", ". .venv/bin/activate", "pyt
 PROJECT = re.compile(r"^(?:python|bash|accelerate launch)\b")
 
 
-def blocks(language: str) -> list[tuple[int, str]]:
-    """``(line, text)`` of every fenced block of ``language`` in the README."""
-    return [(README[: m.start()].count("\n") + 1, m.group(2)) for m in FENCE.finditer(README) if m.group(1) == language]
+class Line(str):
+    """``doc:line`` of a place in :data:`DOCS`, with ``+`` to move down the same file."""
+
+    def __new__(cls, doc: str, number: int):
+        self = super().__new__(cls, f"{doc}:{number}")
+        self.doc, self.number = doc, number
+        return self
+
+    def __add__(self, lines: int) -> "Line":
+        return Line(self.doc, self.number + lines)
+
+
+def blocks(language: str) -> list[tuple[Line, str]]:
+    """``(doc:line, text)`` of every fenced block of ``language`` in the docs."""
+    return [(Line(doc, text[: m.start()].count("\n") + 1), m.group(2))
+            for doc, text in DOCS.items() for m in FENCE.finditer(text) if m.group(1) == language]
 
 
 # ---------------------------------------------------------------------------------------------- python
@@ -99,6 +117,12 @@ def prelude(device: str, workdir: Path) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; FeatureExtractor reads it
         torch.jit.script(_StandInI3D()).save(str(workdir / "i3d_torchscript.pt"))
+    # docs/recipes.md: a tiny VAE step's tensors: input clips, a decoder, a posterior, a 2-D discriminator
+    decoder = nn.Module()
+    decoder.conv_out = nn.Conv3d(4, 3, 3, padding=1).to(device)
+    latent = torch.randn(2, 4, 4, 8, 8, device=device, requires_grad=True)
+    x_rec = torch.tanh(decoder.conv_out(torch.nn.functional.interpolate(latent, size=(4, 32, 32))))
+    d2d = nn.Sequential(nn.Conv2d(3, 4, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 3, 1, 1)).to(device)
     (workdir / "runs/my-run").mkdir(parents=True)
     (workdir / "runs/my-run/metrics.jsonl").write_text('{"step": 1, "g/rec": 0.5}\n')
     return {
@@ -113,6 +137,8 @@ def prelude(device: str, workdir: Path) -> dict:
                     torch.rand(8, 3, 16, 8, 8, device=device) * 2 - 1) for _ in range(2)],
         "config": dataclasses.asdict(TrainConfig()),
         "lpips": None,  # set below for the snippet that uses an LPIPS model it does not build
+        "x": clip, "x_rec": x_rec, "mu": latent, "lv": torch.zeros_like(latent), "decoder": decoder,
+        "logvar_param": nn.Parameter(torch.zeros((), device=device)), "D2d": d2d,
     }
 
 
@@ -127,13 +153,13 @@ def test_the_readme_has_python_snippets():
     assert len(PYTHON) >= 8
 
 
-@pytest.mark.parametrize("line, code", PYTHON, ids=[f"line{line}" for line, _ in PYTHON])
+@pytest.mark.parametrize("line, code", PYTHON, ids=[str(line) for line, _ in PYTHON])
 def test_python_snippet_runs(line, code, tmp_path, monkeypatch, capsys):
     for need in _needs(code):
-        assert need in NEEDS, f"README line {line}: unknown marker '# needs {need}'; add it to NEEDS with its check"
+        assert need in NEEDS, f"{line}: unknown marker '# needs {need}'; add it to NEEDS with its check"
         met, why = NEEDS[need]
         if not met():
-            pytest.skip(f"README line {line} needs {need}: {why}")
+            pytest.skip(f"{line} needs {need}: {why}")
     device = "cuda" if "CUDA" in _needs(code) else "cpu"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -144,7 +170,7 @@ def test_python_snippet_runs(line, code, tmp_path, monkeypatch, capsys):
         import genloss as gl
 
         namespace["lpips"] = gl.LPIPS("alex")  # the stand-in checkpoint above
-    exec(compile(code, f"README.md:{line}", "exec"), namespace)  # noqa: S102 - the README's own code
+    exec(compile(code, str(line), "exec"), namespace)  # noqa: S102 - the README's own code
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -164,8 +190,9 @@ def _commands_in_bash_blocks() -> list[tuple[int, str]]:
 
 def _inline_commands() -> list[tuple[int, str]]:
     found = []
-    for m in re.finditer(r"`((?:python|bash) (?:train|benchmarks)/[^`]+|accelerate launch [^`]+)`", README):
-        found.append((README[: m.start()].count("\n") + 1, m.group(1)))
+    for doc, text in DOCS.items():
+        for m in re.finditer(r"`((?:python|bash) (?:train|benchmarks|examples)/[^`]+|accelerate launch [^`]+)`", text):
+            found.append((Line(doc, text[: m.start()].count("\n") + 1), m.group(1)))
     return found
 
 
@@ -191,10 +218,10 @@ def test_readme_commands_are_found():
     assert sum(c.startswith("accelerate launch") for _, c in COMMANDS) >= 8
 
 
-@pytest.mark.parametrize("line, command", COMMANDS, ids=[f"line{line}" for line, _ in COMMANDS])
+@pytest.mark.parametrize("line, command", COMMANDS, ids=[str(line) for line, _ in COMMANDS])
 def test_command_names_a_script_and_flags_it_takes(line, command, tmp_path):
     if not PROJECT.match(command) or command.startswith(("python -m http.server", "python3 -m venv")):
-        assert command.startswith(OTHER_PROGRAMS), f"README line {line}: unknown command {command!r}"
+        assert command.startswith(OTHER_PROGRAMS), f"{line}: unknown command {command!r}"
         return
     words = [w for w in shlex.split(command) if w != "..."]  # "..." stands for the reader's other flags
     if words[0] == "accelerate":
@@ -203,7 +230,7 @@ def test_command_names_a_script_and_flags_it_takes(line, command, tmp_path):
             return
     else:
         script, argv = words[1], words[2:]
-    assert (ROOT / script).is_file(), f"README line {line}: {script} does not exist"
+    assert (ROOT / script).is_file(), f"{line}: {script} does not exist"
     if script == "benchmarks/gpu.sh":
         assert argv in ([], ["--help"]) or (len(argv) == 1 and not argv[0].startswith("-")), argv
         return
@@ -212,7 +239,7 @@ def test_command_names_a_script_and_flags_it_takes(line, command, tmp_path):
         if script == "train/ablate.py" and "--" in argv:  # the trainer flags every run gets
             parse_only("train/gan.py", argv[argv.index("--") + 1:], tmp_path)
     except SystemExit as stop:
-        pytest.fail(f"README line {line}: {script} refuses {shlex.join(argv)} (exit {stop.code})")
+        pytest.fail(f"{line}: {script} refuses {shlex.join(argv)} (exit {stop.code})")
 
 
 # ---------------------------------------------------------------------------------------------- claims
