@@ -8,7 +8,6 @@ import importlib.metadata
 import json
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -17,23 +16,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genloss import KINDS
 from train.config import (
-    LEGACY_KEYS,
+    RESUME_KINDS,
+    RESUME_RULES,
     ConfigError,
     RunRecord,
     TrainConfig,
+    check_settings,
     flat_config,
     load_config,
     r1_on_summed_logits,
+    setting,
+    settings_for_resume,
     write_config,
 )
 from train.options import build_parser, parse_args
 from train.run import SettingsError, plan_run
 from trainer_utils import ROOT, launch_command, read_config, read_metrics
 
-# config.json as every version before the "settings"/"run" split wrote it: the committed
-# reference run's (samples/20261129-011407-continue2-6x32/run.json).
-OLD_FLAT_CONFIG = {
+# The gallery's flat view of a run (flat_config), as the committed galleries' run.json "config"
+# holds it, less the keys added since (heldout_fraction, detect_clips, r2_gamma, ..., created);
+# config.json had this layout before its "settings"/"run" split, in the unreleased 0.1.0.
+FLAT_CONFIG = {
     "max_steps": 3000, "batch_size": 8, "grad_accum": 1, "frames": 6, "context_frames": 2, "size": 32,
     "dataset": None, "num_shapes": 2, "output_dir": "runs", "run_name": "20261129-011407-continue2-6x32",
     "samples_dir": "samples", "sample_every": 500, "eval_every": 250, "checkpoint_every": 500,
@@ -97,28 +102,109 @@ class TestTrainConfig:
         assert TrainConfig.from_dict({"adv_weight": 1}).adv_weight == 1.0  # JSON's integral float
         assert isinstance(TrainConfig.from_dict({"adv_weight": 1}).adv_weight, float)
 
-    def test_old_flat_config_loads(self, tmp_path):
+    def test_flat_config_is_the_gallery_layout(self):
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        # adv_start/adv_ramp left to their defaults: the flat view shows the run's resolved values.
+        config = TrainConfig(**{k: v for k, v in FLAT_CONFIG.items()
+                                if k in names and k not in ("perceptual", "adv_start", "adv_ramp")})
+        record = _record(run_name=FLAT_CONFIG["run_name"], perceptual="feature-matching", adv_start=1000,
+                         adv_ramp=500, started="t")
+        flat = flat_config(config, record)
+        assert {k: flat[k] for k in FLAT_CONFIG} == FLAT_CONFIG
+        assert (flat["perceptual"], flat["perceptual_requested"]) == ("feature-matching", "auto")  # used, asked
+
+    def test_a_flat_run_config_is_refused_naming_what_is_not_a_setting(self, tmp_path):
+        # The flat layout is read as a hand-written file of settings: the run's recorded values in
+        # it are unknown settings (no pre-split reader: that layout was never released).
         path = tmp_path / "config.json"
-        path.write_text(json.dumps(OLD_FLAT_CONFIG))
-        config, run = load_config(path)
-        settings = {k: v for k, v in OLD_FLAT_CONFIG.items() if k not in LEGACY_KEYS}
-        assert config == TrainConfig(**settings, perceptual="auto")  # report_to, new since: its default
-        assert config.report_to == "none"
-        assert run == {"perceptual": "feature-matching", "run_name": "20261129-011407-continue2-6x32",
-                       "resumed_from": None, "world_size": 1, "device": "cpu", "global_batch_size": 8}
-        # The table documents every key that is not a setting.
-        assert set(OLD_FLAT_CONFIG) - {f.name for f in dataclasses.fields(TrainConfig)} <= set(LEGACY_KEYS)
-        # The gallery's flat view of a new run is the old layout again.
-        record = _record(run_name=run["run_name"], perceptual="feature-matching", adv_start=1000, adv_ramp=500,
-                         started="t")
-        flat = flat_config(dataclasses.replace(config, adv_start=None, adv_ramp=None), record)
-        assert {k: flat[k] for k in OLD_FLAT_CONFIG} == OLD_FLAT_CONFIG
+        path.write_text(json.dumps(FLAT_CONFIG))
+        with pytest.raises(ConfigError) as error:
+            load_config(path)
+        assert str(error.value).startswith(
+            f"{path}: unknown settings 'run_name', 'resume', 'perceptual_requested' (did you mean 'perceptual_weight'?), "
+            "'world_size', 'device', 'global_batch_size' (did you mean 'batch_size'?). Known settings are")
 
     def test_derived_values(self):
         assert TrainConfig(max_steps=3000).adversarial_warmup() == (1000, 500)
         assert TrainConfig(max_steps=3000, context_frames=0).adversarial_warmup() == (0, 0)
         assert TrainConfig(max_steps=3000, adv_start=7).adversarial_warmup() == (7, 500)
         assert TrainConfig(batch_size=8, grad_accum=2).global_batch_size(world_size=4) == 64
+
+
+class TestOneHomePerSetting:
+    """Each TrainConfig field declares its flag's help, its resume rule and its range or choices
+    (train.config.setting); the parser, validate() and the resume check all read them there."""
+
+    def test_every_setting_has_a_help_text_and_a_resume_rule(self):
+        check_settings(TrainConfig)
+        for item in dataclasses.fields(TrainConfig):
+            assert isinstance(item.metadata["help"], str) and item.metadata["help"].strip(), item.name
+            assert item.metadata["resume"] in RESUME_KINDS, item.name
+        assert RESUME_RULES == {f.name: f.metadata["resume"] for f in dataclasses.fields(TrainConfig)}
+
+    def test_a_field_not_declared_as_a_setting_is_an_error(self):
+        bare = dataclasses.make_dataclass("Bare", [("warp_weight", float, dataclasses.field(default=0.5)),
+                                                   ("warp_mode", str, dataclasses.field(default="a"))],
+                                          bases=(TrainConfig,))
+        with pytest.raises(TypeError, match=r"^Bare: declare warp_weight, warp_mode with setting\(default, "):
+            check_settings(bare)
+        with pytest.raises(ValueError, match=r"`resume` must be one of model, data, training, free; got 'model '"):
+            setting(1, resume="model ", help="x")
+        with pytest.raises(ValueError, match="`help` must be a non-empty str; got ' '"):
+            setting(1, resume="free", help=" ")
+
+    def test_each_flag_is_built_from_its_setting(self):
+        actions = {a.dest: a for a in build_parser()._actions}
+        for item in dataclasses.fields(TrainConfig):
+            action, meta = actions[item.name], item.metadata
+            assert action.option_strings[0] == "--" + item.name.replace("_", "-")
+            shown = item.default if meta["default_text"] is None else meta["default_text"]
+            assert action.help.replace("%%", "%") == f"{meta['help']} (default: {shown})"
+            assert action.choices == meta["choices"]
+        # Known answers, as --help printed them before the settings moved into TrainConfig.
+        assert actions["max_steps"].help == "optimisation steps to train for (in total, across resumes) " \
+                                            "(default: 3000)"
+        assert actions["adv_start"].help == "warm-up: steps before the adversarial term starts " \
+                                            "(default: max-steps/3 with context, 0 without)"
+        assert actions["augment"].help.endswith("e.g. color,translation,cutout; '' = off (default: '')")
+        assert "are ~25%% faster" in actions["cpu_threads"].help  # argparse's escape of a literal %
+        assert (actions["size"].type, actions["adv_start"].type, actions["lr_g"].type) == (int, int, float)
+        assert actions["dataset"].type is None and actions["adv_loss"].choices == KINDS
+        assert actions["spectral_norm"].option_strings == ["--spectral-norm", "--no-spectral-norm"]
+        assert actions["g_output_scale"].choices == (1, 2) and actions["g_output_scale"].type is int
+        titles = {a.dest: g.title for g in build_parser()._action_groups for a in g._group_actions}
+        assert [titles[n] for n in ("resume", "mixed_precision", "g_channels", "nonfinite_patience", "adv_loss",
+                                    "perceptual_weight")] == ["run", "run", "model and optimiser",
+                                                              "model and optimiser", "losses", "losses"]
+
+    def test_a_new_setting_needs_no_edit_outside_its_field(self, monkeypatch, capsys):
+        import train.options
+
+        extended = dataclasses.make_dataclass("Extended", [
+            ("warp_weight", float, setting(0.5, minimum=0, resume="training", help="weight of the warp term")),
+            ("warp_mode", str, setting("a", choices=("a", "b"), resume="free", help="how to warp")),
+        ], bases=(TrainConfig,))
+        check_settings(extended)
+        monkeypatch.setattr(train.options, "TrainConfig", extended)
+        groups = {a.dest: (g.title, a) for g in build_parser()._action_groups for a in g._group_actions}
+        title, action = groups["warp_weight"]
+        assert (title, action.option_strings, action.type) == ("losses", ["--warp-weight"], float)
+        assert action.help == "weight of the warp term (default: 0.5)"
+        assert groups["warp_mode"][1].choices == ("a", "b")
+        options = parse_args(["--warp-weight", "2", "--warp-mode", "b", "--max-steps", "7"])
+        assert options.config == extended(warp_weight=2.0, warp_mode="b", max_steps=7)
+        assert options.given == {"warp_weight": 2.0, "warp_mode": "b", "max_steps": 7}
+        with pytest.raises(SystemExit):
+            parse_args(["--warp-weight", "-1"])
+        assert "error: --warp-weight must be >= 0; got -1.0" in capsys.readouterr().err
+        with pytest.raises(ConfigError, match=r"^--warp-mode must be one of a, b; got 'c'$"):
+            extended(warp_mode="c").validate(environment=False)
+        assert extended.from_dict({"warp_weight": 1}).warp_weight == 1.0  # JSON's integral float, for it too
+        # The resume check reads its rule: training may not change, free may.
+        with pytest.raises(ConfigError, match=r"\n  --warp-weight: 0\.5 -> 1\.0  \(training\)\n"):
+            settings_for_resume(extended(), {"warp_weight": 1.0})
+        config, changes, _ = settings_for_resume(extended(), {"warp_mode": "b"})
+        assert config == extended(warp_mode="b") and changes == [("warp_mode", "a", "b")]
 
 
 class TestConfigFlag:
@@ -143,6 +229,8 @@ class TestConfigFlag:
         (None, "can't read the config file"),
         ('{"size": 20}', "--size must be a multiple of 8"),
         ('{"adv_loss": "vanilla"}', "--adv-loss must be one of hinge, non_saturating"),
+        ('{"g_output_scale": 3}', "--g-output-scale must be one of 1, 2; got 3"),
+        ('{"max_grad_norm": -1}', "--max-grad-norm must be >= 0; got -1.0"),
         ("[1, 2]", "expected a JSON object of settings"),
     ])
     def test_bad_file_is_an_argparse_error(self, tmp_path, capsys, content, message):
@@ -239,33 +327,6 @@ def test_tensorboard_scalars_equal_metrics_jsonl(tiny_run):
                 and not isinstance(value, bool)}
     assert {key for key in expected if key[0].startswith("eval/")} and {("g/total", 3), ("d/r1", 1)} <= set(expected)
     assert logged == expected  # same tags, steps and values (float32, TensorBoard's precision)
-
-
-def test_sample_script_reads_an_old_config(tiny_run, tmp_path, monkeypatch):
-    # A run folder whose config.json predates the settings/run split still samples, and the
-    # clips it writes are those of the same run with a new config.json.
-    import torch
-
-    import train.clips
-    from train import sample
-
-    written, write_clips = [], train.clips.write_clips
-    monkeypatch.setattr(train.clips, "write_clips", lambda *a, **k: written.append(a[1:]) or write_clips(*a, **k))
-    tmp, _, _ = tiny_run
-    run_dir = tmp_path / "old-run"
-    shutil.copytree(tmp / "runs" / "tiny", run_dir)
-    config, run = load_config(run_dir / "config.json")
-    flat = flat_config(config, RunRecord(**run))
-    del flat["created"], flat["report_to"]  # keys the old files did not have
-    (run_dir / "config.json").write_text(json.dumps(flat))
-    paths = sample.main(sample.parse_args(["--checkpoint", str(run_dir), "--num", "2", "--out", str(tmp_path / "o")]))
-    assert paths["gif"].is_file()
-    sample.main(sample.parse_args(["--checkpoint", str(tmp / "runs" / "tiny"), "--num", "2",
-                                   "--out", str(tmp_path / "new")]))
-    old, new = written
-    assert old[0] == new[0] == 3  # the newest checkpoint of the run folder
-    for a, b in zip(old[1:], new[1:], strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_the_real_video_config_loads_and_validates():

@@ -1,15 +1,20 @@
 """The trainer's settings as one typed object, and the ``config.json`` every run writes.
 
 ``TrainConfig`` holds what the user chose: one field per ``train/gan.py`` flag, except the
-per-invocation ``--run-name``, ``--resume`` and ``--config``. ``RunRecord`` holds what a run
-recorded about itself: its name, what it resolved or actually used, and its provenance. They are
-kept apart so that two runs' settings can be compared key by key. ``config.json`` is::
+per-invocation ``--run-name``, ``--resume``, ``--overwrite`` and ``--config``. Each field is
+declared with :func:`setting`, which gives it everything else that is said about it: its
+``--help`` text, what a resumed run may do with it (:data:`RESUME_RULES`), and its range or
+choices. ``train/options.py`` builds the flags from these, :meth:`TrainConfig.validate` checks the
+ranges and choices, and :func:`settings_for_resume` reads the rules: a new setting is one field here
+(plus the code that uses it). ``RunRecord`` holds what a run recorded about itself: its name, what
+it resolved or actually used, and its provenance. They are kept apart so that two runs' settings can
+be compared key by key. ``config.json`` is::
 
     {"settings": {<TrainConfig fields>}, "run": {<RunRecord fields>}}
 
 :func:`load_config` reads it back, and also reads a hand-written file (the same layout, or a flat
-``{"size": 64, ...}`` dict of settings) and the flat files of older versions (see
-``LEGACY_KEYS``). A key it does not know is an error; a setting the file lacks keeps its default.
+``{"size": 64, ...}`` dict of settings). A key it does not know is an error; a setting the file
+lacks keeps its default.
 """
 
 from __future__ import annotations
@@ -23,21 +28,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genloss import KINDS, DiffAugment
-from train.data import HELDOUT_FRACTION
+from train.data import FRAME_SUFFIXES, HELDOUT_FRACTION, VIDEO_SUFFIXES
 
 __all__ = [
-    "LEGACY_KEYS",
     "PERCEPTUAL_CHOICES",
     "REPORT_TO_CHOICES",
+    "RESUME_KINDS",
     "RESUME_RULES",
     "VIDEO_D_INPUTS",
     "ConfigError",
     "RunRecord",
     "TrainConfig",
+    "check_settings",
     "config_text",
+    "flag",
     "flat_config",
     "load_config",
     "r1_on_summed_logits",
+    "setting",
     "settings_for_resume",
     "write_config",
 ]
@@ -47,75 +55,162 @@ REPORT_TO_CHOICES = ("none", "tensorboard", "wandb", "all")
 PRECISIONS = ("no", "fp16", "bf16")
 REC_LOSSES = ("l1", "charbonnier")
 VIDEO_D_INPUTS = ("clip", "clip+diff")
+# What a resumed run may change (:func:`settings_for_resume`). "model", "data" and "training": the
+# run's models, the clips it sees (and in which order) or its optimisation recipe; changing one
+# would make a different run under the same name, and the optimisers' saved state (learning rates
+# included) would silently win anyway. "free": how long it trains and what it writes where.
+RESUME_KINDS = ("model", "data", "training", "free")
 
 
 class ConfigError(ValueError):
     """A setting with a bad value, a bad combination of settings, or a config file that can't be read."""
 
 
+def setting(default: object, *, resume: str, help: str, minimum: int | None = None,
+            choices: tuple | None = None, default_text: str | None = None) -> typing.Any:
+    """A :class:`TrainConfig` field and all that is said about it, kept in its ``metadata``.
+
+    Args:
+        default: the value without a flag or a ``--config`` file (immutable: a number, str or None).
+        resume: whether a resumed run may change it, one of :data:`RESUME_KINDS`.
+        help: its ``--help`` text; the parser appends ``(default: ...)``.
+        minimum: :meth:`TrainConfig.validate` requires ``value >= minimum`` (None is allowed where
+            the type allows it).
+        choices: the values allowed, for the parser and :meth:`TrainConfig.validate`.
+        default_text: what ``--help`` shows as the default where the value alone would not say
+            it (e.g. None meaning "derived from --max-steps").
+    """
+    if resume not in RESUME_KINDS:
+        raise ValueError(f"`resume` must be one of {', '.join(RESUME_KINDS)}; got {resume!r}")
+    if not isinstance(help, str) or not help.strip():
+        raise ValueError(f"`help` must be a non-empty str; got {help!r}")
+    return field(default=default, metadata={"resume": resume, "help": help, "minimum": minimum, "choices": choices,
+                                            "default_text": default_text})
+
+
 @dataclass
 class TrainConfig:
-    """Every setting of a training run. The defaults are the CPU reference run."""
+    """Every setting of a training run, in ``--help`` order. The defaults are the CPU reference run."""
 
     # Run length and data.
-    max_steps: int = 3000  # optimisation steps in total, across resumes
-    batch_size: int = 8  # clips per process per micro-batch
-    grad_accum: int = 1  # micro-batches accumulated per optimisation step
-    frames: int = 6  # clip length T (context + generated frames)
-    context_frames: int = 2  # K context frames given to the generator; 0 = unconditional
-    size: int = 32  # frame height = width in pixels; a multiple of 8, at least 16
-    dataset: str | None = None  # folder of videos or frame folders; None = procedural moving shapes
-    heldout_fraction: float = HELDOUT_FRACTION  # share of each --dataset video, at its end, held out for eval
-    frame_stride: int = 1  # keep every k-th frame of --dataset videos (k times the motion per frame); 1 = all
-    shot_cut: float = 0.0  # split --dataset videos into shots where a frame changes by more than this share of the pixel range; 0 = off
-    num_shapes: int = 2  # shapes per clip in the moving-shapes dataset
+    max_steps: int = setting(3000, minimum=1, resume="free",
+                             help="optimisation steps to train for (in total, across resumes)")
+    batch_size: int = setting(8, minimum=1, resume="data", help="clips per process per micro-batch")
+    grad_accum: int = setting(1, minimum=1, resume="data", help="micro-batches accumulated per optimisation step")
+    frames: int = setting(6, minimum=1, resume="model", help="clip length T (context + generated frames)")
+    context_frames: int = setting(2, resume="model",
+                                  help="K context frames given to the generator; 0 = unconditional generation")
+    size: int = setting(32, minimum=1, resume="model",
+                        help="frame height and width in pixels (a multiple of 8, at least 16)")
+    dataset: str | None = setting(None, resume="data", default_text="procedural moving shapes",
+                                  help=f"folder of videos ({' '.join(VIDEO_SUFFIXES)}) or of frame folders "
+                                  f"({'/'.join(FRAME_SUFFIXES)})")
+    num_shapes: int = setting(2, minimum=1, resume="data",
+                              help="shapes per clip in the procedural moving-shapes dataset")
+    heldout_fraction: float = setting(HELDOUT_FRACTION, resume="data",
+                                      help="share of each --dataset video, at its end, held out for evaluation "
+                                      "(training clips come from the frames before it)")
+    frame_stride: int = setting(1, minimum=1, resume="data",
+                                help="keep every k-th frame of each --dataset video, before the split: k times the "
+                                "motion between consecutive frames (1 = every frame)")
+    shot_cut: float = setting(0.0, resume="data",
+                              help="split each --dataset video into shots where the mean absolute change between two "
+                              "frames exceeds this share of the pixel range (e.g. 0.15), so that no clip spans an "
+                              "edited cut; each shot gets its own held-out end (0 = off)")
     # Outputs and their schedule.
-    output_dir: str = "runs"  # where run folders (config, metrics, checkpoints) go
-    samples_dir: str = "runs/samples"  # sample clips and the gallery page (git-ignored, as runs/; see train/gallery.py)
-    sample_every: int = 500  # sample clips every N steps (and at the end)
-    eval_every: int = 250  # held-out evaluation every N steps (and at the end)
-    checkpoint_every: int = 500  # checkpoint every N steps (and at the end)
-    keep_checkpoints: int = 3  # newest checkpoints kept
-    log_every: int = 25  # training losses to metrics.jsonl every N steps
-    eval_clips: int = 64  # held-out clips per evaluation, split across processes
-    sample_clips: int = 8  # held-out clips in each sample grid
-    detect_clips: int = 512  # held-out clips (and as many generated) for the end-of-run detector score; 0 = off
-    seed: int = 0  # data, initialisation, noise and the held-out split
-    cpu_threads: int = 1  # torch threads per process on CPU; 0 = the cores divided among processes
-    mixed_precision: str = "no"  # autocast precision: no, fp16 (CUDA only) or bf16
+    output_dir: str = setting("runs", resume="free", help="where run folders (config, metrics, checkpoints) go")
+    # runs/samples is git-ignored, as runs/ is; the committed gallery is rebuilt by train/gallery.py.
+    samples_dir: str = setting("runs/samples", resume="free", help="where sample clips and the gallery index.html go")
+    sample_every: int = setting(500, minimum=1, resume="free",
+                                help="write sample clips every N steps (and at the end)")
+    eval_every: int = setting(250, minimum=1, resume="free",
+                              help="evaluate on the held-out clips every N steps (and at the end)")
+    checkpoint_every: int = setting(500, minimum=1, resume="free",
+                                    help="save a checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = setting(3, minimum=1, resume="free", help="keep only the newest N checkpoints")
+    log_every: int = setting(25, minimum=1, resume="free",
+                             help="append training losses to metrics.jsonl every N steps")
+    eval_clips: int = setting(64, minimum=1, resume="data",
+                              help="held-out clips per evaluation (split across processes)")
+    sample_clips: int = setting(8, minimum=1, resume="free", help="held-out clips shown in each sample grid")
+    detect_clips: int = setting(512, minimum=0, resume="free",
+                                help="held-out clips scored against their generated continuations by the end-of-run "
+                                "detector (genloss.metrics.detectability, logged as eval/detect_*); 0 = off")
+    report_to: str = setting("none", choices=REPORT_TO_CHOICES, resume="free",
+                             help="also send metrics.jsonl's values to TensorBoard (<run>/tensorboard), Weights & "
+                             "Biases, or all of those installed")
+    seed: int = setting(0, resume="data", help="seed for data, initialisation, noise and the held-out split")
+    cpu_threads: int = setting(1, minimum=0, resume="free",
+                               help="torch threads per process when training on CPU; 0 = the machine's cores divided "
+                               "among its processes (1 is the safe choice for this small model on 2 cores: 2 threads "
+                               "are ~25% faster on an idle machine but OpenMP threads stall whenever another process "
+                               "competes for a core)")
+    mixed_precision: str = setting("no", choices=PRECISIONS, resume="training",
+                                   help="autocast precision (fp16 needs a CUDA GPU)")
     # Models and optimisers.
-    g_channels: int = 16  # generator width at full resolution (a multiple of 8)
-    g_output_scale: int = 2  # generator heads at size / this (1 or 2), upsampled bilinearly
-    d_channels: int = 16  # discriminators' first-layer width (a multiple of 8)
-    z_dim: int = 32  # noise vector size
-    spectral_norm: bool = False  # spectral normalisation in both discriminators
-    lr_g: float = 1e-3  # generator Adam learning rate
-    lr_d: float = 4e-4  # discriminators' Adam learning rate
-    ema_decay: float = 0.995  # decay of the generator EMA used for samples and eval
-    max_grad_norm: float = 0.0  # gradient-norm clipping; 0 = none
-    nonfinite_patience: int = 5  # stop after this many non-finite steps in a row
+    g_channels: int = setting(16, minimum=1, resume="model",
+                              help="generator width at full resolution (a multiple of 8)")
+    g_output_scale: int = setting(2, choices=(1, 2), resume="model",
+                                  help="generator heads (flow, mask, colour) at size / this, bilinearly upsampled; "
+                                  "1 = full resolution (sharper, ~40% slower)")
+    d_channels: int = setting(16, minimum=1, resume="model",
+                              help="discriminators' first-layer width (a multiple of 8)")
+    z_dim: int = setting(32, minimum=1, resume="model", help="noise vector size")
+    spectral_norm: bool = setting(False, resume="model", help="spectral normalisation in both discriminators")
+    video_d_input: str = setting("clip", choices=VIDEO_D_INPUTS, resume="model",
+                                 help="what the video discriminator sees: the clip, or clip+diff (the clip and its "
+                                 "frame differences, zero for the first frame, as 2C channels)")
+    lr_g: float = setting(1e-3, resume="training", help="generator Adam learning rate")
+    lr_d: float = setting(4e-4, resume="training", help="discriminators' Adam learning rate")
+    ema_decay: float = setting(0.995, resume="training",
+                               help="decay of the generator's EMA used for samples and eval")
+    max_grad_norm: float = setting(0.0, minimum=0, resume="training",
+                                   help="clip gradient norms to this value (0 = no clipping; non-finite norms are "
+                                   "always skipped)")
+    nonfinite_patience: int = setting(5, minimum=1, resume="free",
+                                      help="stop after this many consecutive non-finite steps")
     # Losses.
-    adv_loss: str = "hinge"  # adversarial loss kind for both discriminators (genloss.KINDS)
-    adv_weight: float = 0.05  # weight of the generator's adversarial term
-    adv_start: int | None = None  # steps before the adversarial term starts; None = see adversarial_warmup()
-    adv_ramp: int | None = None  # steps over which its weight ramps up; None = see adversarial_warmup()
-    adaptive_weight: bool = False  # scale the adversarial term by VQGAN's adaptive weight
-    # R1 strength gamma, per sample (on each clip's/frame's mean logit); 0 = off. 0.1 measured best
-    # of the values tried in 3000-step runs at 32x32 (README, "The discriminators' settings").
-    r1_gamma: float = 0.1
-    r1_interval: int = 16  # R1 (and R2) every N steps, scaled by N (lazy regularisation)
-    r2_gamma: float = 0.0  # R2 strength on generated samples, same units and steps as R1; 0 = off
-    augment: str = ""  # DiffAugment policy before both discriminators, e.g. "color,translation,cutout"; "" = off
-    video_d_input: str = "clip"  # what the video discriminator sees: clip, or clip+diff (its frame differences too)
-    rec_loss: str = "l1"  # reconstruction loss: l1 or charbonnier
-    rec_weight: float = 1.0  # weight of the reconstruction term
-    gdl_weight: float = 1.0  # weight of the gradient-difference term
-    tdl_weight: float = 1.0  # weight of the temporal-difference term
-    smooth_weight: float = 0.02  # weight of the second-order temporal-smoothness term
-    perceptual: str = "auto"  # LPIPS net, none, or auto (LPIPS-alex if weights load, else feature matching)
-    perceptual_weights: str | None = None  # torchvision state dict of the LPIPS backbone; None = hub cache
-    perceptual_weight: float = 0.1  # weight of the perceptual (or feature-matching) term
-    report_to: str = "none"  # trackers fed with metrics.jsonl's values: none, tensorboard, wandb or all
+    adv_loss: str = setting("hinge", choices=KINDS, resume="training",
+                            help="adversarial loss kind for both discriminators")
+    adv_weight: float = setting(0.05, minimum=0, resume="training", help="weight of the generator's adversarial term")
+    # None: derived from --max-steps and --context-frames (adversarial_warmup).
+    adv_start: int | None = setting(None, minimum=0, resume="training",
+                                    default_text="max-steps/3 with context, 0 without",
+                                    help="warm-up: steps before the adversarial term starts")
+    adv_ramp: int | None = setting(None, minimum=0, resume="training",
+                                   default_text="max-steps/6 with context, 0 without",
+                                   help="steps over which the adversarial weight ramps up")
+    adaptive_weight: bool = setting(False, resume="training",
+                                    help="scale the adversarial term by VQGAN's adaptive weight (needs the "
+                                    "reconstruction and adversarial terms)")
+    # 0.1 measured best of the values tried in 3000-step runs at 32x32 (README, "The discriminators' settings").
+    r1_gamma: float = setting(0.1, minimum=0, resume="training",
+                              help="R1 penalty strength gamma on real samples, per sample as in the R1/R3GAN papers: "
+                              "the penalty differentiates each clip's (frame's) mean logit, whatever the logit map's "
+                              "size; gamma_sum = gamma / P^2 for P logits per sample (0 = off)")
+    r1_interval: int = setting(16, minimum=1, resume="training",
+                               help="apply R1 (and R2) lazily every N steps, scaled by N")
+    r2_gamma: float = setting(0.0, minimum=0, resume="training",
+                              help="R2 penalty strength gamma on generated samples, same units and steps as R1 (R3GAN "
+                              "pairs R1 + R2 with --adv-loss relativistic; 0 = off)")
+    augment: str = setting("", resume="training", default_text="''",
+                           help="DiffAugment policy applied to real and generated inputs of both discriminators, one "
+                           "draw per clip shared by its frames (genloss.augment), e.g. color,translation,cutout; "
+                           "'' = off")
+    rec_loss: str = setting("l1", choices=REC_LOSSES, resume="training",
+                            help="reconstruction loss on the generated frames")
+    rec_weight: float = setting(1.0, minimum=0, resume="training", help="weight of the reconstruction term")
+    gdl_weight: float = setting(1.0, minimum=0, resume="training", help="weight of the gradient-difference term")
+    tdl_weight: float = setting(1.0, minimum=0, resume="training", help="weight of the temporal-difference term")
+    smooth_weight: float = setting(0.02, minimum=0, resume="training",
+                                   help="weight of the second-order temporal-smoothness term")
+    perceptual: str = setting("auto", choices=PERCEPTUAL_CHOICES, resume="training",
+                              help="perceptual term: LPIPS net, or auto (LPIPS alex if ImageNet weights load, else "
+                              "discriminator feature matching)")
+    perceptual_weights: str | None = setting(None, resume="training", default_text="the torch hub cache",
+                                             help="torchvision state dict file of the LPIPS backbone")
+    perceptual_weight: float = setting(0.1, minimum=0, resume="training",
+                                       help="weight of the perceptual (or feature-matching) term")
 
     # Derived values: computed here and nowhere else.
     def adversarial_warmup(self) -> tuple[int, int]:
@@ -139,17 +234,12 @@ class TrainConfig:
         Messages name the command-line flag (``size`` is ``--size``).
         """
         _check_types(self)
-        positive = ("max_steps", "batch_size", "grad_accum", "frames", "size", "num_shapes", "sample_every",
-                    "eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "eval_clips",
-                    "sample_clips", "g_channels", "d_channels", "z_dim", "r1_interval", "nonfinite_patience",
-                    "frame_stride")
-        for name in positive:
-            _require(getattr(self, name) >= 1, name, "must be >= 1", getattr(self, name))
-        non_negative = ("adv_weight", "r1_gamma", "r2_gamma", "rec_weight", "gdl_weight", "tdl_weight", "smooth_weight",
-                        "perceptual_weight", "max_grad_norm", "cpu_threads", "adv_start", "adv_ramp", "detect_clips")
-        for name in non_negative:
-            value = getattr(self, name)
-            _require(value is None or value >= 0, name, "must be >= 0", value)  # `>=` also rejects NaN
+        for item in dataclasses.fields(self):  # the range and choices each setting declares
+            value, minimum, choices = getattr(self, item.name), item.metadata["minimum"], item.metadata["choices"]
+            if minimum is not None:  # `>=` also rejects NaN
+                _require(value is None or value >= minimum, item.name, f"must be >= {minimum}", value)
+            if choices is not None:
+                _require(value in choices, item.name, f"must be one of {', '.join(map(str, choices))}", value)
         _require(self.detect_clips != 1, "detect_clips", "must be 0 (off) or >= 2 (half of the clips train "
                  "the detector, the other half is scored)", self.detect_clips)
         for name in ("lr_g", "lr_d"):
@@ -162,11 +252,6 @@ class TrainConfig:
                  "applies to --dataset folders (the moving shapes have no cuts)", self.shot_cut)
         _require(self.frame_stride == 1 or self.dataset is not None, "frame_stride",
                  "applies to --dataset folders (the moving shapes have no frame rate to subsample)", self.frame_stride)
-        for name, choices in (("adv_loss", KINDS), ("rec_loss", REC_LOSSES), ("perceptual", PERCEPTUAL_CHOICES),
-                              ("mixed_precision", PRECISIONS), ("report_to", REPORT_TO_CHOICES),
-                              ("video_d_input", VIDEO_D_INPUTS)):
-            _require(getattr(self, name) in choices, name, f"must be one of {', '.join(choices)}", getattr(self, name))
-        _require(self.g_output_scale in (1, 2), "g_output_scale", "must be 1 or 2", self.g_output_scale)
         try:
             DiffAugment(self.augment)
         except (TypeError, ValueError) as error:
@@ -243,9 +328,22 @@ class TrainConfig:
                      else repr(key) for key in unknown]
             raise ConfigError(f"{source}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(hints)}. "
                               f"Known settings are the train/gan.py flags with '_' for '-': {', '.join(names)}")
-        config = cls(**{key: _coerce(key, value) for key, value in values.items()})
+        config = cls(**{key: _coerce(cls, key, value) for key, value in values.items()})
         _check_types(config, source)
         return config
+
+
+def check_settings(cls: type) -> None:
+    """Raise :class:`TypeError` naming each field of the settings dataclass ``cls`` that was not
+    declared with :func:`setting`: without its help text and resume rule it would have no flag and
+    no answer to "may a resume change it?". Run on :class:`TrainConfig` at import."""
+    bare = [item.name for item in dataclasses.fields(cls) if "resume" not in item.metadata]
+    if bare:
+        raise TypeError(f"{cls.__name__}: declare {', '.join(bare)} with setting(default, resume=..., help=...) "
+                        "(a flag, a help text and a resume rule)")
+
+
+check_settings(TrainConfig)
 
 
 @dataclass
@@ -273,22 +371,6 @@ class RunRecord:
     discriminators: str = "trained every step from step 0"
 
 
-# How the flat config.json files written before the "settings"/"run" split load. Every other key
-# of those files is a setting under its own name.
-LEGACY_KEYS = {
-    "perceptual_requested": "settings.perceptual (the --perceptual choice)",
-    "perceptual": "run.perceptual (the term actually used)",
-    "run_name": "run.run_name",
-    "resume": "run.resumed_from",
-    "world_size": "run.world_size",
-    "device": "run.device",
-    "global_batch_size": "run.global_batch_size",
-}
-# Settings renamed since then (old key -> new key), and retired ones (ignored on load). None yet.
-RENAMED_SETTINGS: dict[str, str] = {}
-RETIRED_SETTINGS: frozenset[str] = frozenset()
-
-
 def config_text(config: TrainConfig, record: RunRecord) -> str:
     """The text of ``config.json``: also saved inside each checkpoint, which then names its settings."""
     return json.dumps({"settings": config.to_dict(), "run": dataclasses.asdict(record)}, indent=2) + "\n"
@@ -298,29 +380,18 @@ def write_config(path: str | Path, config: TrainConfig, record: RunRecord) -> No
     Path(path).write_text(config_text(config, record))
 
 
-# What a resumed run may change (``settings_for_resume``). Every setting is listed, so adding one
-# means deciding (tests/test_run_safety.py fails otherwise). "model", "data" and "training": the
-# run's models, the clips it sees (and in which order) or its optimisation recipe; changing one
-# would make a different run under the same name, and the optimisers' saved state (learning rates
-# included) would silently win anyway. "free": how long it trains and what it writes where.
-RESUME_RULES: dict[str, str] = {
-    **dict.fromkeys(("frames", "context_frames", "size", "g_channels", "g_output_scale", "d_channels", "z_dim",
-                     "spectral_norm", "video_d_input"), "model"),
-    **dict.fromkeys(("batch_size", "grad_accum", "dataset", "heldout_fraction", "frame_stride", "shot_cut", "num_shapes", "seed",
-                     "eval_clips"), "data"),
-    **dict.fromkeys(("mixed_precision", "lr_g", "lr_d", "ema_decay", "max_grad_norm", "adv_loss", "adv_weight",
-                     "adv_start", "adv_ramp", "adaptive_weight", "r1_gamma", "r1_interval", "r2_gamma", "augment", "rec_loss", "rec_weight",
-                     "gdl_weight", "tdl_weight", "smooth_weight", "perceptual", "perceptual_weights",
-                     "perceptual_weight"), "training"),
-    **dict.fromkeys(("max_steps", "output_dir", "samples_dir", "sample_every", "eval_every", "checkpoint_every",
-                     "keep_checkpoints", "log_every", "sample_clips", "detect_clips", "cpu_threads",
-                     "nonfinite_patience", "report_to"), "free"),
-}
+def _resume_rules(cls: type) -> dict[str, str]:
+    """``{setting: rule}`` of a settings dataclass, from each field's ``resume`` (:data:`RESUME_KINDS`)."""
+    return {item.name: item.metadata["resume"] for item in dataclasses.fields(cls)}
+
+
+# Every setting's rule, for readers: derived from the fields (setting(resume=...)), never edited here.
+RESUME_RULES: dict[str, str] = _resume_rules(TrainConfig)
 
 
 def settings_for_resume(saved: TrainConfig, given: dict) -> tuple[TrainConfig, list[tuple[str, object, object]], list[str]]:
     """The settings of a resumed run: the run's saved ones, with the ``given`` settings (those typed
-    on the command line) applied where :data:`RESUME_RULES` allows.
+    on the command line) applied where their ``resume`` rule (:data:`RESUME_KINDS`) allows.
 
     Returns ``(config, changes, notes)``: ``changes`` lists ``(setting, saved, given)`` for each
     allowed change, ``notes`` what else was decided. Raises :class:`ConfigError` listing every
@@ -329,10 +400,11 @@ def settings_for_resume(saved: TrainConfig, given: dict) -> tuple[TrainConfig, l
     With a new ``--max-steps``, a warm-up left to its default (derived from ``--max-steps``) keeps
     the values the run started with, so the adversarial term does not switch off or jump mid-run.
     """
+    rules = _resume_rules(type(saved))
     differs = {name: (getattr(saved, name), value) for name, value in given.items() if getattr(saved, name) != value}
-    fixed = {name: pair for name, pair in differs.items() if RESUME_RULES[name] != "free"}
+    fixed = {name: pair for name, pair in differs.items() if rules[name] != "free"}
     if fixed:
-        lines = "\n".join(f"  {_flag(name)}: {old!r} -> {new!r}  ({RESUME_RULES[name]})"
+        lines = "\n".join(f"  {flag(name)}: {old!r} -> {new!r}  ({rules[name]})"
                           for name, (old, new) in fixed.items())
         hint = ""
         if "dataset" in fixed or "perceptual_weights" in fixed:
@@ -352,13 +424,15 @@ def settings_for_resume(saved: TrainConfig, given: dict) -> tuple[TrainConfig, l
     return config, [(name, old, new) for name, (old, new) in differs.items()], notes
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """The command-line flag of a setting: ``--max-steps`` for ``max_steps``."""
     return "--" + name.replace("_", "-")
 
 
 def flat_config(config: TrainConfig, record: RunRecord) -> dict:
-    """The settings and the run's main recorded values in one flat dict, keyed as ``config.json``
-    was before the split: what the gallery page shows."""
+    """The settings and the run's main recorded values in one flat dict: what the gallery page
+    shows and its ``run.json`` keeps (``perceptual`` is the term used, ``perceptual_requested`` the
+    ``--perceptual`` choice)."""
     return {**config.to_dict(), "adv_start": record.adv_start, "adv_ramp": record.adv_ramp,
             "run_name": record.run_name, "perceptual": record.perceptual, "perceptual_requested": config.perceptual,
             "world_size": record.world_size, "global_batch_size": record.global_batch_size, "device": record.device,
@@ -383,20 +457,8 @@ def load_config(path: str | Path) -> tuple[TrainConfig, dict]:
         if extra:
             raise ConfigError(f"{path}: unknown top-level key(s) {extra}; expected 'settings' and 'run'")
         settings, run = dict(data["settings"]), dict(data.get("run") or {})
-    elif "perceptual_requested" in data:  # a flat file from before the split: see LEGACY_KEYS
-        settings, run = dict(data), {}
-        settings["perceptual"] = settings.pop("perceptual_requested")
-        run["perceptual"] = data["perceptual"]
-        for old in ("run_name", "resume", "world_size", "device", "global_batch_size"):
-            if old in settings:
-                run["resumed_from" if old == "resume" else old] = settings.pop(old)
     else:  # hand-written: settings only
         settings, run = dict(data), {}
-    for old, new in RENAMED_SETTINGS.items():
-        if old in settings:
-            settings.setdefault(new, settings.pop(old))
-    for old in RETIRED_SETTINGS:
-        settings.pop(old, None)
     return TrainConfig.from_dict(settings, source=str(path)), run
 
 
@@ -411,23 +473,23 @@ def r1_on_summed_logits(config: TrainConfig, run: dict) -> bool:
 
 def _require(ok: bool, name: str, what: str, value: object) -> None:
     if not ok:
-        raise ConfigError(f"{_flag(name)} {what}; got {value!r}")
+        raise ConfigError(f"{flag(name)} {what}; got {value!r}")
 
 
 @functools.cache
-def _hints() -> dict[str, object]:
-    return typing.get_type_hints(TrainConfig)
+def _hints(cls: type) -> dict[str, object]:
+    return typing.get_type_hints(cls)
 
 
-def _coerce(name: str, value: object) -> object:
+def _coerce(cls: type, name: str, value: object) -> object:
     """JSON has one number type: accept an integral value for a float setting, e.g. ``"adv_weight": 1``."""
-    if _hints()[name] is float and isinstance(value, int) and not isinstance(value, bool):
+    if _hints(cls)[name] is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
 
 
 def _check_types(config: TrainConfig, source: str = "settings") -> None:
-    for name, hint in _hints().items():
+    for name, hint in _hints(type(config)).items():
         value = getattr(config, name)
         allowed = typing.get_args(hint) or (hint,)  # `int | None` -> (int, NoneType)
         ok = any(isinstance(value, t) for t in allowed)
