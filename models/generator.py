@@ -6,8 +6,11 @@ time and space with factorised (2+1)-D residual blocks; decode with skip connect
 encoder (by default to half resolution: the heads' smooth maps are upsampled bilinearly, while the
 warp itself samples the full-resolution frame). With context (K > 0) the decoder predicts, per future frame, a flow
 field, a blend mask and a colour image: the frame is ``m * warp(last context frame, flow) +
-(1 - m) * colour``, so moving content is displaced rather than repainted. Unconditional (K = 0)
-the colour image is the frame. Every output is in [-1, 1].
+(1 - m) * colour``, so moving content is displaced rather than repainted. With ``output="residual"``
+the colour head is instead a correction added to the warped frame, ``clamp(warp(last, flow) + 2 *
+tanh(r), -1, 1)``: the texture of the last frame is carried over by construction and the network
+only paints what the warp gets wrong, which is what transfers to footage it has never seen.
+Unconditional (K = 0) the colour image is the frame. Every output is in [-1, 1].
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from torch import Tensor, nn
 
 from genloss import warp
 
-__all__ = ["Generator", "GeneratorConfig"]
+__all__ = ["OUTPUTS", "Generator", "GeneratorConfig"]
+
+OUTPUTS = ("blend", "residual")  # how a continuation frame is made from the warped last frame
 
 
 @dataclass
@@ -36,6 +41,7 @@ class GeneratorConfig:
     blocks: int = 1  # (2+1)-D residual blocks at the bottleneck
     output_scale: int = 2  # heads run at size / output_scale, bilinearly upsampled (1 or 2)
     max_flow: float = 8.0  # largest displacement per future frame in pixels at size 32 (scales with size)
+    output: str = "blend"  # with context: "blend" (mask between warp and colour) or "residual" (warp + correction)
 
     @property
     def future_frames(self) -> int:
@@ -56,6 +62,8 @@ class GeneratorConfig:
             )
         if self.output_scale not in (1, 2) or self.output_scale > step:
             raise ValueError(f"output_scale must be 1 or 2; got {self.output_scale}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}; got {self.output!r}")
         if self.base_channels % 8:
             raise ValueError(f"base_channels must be a multiple of 8 (group norm); got {self.base_channels}")
 
@@ -108,13 +116,13 @@ class Generator(nn.Module):
             nn.Sequential(nn.GroupNorm(8, widths[i + 1]), nn.SiLU(), conv2p1(widths[i + 1], widths[i]))
             for i in reversed(range(first, cfg.levels))
         )
-        # Heads: C colour channels, plus 2 flow and 1 mask channel when warping the context.
-        self.out_channels = cfg.channels + (3 if k > 0 else 0)
+        # Heads: C colour channels, plus 2 flow channels and (blend) 1 mask channel when warping the context.
+        self.out_channels = cfg.channels + ((3 if cfg.output == "blend" else 2) if k > 0 else 0)
         self.head = nn.Sequential(nn.SiLU(), nn.Conv3d(widths[first], self.out_channels, (1, 3, 3), padding=(0, 1, 1)))
         nn.init.zeros_(self.head[1].weight)
         nn.init.zeros_(self.head[1].bias)
-        if k > 0:
-            # Start as "copy the last frame": zero flow, mask ~0.95 on the warp.
+        if k > 0 and cfg.output == "blend":
+            # Start as "copy the last frame": zero flow, mask ~0.95 on the warp (residual: zero correction).
             nn.init.constant_(self.head[1].bias[cfg.channels + 2], 3.0)
 
     @property
@@ -155,7 +163,9 @@ class Generator(nn.Module):
         if cfg.context_frames == 0:
             return colour
         flow = torch.tanh(out[:, cfg.channels : cfg.channels + 2]) * (cfg.max_flow * cfg.size / 32)
-        mask = torch.sigmoid(out[:, cfg.channels + 2 :])  # (B, 1, T-K, H, W)
         last = repeat(context[:, :, -1], "b c h w -> b c t h w", t=future)
         warped = warp(last, flow)  # (B, C, T-K, H, W): the last frame displaced
+        if cfg.output == "residual":  # colour is tanh(r): the correction 2 tanh(r) reaches any pixel value
+            return (warped + 2 * colour).clamp(-1, 1)
+        mask = torch.sigmoid(out[:, cfg.channels + 2 :])  # (B, 1, T-K, H, W)
         return mask * warped + (1 - mask) * colour

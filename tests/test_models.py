@@ -55,6 +55,13 @@ class TestGenerator:
         expected = 0.5 * warp(last, flow.expand(2, 2, 2, 16, 16)) + 0.5 * colour
         torch.testing.assert_close(out, expected.expand_as(out), rtol=1e-12, atol=1e-12)  # float64, as above
 
+    def test_residual_starts_as_an_exact_copy_of_the_last_frame(self):
+        # Zero-initialised head: flow 0 and correction 0, so every continuation frame is the last one.
+        g = Generator(GeneratorConfig(frames=5, context_frames=2, size=16, output="residual")).double()
+        ctx = _context(k=2, size=16).double()
+        out = g(ctx, torch.randn(2, 32, dtype=torch.float64))
+        torch.testing.assert_close(out, ctx[:, :, -1:].expand_as(out), rtol=1e-12, atol=1e-12)
+
     def test_gradients_reach_every_parameter(self):
         g = Generator(GeneratorConfig(frames=5, context_frames=2, size=16))
         with torch.no_grad():
@@ -63,16 +70,19 @@ class TestGenerator:
         missing = [n for n, p in g.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
         assert missing == []
 
-    @pytest.mark.parametrize("k,output_scale", [(2, 2), (3, 1), (0, 2)])
-    def test_forward_equals_the_architecture_written_out(self, k, output_scale):
+    @pytest.mark.parametrize("k,output_scale,output", [(2, 2, "blend"), (3, 1, "blend"), (0, 2, "blend"),
+                                                       (2, 2, "residual")])
+    def test_forward_equals_the_architecture_written_out(self, k, output_scale, output):
         """The generator's forward against its architecture written out with torch.nn.functional,
         from its own (randomised) weights: stem on the K frames and their K-1 differences, SiLU +
         stride-2 convs, noise and time embedding, a residual (2+1)-D block, nearest upsampling with
-        the encoder's skip, the head, the flow scaled by size/32 and the blend on the last frame.
+        the encoder's skip, the head, the flow scaled by size/32 and the blend on the last frame
+        (or, ``output="residual"``, the warped last frame plus 2 tanh of the colour head, clamped).
         Size 16, so a flow range not scaled with the size is off by 2x. float64: both sides run
         the same ops, so they agree to rounding."""
         torch.manual_seed(0)
-        cfg = GeneratorConfig(frames=5, context_frames=k, size=16, z_dim=6, base_channels=8, output_scale=output_scale)
+        cfg = GeneratorConfig(frames=5, context_frames=k, size=16, z_dim=6, base_channels=8, output_scale=output_scale,
+                              output=output)
         g = Generator(cfg).double()
         with torch.no_grad():  # every weight random (the head starts at zero), biases included
             for p in g.parameters():
@@ -112,9 +122,13 @@ class TestGenerator:
         colour = torch.tanh(out[:, :3])
         if k:
             flow = torch.tanh(out[:, 3:5]) * cfg.max_flow * 16 / 32
-            mask = torch.sigmoid(out[:, 5:])
             last = ctx[:, :, -1:].expand(-1, -1, 5 - k, -1, -1)
-            expected = mask * warp(last, flow) + (1 - mask) * colour
+            if output == "residual":
+                assert out.shape[1] == 5  # no mask channel
+                expected = (warp(last, flow) + 2 * colour).clamp(-1, 1)
+            else:
+                mask = torch.sigmoid(out[:, 5:])
+                expected = mask * warp(last, flow) + (1 - mask) * colour
         else:
             expected = colour
         with torch.no_grad():
@@ -127,6 +141,7 @@ class TestGenerator:
             (dict(size=18), "size must be a multiple of 4"),
             (dict(base_channels=12), "multiple of 8"),
             (dict(output_scale=3), "output_scale"),
+            (dict(output="mix"), "output must be one of"),
         ],
     )
     def test_bad_config(self, kwargs, match):

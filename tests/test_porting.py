@@ -1,7 +1,7 @@
-"""Conversion factors to other codebases (README, "Coming from another codebase").
+"""Conversion factors to other codebases (docs/losses.md, "Coming from another codebase").
 
 Each test re-derives the other codebase's formula from its definition, independently of genloss,
-and checks the factor the README states. Sources read (not copied):
+and checks the factor the docs state. Sources read (not copied):
 CompVis/taming-transformers ``taming/modules/losses/vqperceptual.py``; NVIDIA/pix2pixHD
 ``models/pix2pixHD_model.py`` (feature matching) and ``models/networks.py``
 (``MultiscaleDiscriminator``, ``NLayerDiscriminator`` with ``getIntermFeat``);
