@@ -66,18 +66,6 @@ def test_area_refuses_an_unknown_folder():
     assert "invalid choice: 'benchmarks' (choose from 'genloss', 'models', 'train')" in done.stderr
 
 
-def test_list_exits_1_naming_a_stale_bug(monkeypatch, capsys):
-    stale = seeded_bugs.Bug("moved_away", "train/gan.py", "this text is in no file", "x", ("tests/test_train.py",),
-                            "for this test")
-    monkeypatch.setattr(seeded_bugs, "BUGS", [seeded_bugs.BUGS[0], stale])
-    monkeypatch.setattr(sys, "argv", ["seeded_bugs.py", "--list"])
-    with pytest.raises(SystemExit, match=r"^1 of 2 edits no longer apply: update their `old` text$"):
-        seeded_bugs.main()
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[2] == "ok"
-    assert "moved_away" in lines[1] and "STALE: `old` occurs 0 times in train/gan.py" in lines[1]
-
-
 @pytest.fixture
 def tree(tmp_path):
     (tmp_path / "models").mkdir()
@@ -85,6 +73,20 @@ def tree(tmp_path):
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_m.py").write_text("class TestF:\n    def test_one(self):\n        pass\n")
     return tmp_path
+
+
+def test_list_exits_1_naming_a_stale_bug(tree, monkeypatch, capsys):
+    applies = seeded_bugs.Bug("applies", "models/m.py", "if x:", "if not x:", ("tests/test_m.py",), "for this test")
+    stale = seeded_bugs.Bug("moved_away", "models/m.py", "if y:", "if not y:", ("tests/test_m.py",), "for this test")
+    monkeypatch.setattr(seeded_bugs, "ROOT", tree)
+    monkeypatch.setattr(seeded_bugs, "BUGS", [applies, stale])
+    monkeypatch.setattr(sys, "argv", ["seeded_bugs.py", "--list"])
+    with pytest.raises(SystemExit, match=r"^1 of 2 edits no longer apply: update their `old` text$"):
+        seeded_bugs.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["applies", "models", "ok"]
+    assert lines[1].split()[:2] == ["moved_away", "models"]
+    assert "STALE: `old` occurs 0 times in models/m.py" in lines[1]
 
 
 @pytest.mark.parametrize(("old", "new", "tests", "expected"), [
