@@ -485,3 +485,82 @@ def test_shot_cut_needs_a_dataset_and_a_share():
         TrainConfig(shot_cut=0.2).validate()
     with pytest.raises(ConfigError, match="--shot-cut must be in"):
         TrainConfig(shot_cut=1.0, dataset=".").validate()
+
+
+class TestClipAugment:
+    """``VideoFolder(augment=...)``: flips, time reversal and double speed of training clips."""
+
+    @staticmethod
+    def _scan() -> FolderScan:
+        """One 60-frame video of 2x4 frames: R = frame, G = column (so a mirror shows), B = 0."""
+        n = 60
+        t = torch.arange(n).view(n, 1, 1).expand(n, 2, 4)
+        x = torch.arange(4).view(1, 1, 4).expand(n, 2, 4) * 50
+        video = torch.stack([t, x, torch.zeros_like(t)]).to(torch.uint8)  # (C, N, H, W)
+        return FolderScan([video], ["v.mp4"], [], [], heldout_fraction=0.2)
+
+    @staticmethod
+    def _read(clip: Tensor) -> tuple[list[int], bool]:
+        pixels = ((clip + 1) * 127.5).round().long()  # (C, T, H, W)
+        frames = pixels[0, :, 0, 0].tolist()
+        columns = pixels[1, 0, 0].tolist()
+        assert columns in ([0, 50, 100, 150], [150, 100, 50, 0])
+        return frames, columns[0] == 150
+
+    def test_each_clip_is_a_window_flipped_reversed_or_sped_up_about_half_the_time(self):
+        ds = VideoFolder(self._scan(), 400, frames=5, seed=2, split="train", augment=("flip", "reverse", "speed"))
+        counts = {"flip": 0, "reverse": 0, "speed": 0}
+        for i in range(400):
+            frames, flipped = self._read(ds[i])
+            forward = frames if frames[0] < frames[-1] else frames[::-1]
+            stride = forward[1] - forward[0]
+            assert stride in (1, 2) and forward == list(range(forward[0], forward[0] + 5 * stride, stride)), frames
+            assert forward[-1] < 48  # the training part: the first 80% of the 60 frames
+            counts["flip"] += flipped
+            counts["reverse"] += frames[0] > frames[-1]
+            counts["speed"] += stride == 2
+        for name, count in counts.items():  # Binomial(400, 1/2): 200 +- 10, so 140..260 is > 6 sigma
+            assert 140 < count < 260, (name, count)
+
+    def test_only_the_named_augmentations_and_the_others_draws_unchanged(self):
+        scan = self._scan()
+        both = VideoFolder(scan, 64, frames=5, seed=2, split="train", augment=("flip", "reverse"))
+        flips = VideoFolder(scan, 64, frames=5, seed=2, split="train", augment=("flip",))
+        for i in range(64):
+            frames, flipped = self._read(flips[i])
+            assert frames == sorted(frames) and frames[1] - frames[0] == 1  # neither reversed nor sped up
+            both_frames, both_flipped = self._read(both[i])
+            assert both_flipped == flipped and sorted(both_frames) == frames  # the flip draw is the same
+
+    def test_without_augmentation_clips_are_as_before(self):
+        """No draws are added: the clips are those of a VideoFolder without the option (old runs replay)."""
+        scan = self._scan()
+        plain, off = VideoFolder(scan, 32, frames=5, seed=2), VideoFolder(scan, 32, frames=5, seed=2, augment=())
+        for i in range(32):
+            rng = np.random.default_rng([2, 0, i])  # the clip's generator: video, then start
+            video, first, end = plain.parts[int(rng.integers(len(plain.parts)))]
+            start = first + int(rng.integers(end - first - 5 + 1))
+            assert self._read(off[i])[0] == list(range(start, start + 5))
+            torch.testing.assert_close(off[i], plain[i], rtol=0, atol=0)
+
+    def test_held_out_clips_are_never_augmented_and_bad_names_are_refused(self):
+        with pytest.raises(ValueError, match=r"`augment` applies to the train split only"):
+            VideoFolder(self._scan(), 4, frames=5, split="heldout", augment=("flip",))
+        with pytest.raises(ValueError, match="augment"):
+            VideoFolder(self._scan(), 4, frames=5, augment=("jitter",))
+
+    @pytest.mark.parametrize("value, message", [
+        ("flip,flip", "--clip-augment must be a comma-separated subset of flip, reverse, speed without repeats; "
+                      "got 'flip,flip'"),
+        ("jitter", "--clip-augment must be a comma-separated subset of flip, reverse, speed without repeats; "
+                   "got 'jitter'"),
+    ])
+    def test_the_setting_is_checked_and_reaches_the_training_set(self, value, message, tmp_path):
+        from train.config import ConfigError, TrainConfig
+
+        with pytest.raises(ConfigError) as error:
+            TrainConfig(dataset=str(tmp_path), clip_augment=value).validate(environment=False)
+        assert str(error.value) == message
+        with pytest.raises(ConfigError, match="--clip-augment applies to --dataset folders"):
+            TrainConfig(clip_augment="flip").validate(environment=False)
+        assert TrainConfig(dataset=str(tmp_path), clip_augment=" speed,flip").clip_augments() == ("speed", "flip")

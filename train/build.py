@@ -23,6 +23,7 @@ def build_generator(cfg: TrainConfig) -> Generator:
     return Generator(GeneratorConfig(
         frames=cfg.frames, context_frames=cfg.context_frames, size=cfg.size,
         z_dim=cfg.z_dim, base_channels=cfg.g_channels, output_scale=cfg.g_output_scale,
+        output=cfg.g_output,
     ))
 
 
@@ -141,7 +142,7 @@ def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: boo
         raise RunError(f"--dataset {cfg.dataset} has no usable video with at least {frames} frames "
                        f"({scan.summary()}); nothing to train on")
     try:
-        return (VideoFolder(scan, train_length, frames, seed=seed, split="train"),
+        return (VideoFolder(scan, train_length, frames, seed=seed, split="train", augment=cfg.clip_augments()),
                 VideoFolder(scan, heldout, frames, seed=seed, split="heldout"))
     except ValueError as error:  # no video long enough to split: the message says what to change
         raise RunError(f"--dataset {cfg.dataset}: {error} (--heldout-fraction)") from None

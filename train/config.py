@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genloss import KINDS, DiffAugment
-from train.data import FRAME_SUFFIXES, HELDOUT_FRACTION, VIDEO_SUFFIXES
+from models.generator import OUTPUTS as G_OUTPUTS
+from train.data import CLIP_AUGMENTS, FRAME_SUFFIXES, HELDOUT_FRACTION, VIDEO_SUFFIXES
 
 __all__ = [
     "PERCEPTUAL_CHOICES",
@@ -150,6 +151,10 @@ class TrainConfig:
     # Models and optimisers.
     g_channels: int = setting(16, minimum=1, resume="model",
                               help="generator width at full resolution (a multiple of 8)")
+    g_output: str = setting("blend", choices=G_OUTPUTS, resume="model",
+                            help="how the generator makes a continuation frame from the warped last context frame: "
+                            "blend (a mask between the warp and a painted colour image) or residual (the warp plus a "
+                            "painted correction: the last frame's texture carried by construction)")
     g_output_scale: int = setting(2, choices=(1, 2), resume="model",
                                   help="generator heads (flow, mask, colour) at size / this, bilinearly upsampled; "
                                   "1 = full resolution (sharper, ~40% slower)")
@@ -193,6 +198,10 @@ class TrainConfig:
     r2_gamma: float = setting(0.0, minimum=0, resume="training",
                               help="R2 penalty strength gamma on generated samples, same units and steps as R1 (R3GAN "
                               "pairs R1 + R2 with --adv-loss relativistic; 0 = off)")
+    clip_augment: str = setting("", resume="training", default_text="''",
+                                help="augment --dataset training clips (never the held-out ones), comma-separated: "
+                                "flip (mirror left-right), reverse (play backwards), speed (every 2nd frame), each "
+                                "with probability 1/2 per clip; '' = off")
     augment: str = setting("", resume="training", default_text="''",
                            help="DiffAugment policy applied to real and generated inputs of both discriminators, one "
                            "draw per clip shared by its frames (genloss.augment), e.g. color,translation,cutout; "
@@ -221,6 +230,10 @@ class TrainConfig:
         start = self.adv_start if self.adv_start is not None else (self.max_steps // 3 if conditional else 0)
         ramp = self.adv_ramp if self.adv_ramp is not None else (self.max_steps // 6 if conditional else 0)
         return start, ramp
+
+    def clip_augments(self) -> tuple[str, ...]:
+        """``--clip-augment`` as names: ``"flip,reverse"`` -> ``("flip", "reverse")``."""
+        return tuple(a.strip() for a in self.clip_augment.split(",") if a.strip())
 
     def global_batch_size(self, world_size: int) -> int:
         """Clips per optimisation step over all processes."""
@@ -252,6 +265,12 @@ class TrainConfig:
                  "applies to --dataset folders (the moving shapes have no cuts)", self.shot_cut)
         _require(self.frame_stride == 1 or self.dataset is not None, "frame_stride",
                  "applies to --dataset folders (the moving shapes have no frame rate to subsample)", self.frame_stride)
+        _require(not self.clip_augment or self.dataset is not None, "clip_augment",
+                 "applies to --dataset folders (the moving shapes draw every motion already)", self.clip_augment)
+        unknown = [a for a in self.clip_augments() if a not in CLIP_AUGMENTS]
+        _require(not unknown and len(set(self.clip_augments())) == len(self.clip_augments()), "clip_augment",
+                 f"must be a comma-separated subset of {', '.join(CLIP_AUGMENTS)} without repeats",
+                 self.clip_augment)
         try:
             DiffAugment(self.augment)
         except (TypeError, ValueError) as error:

@@ -52,6 +52,8 @@ HELDOUT_FRACTION = 0.2
 
 # Split ids mixed into the seed so the held-out clips never coincide with training clips.
 _SPLITS = {"train": 0, "heldout": 1}
+# Training-clip augmentations of --dataset videos (VideoFolder's train split; never the held-out one).
+CLIP_AUGMENTS = ("flip", "reverse", "speed")
 
 # Bright, saturated colours that stay distinct from the dark background and from each other.
 _PALETTE = np.array(
@@ -470,14 +472,26 @@ class VideoFolder(Dataset):
         frames: frames per clip ``T``: the ``frames`` given to :func:`scan_folder`.
         seed: base seed.
         split: ``"train"`` or ``"heldout"``.
+        augment: for the train split, any of :data:`CLIP_AUGMENTS`, each drawn per clip from the
+            clip's own generator: ``flip`` mirrors it left-right (p = 1/2), ``reverse`` plays it
+            backwards (p = 1/2), ``speed`` takes every 2nd frame (p = 1/2, where the part is long
+            enough: twice the motion per frame). Real footage offers a few hundred frames; these
+            are motions the model would otherwise never see, and each is as plausible as the
+            original (mirror-symmetric scenes, time-symmetric motion of rigid objects).
 
     Raises:
         ValueError: no usable video; a video shorter than ``frames``; for ``"heldout"``, no video
             long enough to hold out its end (see ``scan.train_only``).
     """
 
-    def __init__(self, scan: FolderScan, length: int, frames: int, *, seed: int = 0, split: str = "train") -> None:
+    def __init__(self, scan: FolderScan, length: int, frames: int, *, seed: int = 0, split: str = "train",
+                 augment: tuple[str, ...] = ()) -> None:
         check_choice("split", split, tuple(_SPLITS))
+        for name in augment:
+            check_choice("augment", name, CLIP_AUGMENTS)
+        if augment and split != "train":
+            raise ValueError(f"`augment` applies to the train split only; got {tuple(augment)} with split {split!r}")
+        self.augment = frozenset(augment)
         if not scan.videos:
             raise ValueError("no usable videos: " + scan.summary())
         self.videos, self.length, self.frames = scan.videos, length, frames
@@ -507,6 +521,17 @@ class VideoFolder(Dataset):
     def __getitem__(self, index: int) -> Tensor:
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])
         video, first, end = self.parts[int(rng.integers(len(self.parts)))]
-        start = first + int(rng.integers(end - first - self.frames + 1))
-        clip = self.videos[video][:, start : start + self.frames].float()
+        # Drawn in a fixed order whatever is enabled, so enabling one augmentation leaves the others'
+        # draws alone; not drawn at all without augmentation, so such clips are what they always were.
+        flip = reverse = fast = False
+        if self.augment:
+            flip, reverse, fast = (rng.random(3) < 0.5) & np.array([a in self.augment for a in CLIP_AUGMENTS])
+        stride = 2 if fast and end - first >= 2 * self.frames - 1 else 1
+        span = stride * (self.frames - 1) + 1
+        start = first + int(rng.integers(end - first - span + 1))
+        clip = self.videos[video][:, start : start + span : stride].float()  # (C, T, H, W)
+        if flip:
+            clip = clip.flip(-1)
+        if reverse:
+            clip = clip.flip(1)
         return clip / 127.5 - 1  # (C, T, H, W) in [-1, 1]
