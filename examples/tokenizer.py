@@ -315,7 +315,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
         print(f"detectability {label}({result.protocol}, {result.steps} steps): accuracy {result.accuracy:.3f} "
               f"[{low:.3f}, {high:.3f}], AUC {result.auc:.3f}, p {result.p_value:.2g}  (0.5 = indistinguishable)")
     print(f"time: training {train_wall:.0f} s wall / {train_cpu:.0f} s CPU; total {wall:.0f} s wall / {cpu:.0f} s CPU "
-          f"({torch.get_num_threads()} threads)")
+          f"(torch threads: {torch.get_num_threads()})")
 
     results = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
