@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))  # the repository's `models` and `train`
 import genloss as gl  # noqa: E402
 from models import sample_frames  # noqa: E402
 from train.build import build_datasets, build_models, build_perceptual  # noqa: E402
-from train.evaluate import stack_clips  # noqa: E402
 from train.gan import GAN, judge_for_generator  # noqa: E402
+from train.in_training_eval import stack_clips  # noqa: E402
 from train.losses import build_losses, frame_indices, temporal_difference_from_context  # noqa: E402
 from train.options import parse_args as trainer_args  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The trainer's ``eval/*`` numbers recomputed from their definitions (train/evaluate.py's docstring),
+"""The trainer's ``eval/*`` numbers recomputed from their definitions (train/in_training_eval.py's docstring),
 for tests that check what a run logged against what its checkpoint and held-out clips give.
 
 Written with plain torch in float64, apart from LPIPS itself (``genloss.metrics``, which
@@ -16,7 +16,7 @@ from torch import nn
 from train.build import build_generator
 from train.config import TrainConfig
 from train.data import MovingShapes
-from train.evaluate import fixed_noise
+from train.in_training_eval import fixed_noise
 
 # The trainer computes in float32 and sums over clips in float32: 1e-5 relative.
 RELATIVE = 1e-5

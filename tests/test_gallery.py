@@ -24,7 +24,8 @@ import torch
 from PIL import Image
 
 from train.clips import BACKGROUND, CONTEXT, GENERATED, TRUTH, atomic_write
-from train.gallery import _dataset, read_metrics, update_gallery, write_clips
+from train.clips import write_clips
+from train.gallery import _dataset, read_metrics, update_gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -81,12 +81,12 @@ def test_a_run_and_its_eval_leave_a_clone_clean_and_record_it_clean(clone):
 def test_eval_does_not_refresh_a_tracked_gallery(clone, tmp_path):
     """A run recorded with --samples-dir samples (as older trainers defaulted to): eval.py leaves
     the committed page alone and says how to publish."""
-    from train.eval import refresh_gallery
+    from train.gallery import refresh_gallery
 
     (clone / "samples" / "r").mkdir(exist_ok=True)
     (clone / "samples" / "r" / "run.json").write_text(json.dumps({"config": {}}))
-    said = refresh_gallery(clone / "samples", "r", tmp_path)
-    assert said == (f"gallery: {clone / 'samples'} holds files tracked by git, page not updated (pass --samples-dir, "
+    said = refresh_gallery(clone / "samples", "r", tmp_path / "metrics.jsonl")
+    assert said == (f"{clone / 'samples'} holds files tracked by git, page not updated (pass --samples-dir, "
                     f"or publish the run with python train/gallery.py --publish {clone / 'samples' / 'r'} --out "
                     f"{clone / 'samples'})")
     assert git(clone, "status", "--porcelain", "--untracked-files=no") == ""

@@ -60,7 +60,7 @@ class TestReferenceRunOutputs:
         lines = result.stdout.splitlines()
         # Eval results, sample writes and checkpoint saves each start their own line (stdout),
         # while the bar goes to stderr.
-        for text in ("step 2: eval/psnr=", "step 3: eval/psnr="):
+        for text in ("step 2: eval PSNR ", "step 3: eval PSNR "):
             assert [line for line in lines if text in line] == [line for line in lines if line.startswith(text)] != []
         assert any(line.strip() == "step 2: saved checkpoint-2" for line in lines), lines
         assert any(line.strip().startswith("step 3: wrote ") and line.strip().endswith("step-000003.gif")
@@ -149,7 +149,7 @@ class TestReferenceRunOutputs:
         # generator with the run's fixed noise (recomputed here).
         import train.clips
         from train import sample
-        from train.evaluate import fixed_noise
+        from train.in_training_eval import fixed_noise
 
         tmp, _ = run
         written, write_clips = [], train.clips.write_clips
@@ -301,7 +301,7 @@ def test_two_process_cpu_run_is_one_ddp_job(tmp_path):
 
 
 def test_refuses_processes_that_are_not_one_job():
-    from train.gan import check_one_job
+    from train.run import check_one_job
 
     check_one_job(2, {"WORLD_SIZE": "2"})
     check_one_job(1, {})

@@ -20,8 +20,8 @@ from eval_reference import check_eval_record, ema_generator, heldout_clips, mean
 from train.build import build_models
 from train.config import TrainConfig
 from train.data import MovingShapes
-from train.evaluate import evaluate
 from train.gan import GAN, train_step
+from train.in_training_eval import evaluate
 from train.losses import build_losses, frame_indices, temporal_difference_from_context
 from trainer_utils import TINY, TINY_SETTINGS, StubAccelerator, read_metrics
 
@@ -764,7 +764,7 @@ def test_end_of_run_detector_scores_the_first_detect_clips_heldout_clips(monkeyp
     # continuation depends on the run's fixed noise, which must follow --seed.
     import genloss.metrics as gm
     from train.build import build_generator
-    from train.evaluate import end_of_run_detector, fixed_noise, generated_clips
+    from train.in_training_eval import end_of_run_detector, fixed_noise, generated_clips
 
     cfg = TrainConfig(**{**TINY_SETTINGS, "eval_clips": 3, "detect_clips": 5, "seed": 3})
     torch.manual_seed(0)
@@ -788,6 +788,67 @@ def test_end_of_run_detector_scores_the_first_detect_clips_heldout_clips(monkeyp
     assert values == {"eval/detect_acc": result.accuracy, "eval/detect_auc": result.auc,
                       "eval/detect_acc_low": result.interval[0], "eval/detect_acc_high": result.interval[1],
                       "eval/detect_n_train": 4, "eval/detect_n_test": 6}
+
+
+def test_end_of_run_detector_strong_protocol_records_both_judges(monkeypatch):
+    # protocol="strong": the frame judge on the generated frames (K=2 context frames skipped) and
+    # the clip judge on whole clips, each judge's numbers under its own keys, side by side. The
+    # judges train 40 steps here instead of 1200 (the same steps on both sides of the comparison).
+    import genloss.metrics as gm
+    from train.build import build_generator
+    from train.in_training_eval import end_of_run_detector, fixed_noise, format_detector, generated_clips
+
+    cfg = TrainConfig(**{**TINY_SETTINGS, "detect_clips": 6})
+    torch.manual_seed(0)
+    generator = build_generator(cfg).eval()
+    heldout = MovingShapes(6, frames=cfg.frames, size=cfg.size, seed=cfg.seed, split="heldout")
+    calls, detectability = [], gm.detectability
+    monkeypatch.setattr(gm, "detectability", lambda real, fake, **kw: calls.append(kw) or
+                        detectability(real, fake, steps=40, **kw))
+    values = end_of_run_detector(generator, heldout, cfg, torch.device("cpu"), protocol="strong")
+    monkeypatch.undo()
+    assert calls == [{"seed": 0, "protocol": "strong", "context_frames": 2}]
+    clips = torch.stack([heldout[i] for i in range(6)])
+    fake = generated_clips(generator, clips, fixed_noise(6, cfg.z_dim, cfg.seed), cfg.context_frames)
+    r = gm.detectability(clips, fake, seed=0, protocol="strong", context_frames=2, steps=40)
+    # 3 real + 3 generated clips in each half; the frame judge's samples are the 2 generated frames
+    # (4 frames, K=2) of each, its interval counts the clips.
+    assert values == {
+        "detect/frame_accuracy": r.frame.accuracy, "detect/frame_auc": r.frame.auc,
+        "detect/frame_accuracy_low": r.frame.interval[0], "detect/frame_accuracy_high": r.frame.interval[1],
+        "detect/frame_n_train": 6 * 2, "detect/frame_n_test": 6 * 2, "detect/frame_n_test_clips": 6,
+        "detect/clip_accuracy": r.clip.accuracy, "detect/clip_auc": r.clip.auc,
+        "detect/clip_accuracy_low": r.clip.interval[0], "detect/clip_accuracy_high": r.clip.interval[1],
+        "detect/clip_n_train": 6, "detect/clip_n_test": 6, "detect/p_value": r.p_value}
+    line = format_detector(values)
+    assert line == (f"frame detector accuracy {r.frame.accuracy:.3f} (95% {r.frame.interval[0]:.3f}-"
+                    f"{r.frame.interval[1]:.3f}), AUC {r.frame.auc:.3f}, 12 test frames of 6 clips; "
+                    f"clip detector accuracy {r.clip.accuracy:.3f} (95% {r.clip.interval[0]:.3f}-"
+                    f"{r.clip.interval[1]:.3f}), AUC {r.clip.auc:.3f}, 6 test clips; p {r.p_value:.3g}; "
+                    "0.5 = can't tell from real")
+    with pytest.raises(ValueError, match=r"`protocol` must be one of \('default', 'strong'\); got 'frames'"):
+        end_of_run_detector(generator, heldout, cfg, torch.device("cpu"), protocol="frames")
+
+
+def test_format_detector_default_protocol():
+    from train.in_training_eval import format_detector
+
+    values = {"eval/detect_acc": 0.49609375, "eval/detect_auc": 0.5078, "eval/detect_acc_low": 0.45297,
+              "eval/detect_acc_high": 0.53927, "eval/detect_n_train": 512, "eval/detect_n_test": 512}
+    assert format_detector(values) == ("detector accuracy 0.496 (95% 0.453-0.539), AUC 0.508, 512 test clips; "
+                                       "0.5 = can't tell from real")
+
+
+def test_eval_log_line_reads_the_registry():
+    """The in-training evaluation's log line: the registry's labels and units, the copy-last-frame
+    PSNR beside the model's with the difference, and a key the registry lacks as ``key=value``."""
+    from train.in_training_eval import format_eval
+
+    values = {"eval/psnr": 22.1367, "eval/psnr_baseline": 13.8438, "eval/lpips": 0.12345, "eval/tlp": 0.05,
+              "eval/motion": 0.95812, "eval/unregistered": 2.0}
+    assert format_eval(values) == ("PSNR 22.14 dB (copy-last-frame 13.84, +8.29 dB), LPIPS 0.1235, tLP 0.05, "
+                                   "motion 0.9581 (1.0 is right), eval/unregistered=2")
+    assert format_eval({"eval/motion": 1.0}) == "motion 1.0 (1.0 is right)"  # unconditional runs
 
 
 def test_metrics_log_averages_the_losses_over_processes(tmp_path):

@@ -27,14 +27,21 @@ Metrics (the ``metrics`` of the JSON), K = context frames:
   the real clips over the same steps, with estimated flow and occlusion mask;
 * ``motion``: mean ``|frame[t+1] - frame[t]|`` of the generated clips over that of the real ones,
   same steps (1.0 is right);
-* ``detector``: ``genloss.metrics.detectability`` of real against generated clips (whole clips),
-  default protocol, seed 0: accuracy (0.5 = indistinguishable), AUC, 95% interval, counts;
+* ``detector``: ``genloss.metrics.detectability`` of real against generated clips, seed 0, by
+  ``--protocol`` (docs/detector.md): ``strong`` (the default) trains a frame judge on the frames
+  after the context and a clip judge on whole clips and reports both side by side (``frame`` and
+  ``clip`` in the JSON, the headline being the higher, its p-value Bonferroni-corrected);
+  ``default`` is the single whole-clip classifier of earlier numbers (the trainer's end-of-run
+  record before the strong protocol). Each judge: accuracy (0.5 = indistinguishable), AUC, 95%
+  interval, counts;
 * ``fvd`` and ``kvd`` (``--fvd-extractor``), ``fid`` and ``kid`` (``--fid-extractor``), each with
   its protocol dict: FVD/KVD over the first min(16, T) frames of whole clips (context included, a
   recorded deviation), FID/KID over the frames after the context.
 
 LPIPS and tLP need LPIPS weights: ``--lpips-weights FILE`` (an error if it can't be used), else
 the torch hub cache; without them both are skipped and ``skipped`` in the JSON says why.
+
+The report's labels, units and reading hints are :mod:`train.metric_registry`'s.
 """
 
 from __future__ import annotations
@@ -49,7 +56,6 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from datetime import datetime  # noqa: E402
@@ -59,12 +65,21 @@ from torch import Tensor, nn  # noqa: E402
 
 import genloss as gl  # noqa: E402
 import genloss.metrics as gm  # noqa: E402
+from train import metric_registry as registry  # noqa: E402
 from train import state as st  # noqa: E402
 from train.build import build_datasets, build_generator  # noqa: E402
 from train.config import ConfigError, load_config  # noqa: E402
 from train.data import VideoFolder, scan_folder, temporal_split  # noqa: E402
-from train.evaluate import DETECTOR_SEED, fixed_noise, generated_clips, lpips_tlp, stack_clips  # noqa: E402
-from train.run import command_line, git_state, tracked_files, versions  # noqa: E402
+from train.gallery import refresh_gallery  # noqa: E402
+from train.in_training_eval import (  # noqa: E402
+    DETECTOR_PROTOCOLS,
+    DETECTOR_SEED,
+    fixed_noise,
+    generated_clips,
+    lpips_tlp,
+    stack_clips,
+)
+from train.run import command_line, git_state, versions  # noqa: E402
 from train.safety import RunError, SettingsError  # noqa: E402
 
 __all__ = ["clip_metrics", "main", "parse_args", "read_clip_folder", "summary_lines"]
@@ -72,7 +87,7 @@ __all__ = ["clip_metrics", "main", "parse_args", "read_clip_folder", "summary_li
 DEFAULT_CLIPS = 512  # the detector protocol's clip count (issue 13), when the run has no detect_clips
 BATCH = 64  # clips per forward pass and per metric call (memory, not results: every metric is per clip)
 FVD_FRAMES = 16  # fvd2048_16f's window; shorter clips use all their frames (a recorded deviation)
-NOISE_RULE = "torch.randn(N, z_dim, generator=torch.Generator().manual_seed(seed + 12345)) (train.evaluate.fixed_noise)"
+NOISE_RULE = "torch.randn(N, z_dim, generator=torch.Generator().manual_seed(seed + 12345)) (train.in_training_eval.fixed_noise)"
 
 
 # A request that can't be met is printed as one ``error: ...`` line, without a traceback, as
@@ -215,6 +230,11 @@ def _mean(values: Tensor) -> float:
     return float(values.double().mean())
 
 
+# The reference metrics: they need each generated clip paired with its true continuation (the
+# copy-last-frame baseline is reported beside PSNR).
+_PAIRED = [m.key for m in registry.METRICS if m.paired and m.name != registry.get("eval/psnr").versus]
+
+
 def _set_metrics(real: Tensor, fake: Tensor, context_frames: int, extractors: dict) -> dict[str, dict]:
     """FVD and KVD of whole clips, FID and KID of the frames after the context (see the module docstring)."""
     out = {}
@@ -239,7 +259,8 @@ def _set_metrics(real: Tensor, fake: Tensor, context_frames: int, extractors: di
 
 @torch.no_grad()
 def clip_metrics(real: Tensor, fake: Tensor, context_frames: int, *, paired: bool, lpips: nn.Module | None = None,
-                 lpips_skipped: str | None = None, extractors: dict | None = None) -> tuple[dict, dict]:
+                 lpips_skipped: str | None = None, extractors: dict | None = None,
+                 protocol: str = "strong") -> tuple[dict, dict]:
     """Every metric of real clips against generated ones (see the module docstring).
 
     Args:
@@ -249,6 +270,7 @@ def clip_metrics(real: Tensor, fake: Tensor, context_frames: int, *, paired: boo
         paired: clip i of ``fake`` continues clip i of ``real`` (enables the reference metrics).
         lpips: an LPIPS model, or ``None`` (``lpips_skipped`` says why).
         extractors: ``{"fvd": FeatureExtractor, "fid": FeatureExtractor}``, either optional.
+        protocol: the detector's, ``"strong"`` or ``"default"``.
 
     Returns:
         ``(metrics, skipped)``: the values, and ``{metric: why it was not computed}``.
@@ -278,7 +300,7 @@ def clip_metrics(real: Tensor, fake: Tensor, context_frames: int, *, paired: boo
             metrics["tof"] = _mean(_per_clip(lambda p, t: gm.tof(p, t).per_clip, fake[:, :, first:], real[:, :, first:]))
     else:
         why = "needs clips paired with their real counterparts (file names that match)"
-        skipped.update({name: why for name in ("psnr", "ssim", "lpips", "tlp", "tof")})
+        skipped.update({name: why for name in _PAIRED})
     if frames - first >= 2:
         for name, clips in (("warping_error", fake), ("warping_error_real", real)):
             metrics[name] = _mean(_per_clip(lambda v: gm.warping_error(v).per_clip, clips[:, :, first:]))
@@ -287,7 +309,9 @@ def clip_metrics(real: Tensor, fake: Tensor, context_frames: int, *, paired: boo
         metrics["motion"] = motion_fake / max(motion_real, 1e-12)
     else:
         skipped["warping_error"] = skipped["motion"] = "needs at least 2 frames from the last context frame on"
-    metrics["detector"] = gm.detectability(real, fake.to(real), seed=DETECTOR_SEED).as_dict()
+    # The frame judge of "strong" scores the generated frames: the K context frames are the real ones.
+    metrics["detector"] = gm.detectability(real, fake.to(real), seed=DETECTOR_SEED, protocol=protocol,
+                                           context_frames=k if protocol == "strong" else 0).as_dict()
     metrics.update(_set_metrics(real, fake, k, extractors or {}))
     return metrics, skipped
 
@@ -301,16 +325,19 @@ def _provenance(started: float) -> dict:
             "git": git_state(), "versions": versions(), "seconds": round(time.time() - started, 1)}
 
 
-def _protocol(k: int, lpips: nn.Module | None, extractors: dict, generated: str) -> dict:
+def _protocol(k: int, lpips: nn.Module | None, extractors: dict, generated: str, detector: str) -> dict:
     return {
         "generated": generated,
         "frames": {"psnr, ssim, lpips": f"the frames after the {k} context frames",
                    "tlp, tof, warping_error, motion": "the steps from the last context frame on" if k
-                   else "every step", "detector": "whole clips", "fvd, kvd": f"the first min({FVD_FRAMES}, T) frames "
-                   "of whole clips", "fid, kid": "the frames after the context"},
+                   else "every step",
+                   "detector": f"the frames after the {k} context frames (frame judge) and whole clips (clip judge)"
+                   if detector == "strong" else "whole clips",
+                   "fvd, kvd": f"the first min({FVD_FRAMES}, T) frames of whole clips",
+                   "fid, kid": "the frames after the context"},
         "lpips": {"net": lpips.net, "weights": lpips.weights_source} if lpips is not None else None,
         "flow": "genloss.flow.estimate_flow (defaults); warping error masks occlusions and motion boundaries",
-        "detector": f"genloss.metrics.detectability, default protocol, seed {DETECTOR_SEED}; the sets are split "
+        "detector": f"genloss.metrics.detectability, protocol {detector!r}, seed {DETECTOR_SEED}; the sets are split "
                     "with one permutation when they have the same size (paired clips stay in one half)",
         "extractors": {kind: {"file": e.path, "sha256": e.sha256, "kind": e.kind} for kind, e in extractors.items()},
     }
@@ -349,10 +376,9 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
     for extractor in extractors.values():
         extractor.to(device)
     metrics, skipped = clip_metrics(real, fake, k, paired=k > 0, lpips=lpips, lpips_skipped=lpips_skipped,
-                                    extractors=extractors)
+                                    extractors=extractors, protocol=args.protocol)
     if k == 0:
-        skipped.update({name: "an unconditional run: no true continuation to compare with"
-                        for name in ("psnr", "ssim", "lpips", "tlp", "tof")})
+        skipped.update({name: "an unconditional run: no true continuation to compare with" for name in _PAIRED})
     source = (f"held-out end of each video of {config.dataset}" if config.dataset
               else f"held-out split of the moving-shapes dataset (seed {config.seed})")
     result = {
@@ -367,7 +393,7 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
         "metrics": metrics,
         "skipped": skipped,
         "protocol": _protocol(k, lpips, extractors, f"the EMA generator of checkpoint-{step}, outputs clamped to "
-                              "[-1, 1] (train.evaluate.generated_clips)"),
+                              "[-1, 1] (train.in_training_eval.generated_clips)", args.protocol),
         **_provenance(started),
     }
     out = Path(args.out) if args.out else run_dir / f"eval-{step}.json"
@@ -399,7 +425,7 @@ def evaluate_folders(args: argparse.Namespace, started: float) -> tuple[dict, Te
     for extractor in extractors.values():
         extractor.to(device)
     metrics, skipped = clip_metrics(real, fake, k, paired=paired, lpips=lpips, lpips_skipped=lpips_skipped,
-                                    extractors=extractors)
+                                    extractors=extractors, protocol=args.protocol)
     result = {
         "kind": "folders",
         "real": str(args.real),
@@ -409,7 +435,8 @@ def evaluate_folders(args: argparse.Namespace, started: float) -> tuple[dict, Te
                   "frames": real.shape[2], "context_frames": k, "size": args.size},
         "metrics": metrics,
         "skipped": skipped,
-        "protocol": _protocol(k, lpips, extractors, f"the clips of {args.fake} as decoded (uint8 levels)"),
+        "protocol": _protocol(k, lpips, extractors, f"the clips of {args.fake} as decoded (uint8 levels)",
+                              args.protocol),
         **_provenance(started),
     }
     return result, real, fake, Path(args.out) if args.out else None
@@ -419,12 +446,28 @@ def evaluate_folders(args: argparse.Namespace, started: float) -> tuple[dict, Te
 # report
 
 
-def _g(value: object, digits: int = 4) -> str:
-    return f"{value:.{digits}g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+def _detector_rows(detector: dict) -> list[tuple[str, str]]:
+    """``(label, text)`` per detector judge: the strong protocol's frame and clip judges side by side."""
+    rows = []
+    for keys, judge in registry.detector_judges(detector):
+        accuracy = registry.get(keys.accuracy)
+        low, high = judge["interval"]
+        counts = f"{judge['n_train']} train / {judge['n_test']} test {keys.sample}s"
+        if "n_test_clips" in judge:
+            counts += f" ({judge['n_test_clips']} test clips)"
+        text = (f"{accuracy.number(judge['accuracy'])}   95% {accuracy.number(low)}-{accuracy.number(high)}, "
+                f"AUC {accuracy.number(judge['auc'])}, {counts} ({accuracy.reading})")
+        rows.append((keys.label, text))
+    if "frame" in detector and "p_value" in detector:
+        p_value = registry.DETECT_P_VALUE
+        text = f"{p_value.number(detector['p_value'])}   either judge better than chance (Bonferroni)"
+        rows.append((p_value.label, text))
+    return rows
 
 
 def summary_lines(result: dict) -> list[str]:
-    """The compact, readable report printed at the end."""
+    """The compact, readable report printed at the end: one line per metric (per detector judge),
+    labelled as :mod:`train.metric_registry` says, in its order."""
     m, clips = result["metrics"], result["clips"]
     if result["kind"] == "checkpoint":
         head = (f"{result['run_name']} checkpoint-{result['step']} (EMA), {clips['count']} clips: {clips['source']}; "
@@ -434,54 +477,39 @@ def summary_lines(result: dict) -> list[str]:
         head = (f"{result['real']} vs {result['fake']}: {clips['count']} vs {clips['count_fake']} clips "
                 f"({'paired' if result['paired'] else 'unpaired'}), {clips['frames']}x{clips['size']}x{clips['size']}, "
                 f"K={clips['context_frames']}")
-    lines = [head]
-
-    def row(label: str, text: str) -> None:
-        lines.append(f"  {label:<14}{text}")
-
-    if "psnr" in m:
-        base = f"   copy-last-frame {m['psnr_baseline']:.2f} ({m['psnr'] - m['psnr_baseline']:+.2f})" \
-            if "psnr_baseline" in m else ""
-        row("PSNR", f"{m['psnr']:.2f} dB{base}")
-    for key, label, unit in (("ssim", "SSIM", ""), ("lpips", "LPIPS", ""), ("tlp", "tLP", ""), ("tof", "tOF", " px")):
-        if key in m:
-            row(label, f"{_g(m[key])}{unit}")
-    if "warping_error" in m:
-        row("warping error", f"{_g(m['warping_error'])}   real clips {_g(m['warping_error_real'])}")
-    if "motion" in m:
-        row("motion", f"{m['motion']:.3f}   (1.0 is right)")
-    d = m["detector"]
-    row("detector", f"{d['accuracy']:.3f}   95% {d['interval'][0]:.3f}-{d['interval'][1]:.3f}, AUC {d['auc']:.3f}, "
-        f"{d['n_train']} train / {d['n_test']} test clips (0.5 = can't tell from real)")
-    for key in ("fvd", "kvd", "fid", "kid"):
-        if key in m:
-            r, p = m[key], m[key]["protocol"]
-            spread = f" ± {_g(r['std'])}" if r["std"] is not None else ""
-            row(key.upper(), f"{_g(r['value'])}{spread}   {p['num_real']} real / {p['num_fake']} generated, "
-                f"{len(p['deviations'])} deviation(s) from {p['reference'].split(' ')[0]}")
+    rows: list[tuple[str, str]] = []
+    references = {metric.versus for metric in registry.METRICS if metric.versus and metric.key in m}
+    for metric in registry.METRICS:
+        if metric.key not in m or metric.name in references:
+            continue
+        value = m[metric.key]
+        if metric.kind == "detector":
+            rows += _detector_rows(value)
+        elif metric.kind == "set":
+            spread = f" ± {metric.number(value['std'])}" if value["std"] is not None else ""
+            p = value["protocol"]
+            text = (f"{metric.number(value['value'])}{spread}   {p['num_real']} real / {p['num_fake']} generated, "
+                    f"{len(p['deviations'])} deviation(s) from {p['reference'].split(' ')[0]}")
+            rows.append((metric.label, text))
+        else:
+            text = metric.text(value)
+            other = registry.get(metric.versus) if metric.versus else None
+            if other is not None and other.key in m:
+                reference = m[other.key]
+                text += f"   {other.label} {other.number(reference)}"
+                if other.better:
+                    text += f" ({metric.delta(value, reference)})"
+            elif metric.better in ("one", "half"):
+                text += f"   ({metric.reading})"
+            rows.append((metric.label, text))
+    width = max(14, *(len(label) + 2 for label, _ in rows)) if rows else 14
+    lines = [head] + [f"  {label:<{width}}{text}" for label, text in rows]
     reasons: dict[str, list[str]] = {}
     for name, why in result["skipped"].items():
         reasons.setdefault(why, []).append(name)
     for why, names in reasons.items():
         lines.append(f"  skipped {', '.join(names)}: {why}")
     return lines
-
-
-def refresh_gallery(samples_dir: Path, run_name: str, run_dir: Path) -> str:
-    """Redraw the run's gallery card (it shows the newest ``eval-<step>.json``), if the run has one
-    here and the gallery is not one that git tracks (a committed gallery changes only when published:
-    :func:`train.gallery.publish`)."""
-    from train.gallery import update_gallery
-
-    run_json = samples_dir / run_name / "run.json"
-    if tracked_files(samples_dir):  # the repository's committed gallery changes only when published
-        return (f"gallery: {samples_dir} holds files tracked by git, page not updated (pass --samples-dir, or "
-                f"publish the run with python train/gallery.py --publish {samples_dir / run_name} --out {samples_dir})")
-    try:
-        config = json.loads(run_json.read_text()).get("config") or {}
-    except (OSError, json.JSONDecodeError):
-        return f"gallery: no readable {run_json}, page not updated (pass --samples-dir)"
-    return f"gallery: {update_gallery(samples_dir, run_name, config, run_dir / 'metrics.jsonl')}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,6 +539,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     folders.add_argument("--context-frames", type=int, default=0, help="leading frames of each clip that were "
                          "given to the generator (default: 0)")
     metrics = p.add_argument_group("metrics and outputs")
+    metrics.add_argument("--protocol", default="strong", choices=DETECTOR_PROTOCOLS,
+                         help="the detector's protocol (docs/detector.md): strong, a frame judge and a clip judge "
+                         "side by side; default, the single whole-clip classifier of earlier numbers (default: strong)")
     metrics.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"),
                          help="LPIPS net (default: alex)")
     metrics.add_argument("--lpips-weights", default=None, help="torchvision state dict of the LPIPS backbone "
@@ -597,9 +628,11 @@ def _evaluate(args: argparse.Namespace) -> dict:
         except OSError as error:
             raise RunError(f"--save-clips {args.save_clips!r} can't be written: {error.strerror or error}") from None
         print(f"wrote {args.save_clips}")
-    if run_dir is not None and out == run_dir / f"eval-{result['step']}.json":
+    if run_dir is not None and out == run_dir / f"eval-{result['step']}.json":  # the run's card shows it
         config, _ = load_config(run_dir / "config.json")
-        print(refresh_gallery(Path(args.samples_dir or config.samples_dir), result["run_name"], run_dir))
+        samples_dir = Path(args.samples_dir or config.samples_dir)
+        problem = refresh_gallery(samples_dir, result["run_name"], run_dir / "metrics.jsonl")
+        print(f"gallery: {problem or samples_dir / 'index.html'}")
     return result
 
 

@@ -6,8 +6,10 @@
 ``eval-<step>.json`` that ``train/eval.py`` wrote beside ``metrics.jsonl``, copied into the run's
 sample folder) and rewrites ``<samples_dir>/index.html`` from every run folder. The page is static,
 uses relative links only and is valid at every moment of a run (files are published atomically,
-see :mod:`train.clips`). The clips it shows come from :func:`train.clips.write_clips`, re-exported
-here.
+see :mod:`train.clips`). The clips it shows come from :func:`train.clips.write_clips`. Metric
+labels, directions and units come from :mod:`train.metric_registry`: a metric added there shows on
+the cards without an edit here. :func:`refresh_gallery` is what the trainer and ``train/eval.py``
+call: it never raises for a page it can't write.
 
 The trainer writes its gallery into ``--samples-dir`` (default ``runs/samples``, git-ignored as the
 runs are). The repository's committed reference gallery, ``samples/``, changes only on request:
@@ -36,19 +38,21 @@ import numpy as np
 if __name__ == "__main__":  # run as a script: the repository's code is not pip-installed (see train/gan.py)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.clips import atomic_write, write_clips  # noqa: E402
-from train.diagnose import DISCRIMINATORS, TERM_WEIGHTS, Thresholds, diagnose, gradient_shares  # noqa: E402
+from train import metric_registry as registry  # noqa: E402
+from train.clips import atomic_write  # noqa: E402
+from train.diagnose import (  # noqa: E402
+    DISCRIMINATORS,
+    TERM_WEIGHTS,
+    Thresholds,
+    diagnose,
+    gradient_shares,
+)
 
-__all__ = ["publish", "read_metrics", "update_gallery", "write_clips", "write_index"]
+__all__ = ["publish", "read_metrics", "refresh_gallery", "update_gallery", "write_index"]
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.gif$")
 _EVAL_FILE = re.compile(r"^eval-(\d+)\.json$")
 _TEMPLATE = Path(__file__).with_name("gallery_template.html")
-_EVAL_NAMES = {  # eval key -> (card label, reading hint); other eval/* keys are shown as logged
-    "eval/motion": ("motion", "1.0 is right"),
-    "eval/lpips": ("LPIPS", "lower is better"),
-    "eval/tlp": ("tLP", "lower is better"),
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,15 +105,28 @@ def _smooth(values: list[float]) -> np.ndarray:
     return out
 
 
+def _is_metric(key: str) -> bool:
+    return key.startswith(registry.PREFIXES)
+
+
 def _curves_png(records: list[dict], title: str) -> bytes:
-    """One readable panel per logged loss term, then the eval metrics (PSNR with its baseline)."""
-    series = {k: v for k, v in _series(records).items() if not k.startswith(("diag/", "eval/detect_"))}
-    panels: list[tuple[str, list[str]]] = [(k, [k]) for k in series if not k.startswith("eval/")]
-    evals = [k for k in series if k.startswith("eval/")]
-    if "eval/psnr" in evals or "eval/psnr_baseline" in evals:
-        pair = [k for k in ("eval/psnr", "eval/psnr_baseline") if k in series]
-        panels.append(("eval PSNR (dB)", pair))
-    panels += [(k, [k]) for k in evals if k not in ("eval/psnr", "eval/psnr_baseline")]
+    """One readable panel per logged loss term, then one per metric (a metric drawn against its
+    reference, as PSNR against copy-last-frame, shares its panel), titled by the registry's label;
+    the end-of-run detector (one point) is left out."""
+    series = {k: v for k, v in _series(records).items() if not k.startswith("diag/")
+              and (not _is_metric(k) or getattr(registry.get(k), "curve", True))}
+    panels: list[tuple[str, list[str]]] = [(k, [k]) for k in series if not _is_metric(k)]
+    metrics = [k for k in series if _is_metric(k)]
+    references = {m.versus for m in map(registry.get, metrics) if m is not None and m.versus in series}
+    for key in metrics:
+        metric = registry.get(key)
+        if key in references:
+            continue  # drawn in the panel of the metric it is the reference of
+        if metric is None:
+            panels.append((key, [key]))
+            continue
+        title_text = f"{metric.label} ({metric.unit})" if metric.unit else metric.label
+        panels.append((title_text, [key] + ([metric.versus] if metric.versus in series else [])))
     columns = min(3, max(1, len(panels)))  # 3 x 360 px: shown near 1:1 on the page
     rows = max(1, math.ceil(len(panels) / columns))
     figure = _figure(columns, rows, 3.6, 2.5, title)
@@ -117,12 +134,12 @@ def _curves_png(records: list[dict], title: str) -> bytes:
         figure.text(0.5, 0.5, "no metrics logged yet", ha="center", va="center", color="#6b7280")
     for index, (name, keys) in enumerate(panels):
         ax = figure.add_subplot(rows, columns, index + 1)
-        for key in keys:
+        for position, key in enumerate(keys):
             steps, values = series[key]
-            if key.startswith("eval/"):
+            if _is_metric(key):
                 style = dict(marker="o", markersize=3, linewidth=1.4)
-                if key == "eval/psnr_baseline":
-                    style.update(color="#9ca3af", linestyle="--", label="copy last frame")
+                if position:  # the reference
+                    style.update(color="#9ca3af", linestyle="--", label=registry.get(key).label)
                 else:
                     style.update(color="#2563eb", label="model")
                 ax.plot(steps, values, **style)
@@ -132,7 +149,7 @@ def _curves_png(records: list[dict], title: str) -> bytes:
                 ax.plot(steps, values, color="#93c5fd" if smooth else "#1d4ed8", linewidth=0.8, **dots)
                 if smooth:
                     ax.plot(steps, _smooth(values), color="#1d4ed8", linewidth=1.4)
-        if name == "eval/motion":
+        if getattr(registry.get(keys[0]), "better", "") == "one":  # where a ratio that should be 1.0 is fine
             ax.axhspan(0.7, 1.3, color="#22c55e", alpha=0.12, linewidth=0)
             ax.axhline(1.0, color="#16a34a", linewidth=0.8, linestyle=":")
         if len(keys) > 1:
@@ -253,20 +270,29 @@ def _sample_steps(run_dir: Path) -> list[int]:
 
 
 def _latest_eval(records: list[dict]) -> dict | None:
-    """The ``eval/*`` values of the last evaluated step, merged over its records (the trainer logs
-    the end-of-run detector as a record of its own at the last step)."""
-    evals = [r for r in records if any(k.startswith("eval/") for k in r)]
+    """The metric values (``eval/*``, ``detect/*``) of the last evaluated step, merged over its
+    records (the trainer logs the end-of-run detector as a record of its own at the last step)."""
+    evals = [r for r in records if any(_is_metric(k) for k in r)]
     if not evals:
         return None
     step = evals[-1]["step"]
     merged = {"step": step}
     for record in evals:
         if record["step"] == step:
-            merged.update({k: v for k, v in record.items() if k.startswith("eval/")})
+            merged.update({k: v for k, v in record.items() if _is_metric(k)})
     return merged
 
 
-_SET_METRICS = ("fvd", "kvd", "fid", "kid")
+_DETECTOR_FIELDS = ("accuracy", "auc", "interval", "n_train", "n_test", "n_test_clips", "protocol", "p_value")
+
+
+def _detector_summary(result: dict) -> dict:
+    """What the card shows of a ``DetectabilityResult.as_dict()``: its judges' numbers."""
+    out = {k: result[k] for k in _DETECTOR_FIELDS if k in result}
+    for judge in ("frame", "clip"):
+        if isinstance(result.get(judge), dict):
+            out[judge] = _detector_summary(result[judge])
+    return out
 
 
 def _eval_file(run_dir: Path, sample_dir: Path) -> dict | None:
@@ -284,11 +310,12 @@ def _eval_file(run_dir: Path, sample_dir: Path) -> dict | None:
     atomic_write(sample_dir / path.name, path.read_bytes())
     metrics = {}
     for key, value in data["metrics"].items():
+        kind = getattr(registry.by_key(key), "kind", None)
         if _is_number(value):
             metrics[key] = value
-        elif key == "detector" and isinstance(value, dict):
-            metrics[key] = {k: value.get(k) for k in ("accuracy", "auc", "interval", "n_train", "n_test")}
-        elif key in _SET_METRICS and isinstance(value, dict):
+        elif kind == "detector" and isinstance(value, dict):
+            metrics[key] = _detector_summary(value)
+        elif kind == "set" and isinstance(value, dict):
             protocol = value.get("protocol") or {}
             metrics[key] = {"value": value.get("value"), "std": value.get("std"),
                             **{k: protocol.get(k) for k in ("num_real", "num_fake", "deviations")}}
@@ -394,48 +421,89 @@ def _card(label: str, value: str, *notes: str, kind: str = "card") -> str:
     return f'<div class="{kind}"><span>{_e(label)}</span><b>{_e(value)}</b>{small}</div>'
 
 
-def _psnr_card(psnr: object, base: object) -> str | None:
-    if not _is_number(psnr):
+def _value_card(metric: registry.Metric, value: object, values: dict) -> str | None:
+    """A metric's card. With its reference (``metric.versus``) among ``values``: a competing
+    predictor's score (copy-last-frame PSNR) as the difference to it, coloured by which side is
+    better; a reference level without a direction (the real clips' warping error) as it is."""
+    if not _is_number(value):
         return None
-    note = None
-    if _is_number(base):
-        note = ("up" if psnr > base else "down", f"{psnr - base:+.2f} dB vs copy-last-frame {base:.2f}")
-    return _card("PSNR", f"{psnr:.2f} dB", note)
+    reference = values.get(metric.versus) if metric.versus else None
+    if not _is_number(reference):
+        return _card(metric.label, metric.number(value), metric.hint)
+    other = registry.get(metric.versus)
+    if not other.better:
+        return _card(metric.label, metric.number(value), f"{other.label}: {other.number(reference)}")
+    ahead = value > reference if metric.better == "higher" else value < reference
+    note = ("up" if ahead else "down", f"{metric.delta(value, reference)} vs {other.label} {other.number(reference)}")
+    return _card(metric.label, metric.text(value), note)
 
 
-def _detector_card(accuracy: object, auc: object, low: object, high: object, n_test: object) -> str | None:
-    """The detector score: 0.5 means generated clips can't be told from real ones."""
+def _detector_card(keys: registry.DetectorKeys, judge: dict) -> str | None:
+    """A detector judge's accuracy with its interval, AUC and counts: 0.5 means generated clips
+    can't be told from real ones."""
+    metric = registry.get(keys.accuracy)
+    accuracy, auc = judge.get("accuracy"), judge.get("auc")
     if not _is_number(accuracy):
         return None
-    interval = f"95% {low:.3f}–{high:.3f}" if _is_number(low) and _is_number(high) else ""
-    auc_text = f"AUC {auc:.3f}" if _is_number(auc) else ""
-    counts = f"{n_test} test clips · " if _is_number(n_test) else ""
-    return _card("detector accuracy", f"{accuracy:.3f}", " · ".join(t for t in (interval, auc_text) if t),
-                 f"{counts}0.5 = can't tell from real", kind="card detector")
+    low, high = judge.get("interval") or (None, None)
+    interval = f"95% {metric.number(low)}–{metric.number(high)}" if _is_number(low) and _is_number(high) else ""
+    auc_text = f"AUC {metric.number(auc)}" if _is_number(auc) else ""
+    counts = f"{judge['n_test']} test {keys.sample}s" if _is_number(judge.get("n_test")) else ""
+    if counts and _is_number(judge.get("n_test_clips")):
+        counts += f" of {judge['n_test_clips']} clips"
+    return _card(metric.label, metric.number(accuracy), " · ".join(t for t in (interval, auc_text) if t),
+                 " · ".join(t for t in (counts, metric.reading) if t), kind="card detector")
+
+
+def _flat_judges(values: dict) -> list[tuple[registry.DetectorKeys, dict]]:
+    """The detector judges of flat ``metrics.jsonl`` values (the trainer's end-of-run record)."""
+    return [(keys, {"accuracy": values.get(keys.accuracy), "auc": values.get(keys.auc),
+                    "interval": (values.get(keys.low), values.get(keys.high)), "n_test": values.get(keys.n_test),
+                    "n_test_clips": values.get(keys.n_test_clips)})
+            for keys in registry.DETECTORS if keys.accuracy in values]
+
+
+def _set_card(metric: registry.Metric, result: object) -> str | None:
+    """FVD and the like from train/eval.py: value ± std, sample counts, protocol deviations."""
+    if not isinstance(result, dict) or not _is_number(result.get("value")):
+        return None
+    value = metric.number(result["value"]) + (f" ± {metric.number(result['std'])}" if _is_number(result.get("std")) else "")
+    deviations = result.get("deviations") or []
+    return _card(metric.label, value, f"{result.get('num_real')} real / {result.get('num_fake')} generated",
+                 f"{len(deviations)} deviation(s) from the reference protocol" if deviations else "reference protocol")
+
+
+def _metric_cards(values: dict) -> list[str]:
+    """The cards of ``{metrics.jsonl key: value}`` (train/eval.py's results keyed the same way), in
+    the registry's order: one card per detector judge, a reference value (copy-last-frame PSNR) on
+    the card of the metric it is the reference of, and the keys the registry lacks last, as logged."""
+    judges = dict(_flat_judges(values))
+    in_judges = {m.name for keys in registry.DETECTORS for m in keys.metrics()}
+    references = {m.versus for m in registry.METRICS if m.versus and m.name in values}
+    cards: list[str | None] = []
+    for metric in registry.METRICS:
+        value = values.get(metric.name)
+        if value is None or metric.name in references:
+            continue
+        if metric.name in in_judges:  # a detector judge's card, on its accuracy key
+            cards += [_detector_card(keys, judge) for keys, judge in judges.items() if keys.accuracy == metric.name]
+        elif metric.kind == "detector":
+            judged = registry.detector_judges(value) if isinstance(value, dict) else []
+            cards += [_detector_card(keys, judge) for keys, judge in judged]
+        elif metric.kind == "set":
+            cards.append(_set_card(metric, value))
+        else:
+            cards.append(_value_card(metric, value, values))
+    cards += [_card(key.removeprefix("eval/"), _fmt(value)) for key, value in values.items()
+              if registry.get(key) is None and _is_metric(key) and _is_number(value)]
+    return [c for c in cards if c]
 
 
 def _eval_cards(latest: dict | None) -> str:
     if not latest:
         return '<p class="empty">No evaluation yet.</p>'
-    cards = [_psnr_card(latest.get("eval/psnr"), latest.get("eval/psnr_baseline")),
-             _detector_card(*(latest.get(f"eval/detect_{k}") for k in ("acc", "auc", "acc_low", "acc_high", "n_test")))]
-    for key, value in latest.items():
-        if key in ("step", "eval/psnr", "eval/psnr_baseline") or key.startswith("eval/detect_") or not _is_number(value):
-            continue
-        label, hint = _EVAL_NAMES.get(key, (key.removeprefix("eval/"), ""))
-        cards.append(_card(label, _fmt(value), hint))
     at = f'<p class="at">eval at step {_e(latest["step"])}</p>'
-    return f'<div class="evals">{"".join(c for c in cards if c)}{at}</div>'
-
-
-_FILE_METRICS = {  # eval.py metric -> (card label, reading hint)
-    "ssim": ("SSIM", "higher is better"),
-    "lpips": ("LPIPS", "lower is better"),
-    "tlp": ("tLP", "lower is better"),
-    "tof": ("tOF", "px, lower is better"),
-    "warping_error": ("warping error", "lower is better"),
-    "motion": ("motion", "1.0 is right"),
-}
+    return f'<div class="evals">{"".join(_metric_cards(latest))}{at}</div>'
 
 
 def _eval_file_cards(run_name: str, summary: dict | None) -> str:
@@ -443,29 +511,12 @@ def _eval_file_cards(run_name: str, summary: dict | None) -> str:
     if not summary:
         return ""
     metrics, clips = summary.get("metrics") or {}, summary.get("clips") or {}
-    cards = [_psnr_card(metrics.get("psnr"), metrics.get("psnr_baseline"))]
-    detector = metrics.get("detector") or {}
-    interval = detector.get("interval") or (None, None)
-    cards.append(_detector_card(detector.get("accuracy"), detector.get("auc"), *interval, detector.get("n_test")))
-    for key, (label, hint) in _FILE_METRICS.items():
-        if _is_number(metrics.get(key)):
-            if key == "warping_error" and _is_number(metrics.get("warping_error_real")):
-                hint = f"real clips: {_fmt(metrics['warping_error_real'])}"
-            cards.append(_card(label, _fmt(metrics[key]), hint))
-    for key in _SET_METRICS:
-        result = metrics.get(key)
-        if not isinstance(result, dict) or not _is_number(result.get("value")):
-            continue
-        value = _fmt(result["value"]) + (f" ± {_fmt(result['std'])}" if _is_number(result.get("std")) else "")
-        deviations = result.get("deviations") or []
-        notes = [f"{result.get('num_real')} real / {result.get('num_fake')} generated",
-                 f"{len(deviations)} deviation(s) from the reference protocol" if deviations else "reference protocol"]
-        cards.append(_card(key.upper(), value, *notes))
+    cards = _metric_cards({f"eval/{key}": value for key, value in metrics.items()})
     count, source = clips.get("count"), clips.get("source")
     what = " · ".join(_e(t) for t in (f"{count} clips" if count else "", source) if t)
     link = f'<a href="{_link(run_name, summary["file"])}">{_e(summary["file"])}</a>'
     head = f'<h4>train/eval.py at step {_e(summary.get("step"))} · {what} · {link}</h4>'
-    return f'<div class="evalfile">{head}<div class="evals">{"".join(c for c in cards if c)}</div></div>'
+    return f'<div class="evalfile">{head}<div class="evals">{"".join(cards)}</div></div>'
 
 
 def _warnings(findings: list[dict]) -> tuple[str, str]:
@@ -511,22 +562,43 @@ def _section(record: dict, anchor: str, templates: dict[str, string.Template]) -
     )
 
 
+_PSNR, _MOTION = registry.get("eval/psnr"), registry.get("eval/motion")
+
+
+def _summary_heads() -> dict[str, str]:
+    """The summary table's metric column heads, from the registry."""
+    detector = registry.get(registry.DEFAULT_DETECTOR.accuracy)
+    return {"psnr_head": _e(f"{_PSNR.label} vs {registry.get(_PSNR.versus).label}"),
+            "motion_head": _e(f"{_MOTION.label} ({_MOTION.reading})"),
+            "detector_head": _e(f"{registry.DEFAULT_DETECTOR.label} ({detector.reading})")}
+
+
+def _summary_detector(record: dict) -> str:
+    """The detector column: the trainer's end-of-run score (each judge's, for the strong
+    protocol), else train/eval.py's, if it ran."""
+    judges = _flat_judges(record.get("latest_eval") or {})
+    if not judges:
+        detector = ((record.get("eval_file") or {}).get("metrics") or {}).get("detector")
+        judges = registry.detector_judges(detector) if isinstance(detector, dict) else []
+    shown = [(keys, judge["accuracy"]) for keys, judge in judges if _is_number(judge.get("accuracy"))]
+    if len(shown) == 1 and not shown[0][0].judge:
+        return registry.get(shown[0][0].accuracy).number(shown[0][1])
+    return " · ".join(f"{keys.judge} {registry.get(keys.accuracy).number(value)}" for keys, value in shown) or "–"
+
+
 def _summary_row(record: dict, anchor: str, templates: dict[str, string.Template]) -> str:
     config, latest = record.get("config") or {}, record.get("latest_eval") or {}
-    psnr, base, motion = (latest.get(k) for k in ("eval/psnr", "eval/psnr_baseline", "eval/motion"))
-    detector = latest.get("eval/detect_acc")
-    if not _is_number(detector):  # else train/eval.py's, if it ran
-        detector = (((record.get("eval_file") or {}).get("metrics") or {}).get("detector") or {}).get("accuracy")
+    psnr, base, motion = (latest.get(k) for k in (_PSNR.name, _PSNR.versus, _MOTION.name))
     return templates["summary"].substitute(
         anchor=anchor,
         name=_e(record["run_name"]),
         badge=_warnings(record.get("warnings") or [])[0],
-        detector=f"{detector:.3f}" if _is_number(detector) else "–",
+        detector=_e(_summary_detector(record)),
         date=_e(_date(record.get("started"))),
         step=_e(record.get("last_step") or 0),
         max_steps=_e(config.get("max_steps", "?")),
-        delta=f"{psnr - base:+.2f} dB" if _is_number(psnr) and _is_number(base) else "–",
-        motion=_e(motion) if _is_number(motion) else "–",
+        delta=_e(_PSNR.delta(psnr, base)) if _is_number(psnr) and _is_number(base) else "–",
+        motion=_e(_MOTION.number(motion)) if _is_number(motion) else "–",
     )
 
 
@@ -562,6 +634,7 @@ def _index_html(samples_dir: Path) -> str:
         updated=html.escape(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         count=len(runs),
         summary="\n".join(_summary_row(r, a, templates) for r, a in zip(runs, anchors)),
+        **_summary_heads(),
         sections="\n".join(sections) or '<p class="empty">No runs yet.</p>',
     )
 
@@ -616,6 +689,43 @@ def update_gallery(samples_dir: Path, run_name: str, config: dict, metrics_path:
     }
     atomic_write(run_dir / "run.json", json.dumps(record, indent=2, default=str).encode())
     return write_index(samples_dir)
+
+
+def refresh_gallery(samples_dir: Path, run_name: str, metrics_path: Path, config: dict | None = None) -> str | None:
+    """Redraw one run's card and rewrite the page (:func:`update_gallery`), as the trainer (at each
+    sample step and after the end-of-run detector) and ``train/eval.py`` (after writing
+    ``eval-<step>.json``) do. The page indexes the run's files and is never a reason to stop: what
+    goes wrong is returned, not raised.
+
+    Args:
+        samples_dir: the gallery root.
+        run_name: the run's folder name in it.
+        metrics_path: the run's ``metrics.jsonl`` (its newest ``eval-<step>.json`` beside it shows too).
+        config: the run's resolved config; ``None`` reads the one the run's ``run.json`` recorded.
+
+    Returns:
+        ``None`` when the page was rewritten, else one line saying why not: a gallery holding files
+        git tracks (the repository's committed one changes only when published, :func:`publish`),
+        a run the gallery has no readable ``run.json`` of, or a write that failed.
+    """
+    # Imported here: train.run pulls in accelerate, which drawing the page doesn't need.
+    from train.run import tracked_files
+
+    samples_dir = Path(samples_dir)
+    if tracked_files(samples_dir):
+        return (f"{samples_dir} holds files tracked by git, page not updated (pass --samples-dir, or publish the run "
+                f"with python train/gallery.py --publish {samples_dir / run_name} --out {samples_dir})")
+    if config is None:
+        run_json = samples_dir / run_name / "run.json"
+        try:
+            config = json.loads(run_json.read_text()).get("config") or {}
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return f"no readable {run_json}, page not updated (pass --samples-dir)"
+    try:
+        update_gallery(samples_dir, run_name, config, metrics_path)
+    except OSError as error:
+        return f"couldn't update the gallery page in {samples_dir} ({error})"
+    return None
 
 
 def write_index(samples_dir: Path) -> Path:

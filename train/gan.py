@@ -51,15 +51,16 @@ from train import state as st  # noqa: E402
 from train.build import build_datasets, build_models, build_perceptual  # noqa: E402
 from train.config import ConfigError, TrainConfig, config_text, flat_config, write_config  # noqa: E402
 from train.diagnose import Monitor  # noqa: E402
-from train.evaluate import (  # noqa: E402
+from train.gallery import refresh_gallery  # noqa: E402
+from train.in_training_eval import (  # noqa: E402
     end_of_run_detector,
     evaluate,
     fixed_noise,
     format_detector,
+    format_eval,
     stack_clips,
     write_samples,
 )
-from train.gallery import update_gallery  # noqa: E402
 from train.losses import (  # noqa: E402
     DISCRIMINATORS_OFF,
     DiscriminatorView,
@@ -74,7 +75,6 @@ from train.run import (  # noqa: E402
     LogWindow,
     MetricsLog,
     RunPlan,
-    check_one_job,  # noqa: F401  (re-exported: tests and users import it from here)
     check_ranks_in_sync,
     claim_run,
     make_accelerator,
@@ -517,7 +517,7 @@ def after_step(run: Run, loop: LoopState, bar, signals: StopSignals | None, ok: 
         values = evaluate(accelerator, run.ema.model.to(accelerator.device), run.eval_clips, run.eval_noise,
                           cfg.context_frames, run.perceptual)
         log.write(progress.step, values)
-        run.say(f"step {progress.step}: " + "  ".join(f"{n}={v:.4g}" for n, v in values.items()))
+        run.say(f"step {progress.step}: eval {format_eval(values)}")
     if progress.step % cfg.sample_every == 0 or run.done:
         if accelerator.is_main_process:
             n = min(cfg.sample_clips, cfg.eval_clips)
@@ -541,12 +541,13 @@ def finish(run: Run, loop: LoopState) -> None:
         raise RunError(f"the data ran out at step {progress.step} < --max-steps {cfg.max_steps}")
     if loop.start_step >= cfg.max_steps:
         run.say(f"already at step {progress.step} >= --max-steps {cfg.max_steps}; nothing to train")
-    elif cfg.detect_clips:  # the final EMA generator's detector score (train/evaluate.py has the protocol)
+    elif cfg.detect_clips:  # the final EMA generator's detector score (train/in_training_eval.py has the protocol)
         values = end_of_run_detector(run.ema.model, run.heldout, cfg, accelerator.device)
         log.write(progress.step, values)
         run.say(f"step {progress.step}: {format_detector(values)}")
-        if accelerator.is_main_process:  # the run's card shows it
-            refresh_gallery(cfg, run.run_name, flat_config(cfg, run.record), log.path, run.say)
+        if accelerator.is_main_process and (problem := refresh_gallery(  # the run's card shows it
+                Path(cfg.samples_dir), run.run_name, log.path, flat_config(cfg, run.record))):
+            run.say(f"warning: {problem}")
     run.say(f"done: {progress.step} steps in {time.time() - loop.start_time:.0f} s; "
             f"metrics {log.path}, gallery {Path(cfg.samples_dir) / 'index.html'}")
     accelerator.end_training()
@@ -571,15 +572,9 @@ def publish_samples(cfg: TrainConfig, run_name: str, step: int, generator: nn.Mo
     except OSError as error:
         return f"writing sample clips to {Path(cfg.samples_dir) / run_name} failed ({error.strerror or error})"
     say(f"step {step}: wrote {paths['gif']}")
-    refresh_gallery(cfg, run_name, config, metrics, say)
+    if problem := refresh_gallery(Path(cfg.samples_dir), run_name, metrics, config):
+        say(f"warning: {problem}; training continues")
     return None
-
-
-def refresh_gallery(cfg: TrainConfig, run_name: str, config: dict, metrics: Path, say) -> None:
-    try:
-        update_gallery(Path(cfg.samples_dir), run_name, config, metrics)
-    except OSError as error:
-        say(f"warning: couldn't update the gallery page in {cfg.samples_dir} ({error}); training continues")
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from train import state as st  # noqa: E402
 from train.build import build_datasets, build_generator  # noqa: E402
 from train.config import ConfigError, load_config  # noqa: E402
-from train.evaluate import fixed_noise, generate, stack_clips  # noqa: E402
+from train.in_training_eval import fixed_noise, generate, stack_clips  # noqa: E402
 from train.safety import RunError  # noqa: E402
 
 

@@ -1,6 +1,9 @@
-"""Held-out evaluation and sample clips, from the EMA generator on fixed clips and fixed noise.
+"""The trainer's own evaluation: held-out metrics during training, the end-of-run detector, and the
+sample clips, from the EMA generator on fixed clips and fixed noise. (``train/eval.py`` evaluates a
+checkpoint afterwards, with more metrics, from these same functions.)
 
-Metrics (``eval/*`` keys of ``metrics.jsonl``):
+Metrics (``eval/*`` keys of ``metrics.jsonl``; labels, directions and units in
+:mod:`train.metric_registry`):
 
 * ``eval/psnr``: PSNR of the generated continuation against the true one (dB, mean over clips of
   each clip's mean over frames, ``genloss.metrics.psnr``);
@@ -15,12 +18,20 @@ Metrics (``eval/*`` keys of ``metrics.jsonl``):
   (``genloss.metrics.lpips_and_tlp``).
 
 At the end of a run the trainer also records the detector score of the final EMA generator
-(:func:`end_of_run_detector`, ``--detect-clips`` clips): ``eval/detect_acc``, ``eval/detect_auc``,
-the accuracy's 95% interval ``eval/detect_acc_low`` / ``eval/detect_acc_high`` and the clip counts
-``eval/detect_n_train`` / ``eval/detect_n_test``. Protocol: the first N held-out clips against the
-same clips with the EMA generator's continuation after their context frames (fixed noise,
-:func:`fixed_noise`), scored by ``genloss.metrics.detectability`` with its default protocol
-(paired halves, 150 steps, seed 0). ``train/eval.py`` computes the same number from a checkpoint.
+(:func:`end_of_run_detector`, ``--detect-clips`` clips). Protocol: the first N held-out clips
+against the same clips with the EMA generator's continuation after their context frames (fixed
+noise, :func:`fixed_noise`), scored by ``genloss.metrics.detectability`` (seed 0) with the
+protocol asked for (docs/detector.md):
+
+* ``"default"`` (paired halves, 150 steps, whole clips): ``eval/detect_acc``, ``eval/detect_auc``,
+  the accuracy's 95% interval ``eval/detect_acc_low`` / ``eval/detect_acc_high`` and the clip
+  counts ``eval/detect_n_train`` / ``eval/detect_n_test``;
+* ``"strong"`` (a frame judge on the generated frames and a clip judge on whole clips, 1200 steps
+  each): the same values of each judge side by side, ``detect/frame_*`` (its counts are frames,
+  ``detect/frame_n_test_clips`` the held-out clips its interval counts) and ``detect/clip_*``, and
+  ``detect/p_value`` (either judge better than chance, Bonferroni-corrected).
+
+``train/eval.py`` computes the same numbers from a checkpoint.
 
 Unconditional runs (K = 0) report only ``eval/motion`` (against the held-out clips' motion):
 their samples have no true continuation to compare with.
@@ -38,8 +49,11 @@ from torch import Tensor, nn
 
 import genloss as gl
 import genloss.metrics as gm
+from train import metric_registry as registry
+from train.clips import write_clips
 
 __all__ = [
+    "DETECTOR_PROTOCOLS",
     "DETECTOR_SEED",
     "detector_logs",
     "detector_score",
@@ -47,13 +61,16 @@ __all__ = [
     "evaluate",
     "fixed_noise",
     "format_detector",
+    "format_eval",
     "generate",
     "generated_clips",
     "lpips_tlp",
     "stack_clips",
+    "write_samples",
 ]
 
 DETECTOR_SEED = 0  # genloss.metrics.detectability's seed: the split, batch order and classifier init
+DETECTOR_PROTOCOLS = ("default", "strong")  # "default": comparable with earlier numbers; "strong": docs/detector.md
 
 
 def stack_clips(dataset, indices) -> Tensor:
@@ -148,58 +165,110 @@ def evaluate(accelerator, generator: nn.Module, clips: Tensor, noise: Tensor, co
     return out
 
 
-def detector_score(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames: int) -> gm.DetectabilityResult:
-    """The detector score of a generator: ``genloss.metrics.detectability`` (default protocol, seed
-    :data:`DETECTOR_SEED`) of the real ``clips`` against :func:`generated_clips` of the same clips.
+def format_eval(values: dict[str, float]) -> str:
+    """One log line for :func:`evaluate`'s values, with the registry's labels and units
+    (``PSNR 22.14 dB (copy-last-frame 13.84, +8.29 dB), motion 0.9581 (1.0 is right)``); a key
+    the registry lacks is printed as ``key=value``."""
+    parts = []
+    for name, value in values.items():
+        metric = registry.get(name)
+        if metric is None:
+            parts.append(f"{name}={value:.4g}")
+            continue
+        if any(m.versus == name and m.name in values for m in registry.METRICS):
+            continue  # shown beside the metric it is the reference of
+        text = f"{metric.label} {metric.text(value)}"
+        if metric.versus in values:
+            other = registry.get(metric.versus)
+            text += f" ({other.label} {other.number(values[metric.versus])}, {metric.delta(value, values[metric.versus])})"
+        elif metric.better == "one":
+            text += f" ({metric.reading})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def detector_score(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames: int,
+                   protocol: str = "default") -> gm.DetectabilityResult:
+    """The detector score of a generator: ``genloss.metrics.detectability`` (seed
+    :data:`DETECTOR_SEED`, ``protocol``) of the real ``clips`` against :func:`generated_clips` of
+    the same clips.
 
     The two sets are paired (clip i and its own continuation), so the detector's split keeps each
-    pair in one half: it can't recognise a test clip by context frames it saw in training.
+    pair in one half: it can't recognise a test clip by context frames it saw in training. The
+    strong protocol's frame judge scores the generated frames only (the K context frames are
+    given, not generated).
 
     Args:
         generator: the (EMA) generator, in eval mode.
         clips: ``(N, C, T, H, W)`` real clips in [-1, 1], ``N >= 2``, on the generator's device.
         noise: ``(N, z_dim)`` noise, one row per clip (:func:`fixed_noise`).
         context_frames: K, the frames given to the generator.
+        protocol: ``"default"`` or ``"strong"`` (:data:`DETECTOR_PROTOCOLS`).
     """
+    if protocol not in DETECTOR_PROTOCOLS:
+        raise ValueError(f"`protocol` must be one of {DETECTOR_PROTOCOLS}; got {protocol!r}")
     fake = generated_clips(generator, clips, noise, context_frames)
-    return gm.detectability(clips.to(fake), fake, seed=DETECTOR_SEED)
+    frames_skipped = context_frames if protocol == "strong" else 0
+    return gm.detectability(clips.to(fake), fake, seed=DETECTOR_SEED, protocol=protocol,
+                            context_frames=frames_skipped)
 
 
 def detector_logs(result: gm.DetectabilityResult) -> dict[str, float | int]:
-    """The ``eval/detect_*`` values of a detector result, for ``metrics.jsonl``."""
-    low, high = result.interval
-    return {"eval/detect_acc": result.accuracy, "eval/detect_auc": result.auc, "eval/detect_acc_low": low,
-            "eval/detect_acc_high": high, "eval/detect_n_train": result.n_train, "eval/detect_n_test": result.n_test}
+    """The ``metrics.jsonl`` values of a detector result: ``eval/detect_*`` for the default
+    protocol, ``detect/frame_*``, ``detect/clip_*`` and ``detect/p_value`` for the strong one
+    (the keys: :class:`train.metric_registry.DetectorKeys`)."""
+    out: dict[str, float | int] = {}
+    for keys, judge in registry.detector_judges(result.as_dict()):
+        low, high = judge["interval"]
+        out.update({keys.accuracy: judge["accuracy"], keys.auc: judge["auc"], keys.low: low, keys.high: high,
+                    keys.n_train: judge["n_train"], keys.n_test: judge["n_test"]})
+        if keys.n_test_clips:
+            out[keys.n_test_clips] = judge["n_test_clips"]
+    if result.frame is not None:
+        out[registry.DETECT_P_VALUE.name] = result.p_value
+    return out
 
 
 def format_detector(values: dict[str, float | int]) -> str:
-    """One log line for :func:`detector_logs` values."""
-    return (f"detector accuracy {values['eval/detect_acc']:.3f} (95% {values['eval/detect_acc_low']:.3f}-"
-            f"{values['eval/detect_acc_high']:.3f}), AUC {values['eval/detect_auc']:.3f}, "
-            f"{values['eval/detect_n_test']} test clips; 0.5 = can't tell generated from real")
+    """One log line for :func:`detector_logs` values, the strong protocol's two judges side by side."""
+    parts = []
+    for keys in registry.DETECTORS:
+        if keys.accuracy not in values:
+            continue
+        accuracy = registry.get(keys.accuracy)
+        count = f"{values[keys.n_test]} test {keys.sample}s"
+        if keys.n_test_clips in values:
+            count += f" of {values[keys.n_test_clips]} clips"
+        parts.append(f"{accuracy.label} {accuracy.text(values[keys.accuracy])} (95% "
+                     f"{accuracy.number(values[keys.low])}-{accuracy.number(values[keys.high])}), "
+                     f"AUC {accuracy.number(values[keys.auc])}, {count}")
+    p_value = registry.DETECT_P_VALUE
+    if p_value.name in values:
+        parts.append(f"p {p_value.text(values[p_value.name])}")
+    return "; ".join(parts) + f"; {registry.get(registry.DEFAULT_DETECTOR.accuracy).reading}"
 
 
 @torch.no_grad()
-def end_of_run_detector(generator: nn.Module, heldout, cfg, device: torch.device) -> dict[str, float | int]:
+def end_of_run_detector(generator: nn.Module, heldout, cfg, device: torch.device,
+                        protocol: str = "default") -> dict[str, float | int]:
     """The end-of-run detector values (:func:`detector_logs`) of ``generator`` on the first
-    ``cfg.detect_clips`` held-out clips with the run's fixed noise.
+    ``cfg.detect_clips`` held-out clips with the run's fixed noise, by ``protocol``
+    (:data:`DETECTOR_PROTOCOLS`).
 
     Every process computes the same numbers (same clips, noise and seed): that costs no wall time
     over computing them on one process while the others wait, and needs no collective.
     """
     clips = stack_clips(heldout, range(cfg.detect_clips)).to(device)
     noise = fixed_noise(cfg.detect_clips, cfg.z_dim, cfg.seed).to(device)
-    return detector_logs(detector_score(generator.to(device).eval(), clips, noise, cfg.context_frames))
+    return detector_logs(detector_score(generator.to(device).eval(), clips, noise, cfg.context_frames, protocol))
 
 
 def write_samples(samples_dir: Path, run_name: str, step: int, generator: nn.Module, clips: Tensor,
                   noise: Tensor, context_frames: int) -> dict[str, Path]:
     """Clip grids for ``step`` (call on the main process only). The gallery page is refreshed
-    separately (``train.gallery.update_gallery``): the trainer stops when clips can't be written
+    separately (``train.gallery.refresh_gallery``): the trainer stops when clips can't be written
     but only warns when the page can't."""
-    from train import gallery
-
     generated = generate(generator, clips.to(noise.device), noise, context_frames).cpu()
-    return gallery.write_clips(
+    return write_clips(
         samples_dir / run_name, step, clips[:, :, :context_frames].cpu(), generated.clamp(-1, 1), clips.cpu()
     )
