@@ -425,6 +425,45 @@ def test_detector_eval_file_and_warnings_on_the_card(gallery):
     assert '<td>0.550</td>' in raw and '<td>–</td>' in raw  # run-a's detector; the other run has none
 
 
+STRONG = {  # the trainer's end-of-run record with the strong protocol: frame and clip judges
+    "detect/frame_accuracy": 0.823, "detect/frame_auc": 0.9, "detect/frame_accuracy_low": 0.797,
+    "detect/frame_accuracy_high": 0.847, "detect/frame_n_train": 4096, "detect/frame_n_test": 4096,
+    "detect/frame_n_test_clips": 1024, "detect/clip_accuracy": 0.556, "detect/clip_auc": 0.57,
+    "detect/clip_accuracy_low": 0.526, "detect/clip_accuracy_high": 0.586, "detect/clip_n_train": 1024,
+    "detect/clip_n_test": 1024, "detect/p_value": 1e-20,
+}
+
+
+def test_strong_detector_judges_side_by_side(tmp_path):
+    """A run whose end-of-run detector used the strong protocol: one card per judge, the frame
+    judge's before the clip judge's, with their own intervals, AUCs and counts; the summary column
+    shows both. eval.py's strong result (nested judges) gives the same two cards."""
+    run_dir = tmp_path / "runs" / "s"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in (
+        {"step": 3000, "eval/psnr": 22.0, "eval/psnr_baseline": 14.0, "eval/motion": 0.9}, {"step": 3000, **STRONG})))
+    judge = {"accuracy": 0.7, "auc": 0.75, "interval": [0.65, 0.75], "p_value": 1e-5, "n_train": 64, "n_test": 64}
+    detector = {**judge, "protocol": "strong", "frame": {**judge, "accuracy": 0.7, "n_test": 128, "n_test_clips": 64},
+                "clip": {**judge, "accuracy": 0.6, "interval": [0.55, 0.65]}}
+    (run_dir / "eval-3000.json").write_text(json.dumps({"step": 3000, "clips": {"count": 64},
+                                                        "metrics": {"detector": detector}}))
+    index = update_gallery(tmp_path / "samples", "s", {"max_steps": 3000}, run_dir / "metrics.jsonl")
+    text = " ".join("".join(parse(index).text).split())
+    frame = ("frame detector accuracy0.82395% 0.797–0.847 · AUC 0.9004096 test frames of 1024 clips · "
+             "0.5 = can't tell from real")
+    clip = "clip detector accuracy0.55695% 0.526–0.586 · AUC 0.5701024 test clips · 0.5 = can't tell from real"
+    trainer, eval_py = text.split("train/eval.py at step 3000")
+    assert frame in trainer and clip in trainer and trainer.index(frame) < trainer.index(clip)
+    assert "detector p-value1e-20" in trainer
+    assert "frame detector accuracy0.70095% 0.650–0.750 · AUC 0.750128 test frames of 64 clips" in eval_py
+    assert "clip detector accuracy0.60095% 0.550–0.650 · AUC 0.75064 test clips" in eval_py
+    assert "<td>frame 0.823 · clip 0.556</td>" in index.read_text()
+    # No curve for the one-point detector: 2 panels (PSNR with its baseline, motion) in one row.
+    assert Image.open(tmp_path / "samples" / "s" / "curves.png").size == (720, 300)
+    run = json.loads((tmp_path / "samples" / "s" / "run.json").read_text())
+    assert run["eval_file"]["metrics"]["detector"]["clip"]["interval"] == [0.55, 0.65]
+
+
 def test_unreadable_eval_file_is_skipped_with_a_warning(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "eval-5.json").write_text('{"step": 5, "metr')
