@@ -160,6 +160,10 @@ class TrainConfig:
                                   "1 = full resolution (sharper, ~40% slower)")
     d_channels: int = setting(16, minimum=1, resume="model",
                               help="discriminators' first-layer width (a multiple of 8)")
+    d_image_levels: int = setting(3, choices=(2, 3), resume="model",
+                                  help="stride-2 layers of the image discriminator: 3 gives a logit per 8x8 patch, "
+                                  "each seeing 31 px (most of a 32x32 frame); 2 a logit per 4x4 patch, each seeing 18 "
+                                  "px (local detail such as corners)")
     z_dim: int = setting(32, minimum=1, resume="model", help="noise vector size")
     spectral_norm: bool = setting(False, resume="model", help="spectral normalisation in both discriminators")
     video_d_input: str = setting("clip", choices=VIDEO_D_INPUTS, resume="model",
