@@ -17,10 +17,16 @@ variant's flags (which win over both), each in its own run folder under one abla
 ``--out`` defaults to ``runs/ablation`` (relative to the working directory; ``runs/`` is ignored by
 git). The committed results in ``ablations/default`` are written only when that folder is named.
 
-The table reads each run's last evaluation (``metrics.jsonl``): the PSNR gain over copying the
-last context frame (``eval/psnr - eval/psnr_baseline``), ``eval/motion``, the end-of-run detector
-accuracy ``eval/detect_acc`` (0.5: generated clips can't be told from real ones) and
-``eval/lpips`` when the run had LPIPS; mean ± sample standard deviation (n - 1) over the seeds.
+The table reads each run's last evaluation (``metrics.jsonl``: every ``eval/`` and ``detect/``
+value at the last step that has one): the PSNR gain over copying the last context frame
+(``eval/psnr - eval/psnr_baseline``), ``eval/motion``, the end-of-run detector's accuracy and
+``eval/lpips``; mean ± sample standard deviation (n - 1) over the seeds. The detector's columns are
+those the runs have: the strong protocol's frame and clip judges (``detect/frame_accuracy``,
+``detect/clip_accuracy``), the default protocol's single judge (``eval/detect_acc``: runs before
+the strong protocol, ``--detect-protocol default``), or all three when runs differ; a cell whose
+mean is of fewer runs than the variant finished says ``(n=k)``. Labels, units, formats and how to
+read each column are :mod:`train.metric_registry`'s; a line under the table names each column's
+keys and reading.
 
 Resumable: a run whose ``.json`` says it finished with the same flags is not run again, so the
 same command after an interruption runs only what is missing. A run that did not finish is
@@ -44,7 +50,9 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
+
+from train import metric_registry as registry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER = ROOT / "train" / "gan.py"
@@ -61,9 +69,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                  ["--adv-weight", "0", "--perceptual-weight", "0", "--tdl-weight", "0", "--smooth-weight", "0",
                   "--gdl-weight", "0"]),
 }
-# table column -> (heading, digits); psnr_gain is eval/psnr - eval/psnr_baseline
-METRICS = {"psnr_gain": ("PSNR gain over copy-last (dB)", 2), "motion": ("motion", 3),
-           "detect_acc": ("detector accuracy", 3), "lpips": ("LPIPS", 4)}
+# The one column no run logs: eval/psnr - eval/psnr_baseline, per run, then over the seeds.
+PSNR_GAIN = "psnr_gain"
+# The table's columns, in order: PSNR_GAIN, then metrics.jsonl keys (the registry's names). A
+# column is shown when some run has it: the detector's judges differ by protocol.
+COLUMNS = (PSNR_GAIN, "eval/motion", *(keys.accuracy for keys in registry.DETECTORS), "eval/lpips")
 # Flags the ablation sets for each run itself.
 OWN_FLAGS = ("--seed", "--run-name", "--output-dir", "--samples-dir", "--resume", "--overwrite", "--max-steps")
 # Under runs/, which git ignores: a plain call never writes over the committed ablations/default.
@@ -138,58 +148,94 @@ def execute(out: Path, run: Run, launcher: str) -> dict:
     return status
 
 
+def column_metric(column: str) -> registry.Metric:
+    """A column's registry entry: its label, unit, format and direction. The PSNR gain reads as
+    PSNR does (same unit, format and direction), labelled as the gain over PSNR's reference."""
+    if column != PSNR_GAIN:
+        return registry.get(column)
+    psnr = registry.get("eval/psnr")
+    return replace(psnr, label=f"{psnr.label} gain over {registry.get(psnr.versus).label}", versus=None)
+
+
+def column_source(column: str) -> str:
+    """The ``metrics.jsonl`` keys a column is read from."""
+    return f"{column_metric(column).name} − {registry.get('eval/psnr').versus}" if column == PSNR_GAIN else column
+
+
+def heading(column: str) -> str:
+    """A column's head: the registry's label, and the unit in brackets."""
+    metric = column_metric(column)
+    return f"{metric.label} ({metric.unit})" if metric.unit else metric.label
+
+
 def last_eval(metrics_path: Path) -> dict[str, float]:
-    """The table's values from a run's last evaluation: every ``eval/*`` value logged at the last
-    step that has one (the evaluation and the end-of-run detector write separate records)."""
+    """A run's values for the table: every ``eval/*`` and ``detect/*`` value logged at the last
+    step that has one (the evaluation and the end-of-run detector write separate records), and
+    :data:`PSNR_GAIN` when that step has PSNR and its reference."""
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    evals = [r for r in records if any(k.startswith("eval/") for k in r)]
+    evals = [r for r in records if any(k.startswith(registry.PREFIXES) for k in r)]
     if not evals:
         return {}
     step = evals[-1]["step"]
-    merged = {k: v for r in evals if r["step"] == step for k, v in r.items() if k.startswith("eval/")}
+    merged = {k: v for r in evals if r["step"] == step for k, v in r.items() if k.startswith(registry.PREFIXES)}
     values = {"step": step}
-    if merged.get("eval/psnr") is not None and merged.get("eval/psnr_baseline") is not None:
-        values["psnr_gain"] = merged["eval/psnr"] - merged["eval/psnr_baseline"]
-    for name, key in (("motion", "eval/motion"), ("detect_acc", "eval/detect_acc"), ("lpips", "eval/lpips")):
-        if merged.get(key) is not None:
-            values[name] = merged[key]
+    psnr = registry.get("eval/psnr")
+    if merged.get(psnr.name) is not None and merged.get(psnr.versus) is not None:
+        values[PSNR_GAIN] = merged[psnr.name] - merged[psnr.versus]
+    values.update({k: v for k, v in merged.items() if v is not None})
     return values
 
 
-def summarise(results: list[dict], variants: list[str]) -> dict[str, dict]:
-    """Per variant: ``n`` finished runs, their compute time, and each metric's mean, sd (n - 1;
-    ``None`` for one value) and n."""
+def shown_columns(results: list[dict]) -> list[str]:
+    """The :data:`COLUMNS` some finished run has a value of, in order."""
+    return [c for c in COLUMNS if any(c in r["metrics"] for r in results if r["returncode"] == 0)]
+
+
+def summarise(results: list[dict], variants: list[str], columns: list[str]) -> dict[str, dict]:
+    """Per variant: ``n`` finished runs, their compute time, and each column's mean, sd (n - 1;
+    ``None`` for one value) and n (the runs that have it: fewer when runs differ in protocol)."""
     summary = {}
     for variant in variants:
         done = [r for r in results if r["variant"] == variant and r["returncode"] == 0]
         entry = {"switched_off": VARIANTS[variant][0], "flags": VARIANTS[variant][1], "runs": len(done),
                  "seconds": sum(r["seconds"] for r in done)}
-        for metric in METRICS:
-            values = [r["metrics"][metric] for r in done if metric in r["metrics"]]
+        for column in columns:
+            values = [r["metrics"][column] for r in done if column in r["metrics"]]
             if values:
-                entry[metric] = {"mean": statistics.fmean(values),
+                entry[column] = {"mean": statistics.fmean(values),
                                  "sd": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
         summary[variant] = entry
     return summary
 
 
-def _cell(stat: dict | None, digits: int) -> str:
+def _cell(stat: dict | None, metric: registry.Metric, runs: int) -> str:
     if stat is None:
         return "—"
-    sd = "" if stat["sd"] is None else f" ± {stat['sd']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f}{sd}"
+    sd = "" if stat["sd"] is None else f" ± {metric.number(stat['sd'])}"
+    some = f" (n={stat['n']})" if stat["n"] < runs else ""  # other runs of the variant lack it
+    return f"{metric.number(stat['mean'])}{sd}{some}"
 
 
-def table(summary: dict[str, dict], header: str) -> str:
-    """``ablation.md``: the header line, then one row per variant."""
-    columns = [heading for heading, _ in METRICS.values()]
-    lines = [header, "", "| variant | switched off | seeds | " + " | ".join(columns) + " | compute |",
-             "|---" * (len(columns) + 4) + "|"]
+def legend(columns: list[str]) -> str:
+    """The line under the table: each column's ``metrics.jsonl`` keys and how to read it."""
+    parts = []
+    for column in columns:
+        metric = column_metric(column)
+        parts.append(f"{metric.label}: `{column_source(column)}`" + (f", {metric.reading}" if metric.reading else ""))
+    return ("Columns (each run's last evaluation; n=k: only k of the variant's runs have it): "
+            + "; ".join(parts) + ".")
+
+
+def table(summary: dict[str, dict], header: str, columns: list[str]) -> str:
+    """``ablation.md``: the header line, one row per variant, then the :func:`legend`."""
+    metrics = [column_metric(c) for c in columns]
+    lines = [header, "", "| variant | switched off | seeds | " + "".join(f"{heading(c)} | " for c in columns)
+             + "compute |", "|---" * (len(columns) + 4) + "|"]
     for variant, entry in summary.items():
-        cells = [_cell(entry.get(metric), digits) for metric, (_, digits) in METRICS.items()]
-        lines.append(f"| {variant} | {entry['switched_off']} | {entry['runs']} | " + " | ".join(cells)
-                     + f" | {entry['seconds'] / 60:.1f} min |")
-    return "\n".join(lines) + "\n"
+        cells = [_cell(entry.get(c), m, entry["runs"]) for c, m in zip(columns, metrics, strict=True)]
+        lines.append(f"| {variant} | {entry['switched_off']} | {entry['runs']} | " + "".join(f"{c} | " for c in cells)
+                     + f"{entry['seconds'] / 60:.1f} min |")
+    return "\n".join([*lines, "", legend(columns)]) + "\n"
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -197,7 +243,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(
         description="Run the reference GAN with each loss family switched off in turn, over several seeds, and "
-        "tabulate PSNR gain, motion, detector accuracy and LPIPS (mean ± sd). Trainer flags go after --.",
+        "tabulate PSNR gain, motion, the detector's accuracy (frame and clip judges, or the single judge of the "
+        "default protocol) and LPIPS (mean ± sd). Trainer flags go after --.",
         allow_abbrev=False)
     parser.add_argument("--out", default=DEFAULT_OUT, help="the ablation folder (default: %(default)s, ignored by "
                         "git; the committed results are in ablations/default)")
@@ -278,7 +325,8 @@ def main(argv: list[str] | None = None) -> dict:
         status["metrics"] = last_eval(metrics) if status["returncode"] == 0 and metrics.is_file() else {}
         status["run_dir"] = str(out / "runs" / run.name)
         results.append(status)
-    summary = summarise(results, args.variants)
+    columns = shown_columns(results)
+    summary = summarise(results, args.variants, columns)
     compute = sum(r["seconds"] for r in results)
     steps = sorted({r["metrics"].get("step") for r in results if r["metrics"]} - {None})
     header = (f"Ablation `{out.name}`: {len(runs)} runs ({len(args.variants)} variants x seeds "
@@ -289,9 +337,12 @@ def main(argv: list[str] | None = None) -> dict:
         header += f" Not run (--table-only): {', '.join(missing)}."
     report = {"out": str(out), "missing": missing, "variants": args.variants, "seeds": args.seeds, "max_steps": args.max_steps,
               "extra_flags": extra, "launcher": args.launcher, "jobs": args.jobs, "compute_seconds": compute,
-              "wall_seconds_this_call": round(time.time() - start, 1), "summary": summary, "runs": results}
+              "wall_seconds_this_call": round(time.time() - start, 1),
+              "columns": [{"key": c, "label": column_metric(c).label, "source": column_source(c),
+                           "unit": column_metric(c).unit, "reading": column_metric(c).reading} for c in columns],
+              "summary": summary, "runs": results}
     (out / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
-    markdown = table(summary, header)
+    markdown = table(summary, header, columns)
     (out / "ablation.md").write_text(markdown)
     print(markdown, end="")
     failed = [r["variant"] + f"-seed{r['seed']}" for r in results if r["returncode"] not in (0, None)]
