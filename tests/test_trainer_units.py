@@ -552,13 +552,20 @@ def loop_run(tmp_path_factory):
     def nan_if(when, fn):
         return lambda *a, **k: fn(*a, **k) * (math.nan if state["step"] in when else 1.0)
 
+    real_detector = gan_module.end_of_run_detector
+
+    def recording_detector(*args, protocol="default", **kwargs):  # records what the run asked for
+        state["detector_protocol"] = protocol
+        return real_detector(*args, protocol="default", **kwargs)  # and runs the quick one
+
     # --ema-decay 0.05: below the warm-up's (1 + n) / (10 + n), so the setting itself decides the average.
     flags = [*TINY, "--max-steps", "4", "--adv-start", "0", "--ema-decay", "0.05",
              "--nonfinite-patience", "3", "--log-every", "3", "--eval-every", "4", "--sample-every", "4",
              "--checkpoint-every", "4", "--run-name", "loop", "--output-dir", str(tmp / "runs"),
-             "--samples-dir", str(tmp / "samples")]
+             "--samples-dir", str(tmp / "samples"), "--detect-protocol", "strong"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(gan_module, "train_step", recording_step)
+        mp.setattr(gan_module, "end_of_run_detector", recording_detector)
         mp.setattr(gl, "discriminator_loss", nan_if(nan_d, d_loss))
         mp.setattr(gl, "generator_loss", nan_if(nan_g, g_loss))
         try:
@@ -566,6 +573,7 @@ def loop_run(tmp_path_factory):
         finally:
             AcceleratorState._reset_state(reset_partial_state=True)
             torch.set_num_threads(1)
+    assert state["detector_protocol"] == "strong"  # --detect-protocol reaches the end-of-run detector
     return tmp / "runs" / "loop", steps, parse_args(flags).config
 
 

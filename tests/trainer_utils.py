@@ -15,12 +15,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
+# The end-of-run detector's default protocol: the strong one trains two judges for 1200 steps each
+# (about 3 CPU minutes); test_trainer_units runs it in-process with 40 steps.
 TINY = ["--size", "16", "--frames", "4", "--batch-size", "2", "--eval-clips", "4", "--sample-clips", "2",
         "--g-channels", "8", "--d-channels", "8", "--log-every", "1", "--eval-every", "2",
-        "--detect-clips", "4"]
+        "--detect-clips", "4", "--detect-protocol", "default"]
 # The tiny run's settings as TrainConfig fields, for in-process tests.
 TINY_SETTINGS = dict(size=16, frames=4, batch_size=2, eval_clips=4, sample_clips=2, g_channels=8, d_channels=8,
-                     detect_clips=4)
+                     detect_clips=4, detect_protocol="default")
 
 
 def launch_command(tmp: Path, *flags: str, processes: int = 1) -> list[str]:

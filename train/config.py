@@ -29,6 +29,7 @@ from pathlib import Path
 
 from genloss import KINDS, DiffAugment
 from models.generator import OUTPUTS as G_OUTPUTS
+from train.in_training_eval import DETECTOR_PROTOCOLS
 from train.data import CLIP_AUGMENTS, FRAME_SUFFIXES, HELDOUT_FRACTION, VIDEO_SUFFIXES
 
 __all__ = [
@@ -136,7 +137,12 @@ class TrainConfig:
     sample_clips: int = setting(8, minimum=1, resume="free", help="held-out clips shown in each sample grid")
     detect_clips: int = setting(512, minimum=0, resume="free",
                                 help="held-out clips scored against their generated continuations by the end-of-run "
-                                "detector (genloss.metrics.detectability, logged as eval/detect_*); 0 = off")
+                                "detector (genloss.metrics.detectability); 0 = off")
+    detect_protocol: str = setting("strong", choices=DETECTOR_PROTOCOLS, resume="free",
+                                   help="the end-of-run detector's protocol: strong (a frame judge and a clip judge "
+                                   "that keep local detail, logged as detect/frame_* and detect/clip_*; about 3 CPU "
+                                   "minutes) or default (the quick global-average judge of earlier runs, logged as "
+                                   "eval/detect_*; docs/detector.md)")
     report_to: str = setting("none", choices=REPORT_TO_CHOICES, resume="free",
                              help="also send metrics.jsonl's values to TensorBoard (<run>/tensorboard), Weights & "
                              "Biases, or all of those installed")

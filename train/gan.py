@@ -542,7 +542,7 @@ def finish(run: Run, loop: LoopState) -> None:
     if loop.start_step >= cfg.max_steps:
         run.say(f"already at step {progress.step} >= --max-steps {cfg.max_steps}; nothing to train")
     elif cfg.detect_clips:  # the final EMA generator's detector score (train/in_training_eval.py has the protocol)
-        values = end_of_run_detector(run.ema.model, run.heldout, cfg, accelerator.device)
+        values = end_of_run_detector(run.ema.model, run.heldout, cfg, accelerator.device, protocol=cfg.detect_protocol)
         log.write(progress.step, values)
         run.say(f"step {progress.step}: {format_detector(values)}")
         if accelerator.is_main_process and (problem := refresh_gallery(  # the run's card shows it
