@@ -59,6 +59,13 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
         raise ValueError(f"`{name}` must be one of {listed}; got {value!r}")
 
 
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` if it is an int >= 1 (``True`` is not one), else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int; got {value!r}")
+    return value
+
+
 def check_float_tensor(name: str, x: object) -> Tensor:
     """Raise ``TypeError`` unless ``x`` is a floating-point tensor; return it."""
     if not isinstance(x, Tensor):

@@ -17,7 +17,13 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ._backbones import WeightsNotFoundError, _read_state
-from ._checks import check_choice, check_reduction, per_sample_mean, reduce_per_sample
+from ._checks import (
+    check_choice,
+    check_positive_int,
+    check_reduction,
+    per_sample_mean,
+    reduce_per_sample,
+)
 from ._frozen import FramewiseLoss
 
 __all__ = ["FoundationPerceptualLoss", "load_backbone"]
@@ -156,8 +162,7 @@ class FoundationPerceptualLoss(FramewiseLoss):
     ) -> None:
         super().__init__()
         check_choice("distance", distance, DISTANCES)
-        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-            raise ValueError(f"`patch_size` must be a positive int; got {patch_size!r}")
+        check_positive_int("patch_size", patch_size)
         self.configure(frames, frame_sampling, reduction, check_range)
         self.backbone, self.weights_source = load_backbone(backbone, weights)
         self.patch_size, self.random_shift, self.distance = patch_size, bool(random_shift), distance

@@ -18,6 +18,7 @@ from ._checks import (
     ReductionModule,
     at_least_float32,
     check_image_or_video,
+    check_positive_int,
     check_reduction,
     check_same_shape,
     check_video,
@@ -122,8 +123,7 @@ def wavelet_loss(
     check_video("target", target)
     check_same_shape("pred", pred, "target", target)
     check_reduction(reduction)
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"`levels` must be a positive int; got {levels!r}")
+    check_positive_int("levels", levels)
     p, t = pred, target
     total = pred.new_zeros(pred.shape[0], dtype=at_least_float32(pred).dtype)
     for level in range(levels):
@@ -210,8 +210,7 @@ def laplacian_pyramid_loss(
     check_image_or_video("target", target)
     check_same_shape("pred", pred, "target", target)
     check_reduction(reduction)
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"`levels` must be a positive int; got {levels!r}")
+    check_positive_int("levels", levels)
     weights = [4.0**-level for level in range(levels)] if weights is None else list(weights)
     if len(weights) != levels:
         raise ValueError(f"`weights` must hold one factor per level ({levels}); got {len(weights)}")

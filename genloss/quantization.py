@@ -17,6 +17,7 @@ from ._checks import (
     check_choice,
     check_float_tensor,
     check_ndim,
+    check_positive_int,
     check_reduction,
     check_same_shape,
     per_sample_mean,
@@ -155,8 +156,7 @@ def lfq_entropy_terms(
     check_float_tensor("z", z)
     check_ndim("z", z, range(2, 9), "(B, D, ...) of latents")
     check_choice("log", log, ("clamp", "add"))
-    if isinstance(num_codebooks, bool) or not isinstance(num_codebooks, int) or num_codebooks < 1:
-        raise ValueError(f"`num_codebooks` must be a positive int; got {num_codebooks!r}")
+    check_positive_int("num_codebooks", num_codebooks)
     if z.shape[1] % num_codebooks:
         raise ValueError(
             f"`z` has D={z.shape[1]} channels, not a multiple of num_codebooks={num_codebooks}"

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from ._checks import check_video
+from ._checks import check_positive_int, check_video
 from .adversarial import discriminator_loss
 from .composite import CompositeLoss, Schedule
 from .latent import diagonal_gaussian_kl, logvar_nll_loss
@@ -98,8 +98,7 @@ class EveryK(Schedule):
 
     def __init__(self, weight: float, k: int, *, start: int = 0) -> None:
         super().__init__(weight, start=start)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"`k` must be a positive int; got {k!r}")
+        check_positive_int("k", k)
         self.k = k
 
     def __call__(self, step: int) -> float:

@@ -32,6 +32,7 @@ from ._checks import (
     at_least_float32,
     check_float_tensor,
     check_ndim,
+    check_positive_int,
     check_reduction,
     check_same_shape,
     per_sample_mean,
@@ -168,8 +169,7 @@ def _fd_squared_grad_norm(
     check_ndim(name, inputs, range(2, 9), "(B, ...) batch")
     if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 < h < float("inf"):
         raise ValueError(f"`h` must be a positive finite float; got {h!r}")
-    if isinstance(directions, bool) or not isinstance(directions, int) or directions < 1:
-        raise ValueError(f"`directions` must be a positive int; got {directions!r}")
+    check_positive_int("directions", directions)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"`generator` must be a torch.Generator or None; got {type(generator).__name__}")
     x = inputs.detach()
