@@ -777,7 +777,7 @@ def test_cpu_threads_never_exceed_the_process_share_of_the_cores(monkeypatch):
 
 
 def test_launchers_are_recognised_however_spelled():
-    from train.safety import is_launcher
+    from train.launcher import is_launcher
 
     for argv in (["/venv/bin/accelerate", "launch", "train/gan.py"], ["torchrun", "--nproc-per-node", "2"],
                  ["/usr/bin/python3", "/venv/bin/accelerate", "launch"],
@@ -791,7 +791,7 @@ def test_launchers_are_recognised_however_spelled():
 _PRINTER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from train.safety import guard_streams
+from train.launcher import guard_streams
 if {guard}:
     guard_streams({fallback!r})
 sys.stdin.readline()  # the test closes the pipe's reader, then lets us go on

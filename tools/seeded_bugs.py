@@ -695,7 +695,7 @@ BUGS = [
     Bug("sigusr1_not_a_stop_signal", "train/safety.py",
         "STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)", "STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)",
         ("tests/test_run_safety.py",), "SLURM's pre-emption SIGUSR1 kills the trainer without a checkpoint"),
-    Bug("launcher_seen_only_in_argv0", "train/safety.py", "for part in argv[:3] for name in _LAUNCHERS)",
+    Bug("launcher_seen_only_in_argv0", "train/launcher.py", "for part in argv[:3] for name in _LAUNCHERS)",
         "for part in argv[:1] for name in _LAUNCHERS)", ("tests/test_run_safety.py",),
         "`python -m accelerate.commands.launch` / `python .../accelerate launch` not recognised: trainer not tied"),
     # ---------------------------------------------------------------- train/options.py

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 if __name__ == "__main__":  # before the heavy imports: a launcher killed meanwhile takes us along
-    from train.safety import guard_streams, tie_to_launcher
+    from train.launcher import guard_streams, tie_to_launcher
 
     guard_streams()  # before tqdm or logging hold the streams: a killed launcher closes our stderr
     tie_to_launcher()
@@ -84,16 +84,8 @@ from train.run import (  # noqa: E402
     start_trackers,
     stop_requested,
 )
-from train.safety import (  # noqa: E402
-    AFTER_LAUNCHER_LOG,
-    Interrupted,
-    RunError,
-    SettingsError,
-    Stopped,
-    StopSignals,
-    divert_if_launcher_gone,
-    set_fallback,
-)
+from train.launcher import AFTER_LAUNCHER_LOG, divert_if_launcher_gone, set_fallback  # noqa: E402
+from train.safety import Interrupted, RunError, SettingsError, Stopped, StopSignals  # noqa: E402
 
 
 @dataclass

@@ -34,8 +34,8 @@ from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list
 
 from train import state as st
 from train.config import ConfigError, RunRecord, TrainConfig, load_config, r1_on_summed_logits, settings_for_resume
+from train.launcher import AFTER_LAUNCHER_LOG
 from train.safety import (
-    AFTER_LAUNCHER_LOG,
     RunError,
     RunLock,
     SettingsError,
