@@ -126,6 +126,102 @@ class TestWarp:
             T.warp(torch.zeros(3, 4, 4), torch.zeros(1, 2, 4, 4))
 
 
+def _splat_by_loops(frames: torch.Tensor, flow: torch.Tensor, z: torch.Tensor | None) -> tuple:
+    """Softmax splatting pixel by pixel, from its definition (Niklaus & Liu 2020, eq. 4)."""
+    n, c, h, w = frames.shape
+    num = torch.zeros(n, c, h, w, dtype=torch.float64)
+    den = torch.zeros(n, h, w, dtype=torch.float64)
+    cov = torch.zeros(n, h, w, dtype=torch.float64)
+    for b in range(n):
+        for y in range(h):
+            for x in range(w):
+                tx, ty = x + float(flow[b, 0, y, x]), y + float(flow[b, 1, y, x])
+                e = float(torch.exp(z[b, 0, y, x])) if z is not None else 1.0
+                for qx in (int(np.floor(tx)), int(np.floor(tx)) + 1):
+                    for qy in (int(np.floor(ty)), int(np.floor(ty)) + 1):
+                        share = max(0.0, 1 - abs(tx - qx)) * max(0.0, 1 - abs(ty - qy))
+                        if 0 <= qx < w and 0 <= qy < h:
+                            num[b, :, qy, qx] += share * e * frames[b, :, y, x]
+                            den[b, qy, qx] += share * e
+                            cov[b, qy, qx] += share
+    out = torch.where(den[:, None] > 0, num / den[:, None].clamp_min(1e-300), torch.zeros(()))
+    return out, cov[:, None]
+
+
+class TestSplat:
+    @pytest.mark.parametrize("with_importance", [False, True])
+    def test_equals_the_definition_pixel_by_pixel(self, with_importance: bool) -> None:
+        frames = _video(2, 3, 5, 6, seed=1, dtype=torch.float64)
+        flow = _video(2, 2, 5, 6, seed=2, dtype=torch.float64) * 2.5  # sub-pixel, some leave the frame
+        z = _video(2, 1, 5, 6, seed=3, dtype=torch.float64) * 3 if with_importance else None
+        out, coverage = gl.splat(frames, flow, z)
+        expected_out, expected_coverage = _splat_by_loops(frames, flow, z)
+        torch.testing.assert_close(out, expected_out, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(coverage, expected_coverage, rtol=1e-10, atol=1e-12)
+
+    def test_integer_flow_moves_pixels_and_leaves_a_hole(self) -> None:
+        img = _video(1, 2, 4, 5, seed=4)
+        flow = torch.zeros(1, 2, 4, 5)
+        flow[:, 0], flow[:, 1] = 2.0, -1.0  # two to the right, one up
+        out, coverage = gl.splat(img, flow)
+        expected = torch.zeros_like(img)
+        expected[:, :, :3, 2:] = img[:, :, 1:, :3]
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(coverage, (expected[:, :1] != 0).float())
+
+    def test_a_constant_flow_is_the_backward_warp_by_its_opposite(self) -> None:
+        # p lands at p + d, shared bilinearly: target q gets the bilinear sample at q - d.
+        img = _video(1, 3, 8, 8, seed=5, dtype=torch.float64)
+        flow = torch.zeros(1, 2, 8, 8, dtype=torch.float64)
+        flow[:, 0], flow[:, 1] = 0.3, 0.6
+        out, coverage = gl.splat(img, flow)
+        backward = gl.warp(img, -flow)
+        _close(out[..., 1:, 1:], backward[..., 1:, 1:])  # the first row and column are partly holes
+        _close(coverage[..., 1:, 1:], torch.ones_like(coverage[..., 1:, 1:]))
+
+    def test_the_more_important_pixel_wins_a_collision(self) -> None:
+        img = torch.tensor([[[[1.0, -1.0]]]])  # (1, 1, 1, 2)
+        flow = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]]]])  # the left pixel lands on the right one
+        z = torch.tensor([[[[0.0, 0.0]]]])
+        assert gl.splat(img, flow, z)[0][0, 0, 0, 1].item() == pytest.approx(0.0)  # equal: the average
+        z = torch.tensor([[[[6.0, 0.0]]]])
+        expected = (np.exp(6.0) - 1) / (np.exp(6.0) + 1)
+        assert gl.splat(img, flow, z)[0][0, 0, 0, 1].item() == pytest.approx(expected, rel=1e-6)
+
+    def test_video_is_frame_by_frame(self) -> None:
+        video = _video(2, 3, 3, 6, 6, seed=6)
+        flow = _video(2, 2, 3, 6, 6, seed=7) * 2
+        z = _video(2, 1, 3, 6, 6, seed=8)
+        out, coverage = gl.splat(video, flow, z)
+        for t in range(3):
+            out_t, coverage_t = gl.splat(video[:, :, t], flow[:, :, t], z[:, :, t])
+            torch.testing.assert_close(out[:, :, t], out_t)
+            torch.testing.assert_close(coverage[:, :, t], coverage_t)
+
+    def test_gradients_reach_frames_flow_and_importance(self) -> None:
+        frames = _video(1, 2, 4, 4, seed=9, dtype=torch.float64).requires_grad_()
+        flow = (_video(1, 2, 4, 4, seed=10, dtype=torch.float64) * 0.4).requires_grad_()  # no pixel on a grid line
+        z = _video(1, 1, 4, 4, seed=11, dtype=torch.float64).requires_grad_()
+        assert torch.autograd.gradcheck(lambda *a: gl.splat(*a)[0].sum() + gl.splat(*a)[1].sum(), (frames, flow, z))
+
+    def test_half_precision_is_computed_in_float32(self) -> None:
+        img = _video(1, 3, 6, 6, seed=12)
+        flow = _video(1, 2, 6, 6, seed=13) * 2
+        out, coverage = gl.splat(img.half(), flow.half())
+        assert out.dtype == coverage.dtype == torch.float16
+        expected, _ = gl.splat(img.half().float(), flow.half().float())
+        torch.testing.assert_close(out.float(), expected, atol=1e-3, rtol=1e-3)
+
+    def test_errors_name_the_argument(self) -> None:
+        img = torch.zeros(1, 3, 4, 4)
+        with pytest.raises(ValueError, match="`flow` must have shape"):
+            gl.splat(img, torch.zeros(1, 2, 4, 5))
+        with pytest.raises(ValueError, match="`importance` must have shape"):
+            gl.splat(img, torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4))
+        with pytest.raises(TypeError, match="importance"):
+            gl.splat(img, torch.zeros(1, 2, 4, 4), [0.0])
+
+
 class TestTemporalDifference:
     def test_independent_formula(self) -> None:
         pred, target = _video(2, 3, 4, 5, 5, dtype=torch.float64), _video(2, 3, 4, 5, 5, seed=1, dtype=torch.float64)
