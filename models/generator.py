@@ -9,12 +9,7 @@ field, a blend mask and a colour image: the frame is ``m * warp(last context fra
 (1 - m) * colour``, so moving content is displaced rather than repainted. With ``output="residual"``
 the colour head is instead a correction added to the warped frame, ``clamp(warp(last, flow) + 2 *
 tanh(r), -1, 1)``: the texture of the last frame is carried over by construction and the network
-only paints what the warp gets wrong, which is what transfers to footage it has never seen. With
-``output="splat"`` the flow lives on the last frame's grid (each pixel's own displacement, which
-the decoder can align with the encoder's edges) and the frame is forward-splatted along it
-(:func:`genloss.splat`, an importance head deciding who is in front): a rigid shape moves whole and
-keeps its corners even where its flow is blurred at its border, and the colour image fills only
-where nothing lands, ``c * splat(last, flow, z) + (1 - c) * colour`` with ``c`` the coverage.
+only paints what the warp gets wrong, which is what transfers to footage it has never seen.
 Unconditional (K = 0) the colour image is the frame. Every output is in [-1, 1].
 """
 
@@ -27,11 +22,11 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from genloss import splat, warp
+from genloss import warp
 
 __all__ = ["OUTPUTS", "Generator", "GeneratorConfig"]
 
-OUTPUTS = ("blend", "residual", "splat")  # how a continuation frame is made from the last context frame
+OUTPUTS = ("blend", "residual")  # how a continuation frame is made from the warped last frame
 
 
 @dataclass
@@ -46,9 +41,7 @@ class GeneratorConfig:
     blocks: int = 1  # (2+1)-D residual blocks at the bottleneck
     output_scale: int = 2  # heads run at size / output_scale, bilinearly upsampled (1 or 2)
     max_flow: float = 8.0  # largest displacement per future frame in pixels at size 32 (scales with size)
-    # With context: "blend" (mask between warp and colour), "residual" (warp + correction) or
-    # "splat" (the last frame forward-splatted, colour where nothing lands).
-    output: str = "blend"
+    output: str = "blend"  # with context: "blend" (mask between warp and colour) or "residual" (warp + correction)
 
     @property
     def future_frames(self) -> int:
@@ -123,15 +116,13 @@ class Generator(nn.Module):
             nn.Sequential(nn.GroupNorm(8, widths[i + 1]), nn.SiLU(), conv2p1(widths[i + 1], widths[i]))
             for i in reversed(range(first, cfg.levels))
         )
-        # Heads: C colour channels, plus 2 flow channels and 1 mask (blend) or importance (splat)
-        # channel when moving the context.
-        self.out_channels = cfg.channels + ((2 if cfg.output == "residual" else 3) if k > 0 else 0)
+        # Heads: C colour channels, plus 2 flow channels and (blend) 1 mask channel when warping the context.
+        self.out_channels = cfg.channels + ((3 if cfg.output == "blend" else 2) if k > 0 else 0)
         self.head = nn.Sequential(nn.SiLU(), nn.Conv3d(widths[first], self.out_channels, (1, 3, 3), padding=(0, 1, 1)))
         nn.init.zeros_(self.head[1].weight)
         nn.init.zeros_(self.head[1].bias)
         if k > 0 and cfg.output == "blend":
-            # Start as "copy the last frame": zero flow, mask ~0.95 on the warp (residual: zero
-            # correction; splat: zero flow covers every pixel once).
+            # Start as "copy the last frame": zero flow, mask ~0.95 on the warp (residual: zero correction).
             nn.init.constant_(self.head[1].bias[cfg.channels + 2], 3.0)
 
     @property
@@ -173,11 +164,6 @@ class Generator(nn.Module):
             return colour
         flow = torch.tanh(out[:, cfg.channels : cfg.channels + 2]) * (cfg.max_flow * cfg.size / 32)
         last = repeat(context[:, :, -1], "b c h w -> b c t h w", t=future)
-        if cfg.output == "splat":  # flow on the last frame's grid: where each of its pixels goes
-            z = 8 * torch.tanh(out[:, cfg.channels + 2 :] / 8)  # (B, 1, T-K, H, W), bounded for e^z
-            moved, coverage = splat(last, flow, z)
-            covered = coverage.clamp(max=1)
-            return covered * moved + (1 - covered) * colour
         warped = warp(last, flow)  # (B, C, T-K, H, W): the last frame displaced
         if cfg.output == "residual":  # colour is tanh(r): the correction 2 tanh(r) reaches any pixel value
             return (warped + 2 * colour).clamp(-1, 1)

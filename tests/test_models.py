@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genloss import splat, warp
+from genloss import warp
 from models import DiscriminatorConfig, Generator, GeneratorConfig, ImageDiscriminator, VideoDiscriminator, sample_frames
 
 
@@ -55,11 +55,9 @@ class TestGenerator:
         expected = 0.5 * warp(last, flow.expand(2, 2, 2, 16, 16)) + 0.5 * colour
         torch.testing.assert_close(out, expected.expand_as(out), rtol=1e-12, atol=1e-12)  # float64, as above
 
-    @pytest.mark.parametrize("output", ["residual", "splat"])
-    def test_residual_and_splat_start_as_an_exact_copy_of_the_last_frame(self, output):
-        # Zero-initialised head: flow 0 and correction 0 (residual), or flow 0 covering every pixel
-        # once (splat), so every continuation frame is the last one.
-        g = Generator(GeneratorConfig(frames=5, context_frames=2, size=16, output=output)).double()
+    def test_residual_starts_as_an_exact_copy_of_the_last_frame(self):
+        # Zero-initialised head: flow 0 and correction 0, so every continuation frame is the last one.
+        g = Generator(GeneratorConfig(frames=5, context_frames=2, size=16, output="residual")).double()
         ctx = _context(k=2, size=16).double()
         out = g(ctx, torch.randn(2, 32, dtype=torch.float64))
         torch.testing.assert_close(out, ctx[:, :, -1:].expand_as(out), rtol=1e-12, atol=1e-12)
@@ -73,15 +71,13 @@ class TestGenerator:
         assert missing == []
 
     @pytest.mark.parametrize("k,output_scale,output", [(2, 2, "blend"), (3, 1, "blend"), (0, 2, "blend"),
-                                                       (2, 2, "residual"), (2, 2, "splat"), (2, 1, "splat")])
+                                                       (2, 2, "residual")])
     def test_forward_equals_the_architecture_written_out(self, k, output_scale, output):
         """The generator's forward against its architecture written out with torch.nn.functional,
         from its own (randomised) weights: stem on the K frames and their K-1 differences, SiLU +
         stride-2 convs, noise and time embedding, a residual (2+1)-D block, nearest upsampling with
         the encoder's skip, the head, the flow scaled by size/32 and the blend on the last frame
-        (or, ``output="residual"``, the warped last frame plus 2 tanh of the colour head, clamped;
-        ``output="splat"``, the last frame splatted along the flow with importance 8 tanh(z / 8),
-        the colour head filling what the coverage leaves).
+        (or, ``output="residual"``, the warped last frame plus 2 tanh of the colour head, clamped).
         Size 16, so a flow range not scaled with the size is off by 2x. float64: both sides run
         the same ops, so they agree to rounding."""
         torch.manual_seed(0)
@@ -130,9 +126,6 @@ class TestGenerator:
             if output == "residual":
                 assert out.shape[1] == 5  # no mask channel
                 expected = (warp(last, flow) + 2 * colour).clamp(-1, 1)
-            elif output == "splat":
-                moved, coverage = splat(last, flow, 8 * torch.tanh(out[:, 5:] / 8))
-                expected = coverage.clamp(max=1) * moved + (1 - coverage.clamp(max=1)) * colour
             else:
                 mask = torch.sigmoid(out[:, 5:])
                 expected = mask * warp(last, flow) + (1 - mask) * colour

@@ -158,11 +158,9 @@ class TrainConfig:
     g_channels: int = setting(16, minimum=1, resume="model",
                               help="generator width at full resolution (a multiple of 8)")
     g_output: str = setting("blend", choices=G_OUTPUTS, resume="model",
-                            help="how the generator makes a continuation frame from the last context frame: blend "
-                            "(a mask between its backward warp and a painted colour image), residual (the warp plus a "
-                            "painted correction: the last frame's texture carried by construction) or splat (the "
-                            "frame forward-splatted along each pixel's own flow, so shapes move whole; colour fills "
-                            "where nothing lands)")
+                            help="how the generator makes a continuation frame from the warped last context frame: "
+                            "blend (a mask between the warp and a painted colour image) or residual (the warp plus a "
+                            "painted correction: the last frame's texture carried by construction)")
     g_output_scale: int = setting(2, choices=(1, 2), resume="model",
                                   help="generator heads (flow, mask, colour) at size / this, bilinearly upsampled; "
                                   "1 = full resolution (sharper, ~40% slower)")
