@@ -9,7 +9,12 @@ field, a blend mask and a colour image: the frame is ``m * warp(last context fra
 (1 - m) * colour``, so moving content is displaced rather than repainted. With ``output="residual"``
 the colour head is instead a correction added to the warped frame, ``clamp(warp(last, flow) + 2 *
 tanh(r), -1, 1)``: the texture of the last frame is carried over by construction and the network
-only paints what the warp gets wrong, which is what transfers to footage it has never seen.
+only paints what the warp gets wrong, which is what transfers to footage it has never seen. With
+``flow_prior=True`` the motion seen in the context is measured without weights
+(:func:`genloss.estimate_flow` from the last context frame to the one before) and extrapolated at
+constant velocity, ``(i + 1) * F`` for the i-th continuation frame; the network sees ``F`` as two
+more input channels and its flow head adds a correction to the extrapolation, so the generator
+starts as "keep moving as the context moved" rather than "stand still", on any footage.
 Unconditional (K = 0) the colour image is the frame. Every output is in [-1, 1].
 """
 
@@ -22,7 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from genloss import warp
+from genloss import estimate_flow, warp
 
 __all__ = ["OUTPUTS", "Generator", "GeneratorConfig"]
 
@@ -42,6 +47,7 @@ class GeneratorConfig:
     output_scale: int = 2  # heads run at size / output_scale, bilinearly upsampled (1 or 2)
     max_flow: float = 8.0  # largest displacement per future frame in pixels at size 32 (scales with size)
     output: str = "blend"  # with context: "blend" (mask between warp and colour) or "residual" (warp + correction)
+    flow_prior: bool = False  # add the context's measured flow, extrapolated, to the flow head (needs K >= 2)
 
     @property
     def future_frames(self) -> int:
@@ -64,6 +70,8 @@ class GeneratorConfig:
             raise ValueError(f"output_scale must be 1 or 2; got {self.output_scale}")
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}; got {self.output!r}")
+        if self.flow_prior and self.context_frames < 2:
+            raise ValueError(f"flow_prior needs at least 2 context frames to measure motion; got {self.context_frames}")
         if self.base_channels % 8:
             raise ValueError(f"base_channels must be a multiple of 8 (group norm); got {self.base_channels}")
 
@@ -99,8 +107,8 @@ class Generator(nn.Module):
         bottom = cfg.size // 2**cfg.levels
         k = cfg.context_frames
         if k > 0:
-            # Input: the K frames and their K-1 differences, stacked as channels of one image.
-            self.stem = nn.Conv2d(cfg.channels * (2 * k - 1), widths[0], 3, padding=1)
+            # Input: the K frames and their K-1 differences (and the measured flow), stacked as channels of one image.
+            self.stem = nn.Conv2d(cfg.channels * (2 * k - 1) + 2 * cfg.flow_prior, widths[0], 3, padding=1)
             self.down = nn.ModuleList(
                 nn.Sequential(nn.SiLU(), nn.Conv2d(widths[i], widths[i + 1], 4, stride=2, padding=1))
                 for i in range(cfg.levels)
@@ -140,9 +148,13 @@ class Generator(nn.Module):
                 f"got {tuple(context.shape)}"
             )
         skips: list[Tensor] = []
+        flow_range = cfg.max_flow * cfg.size / 32
         if cfg.context_frames > 0:
             diffs = context[:, :, 1:] - context[:, :, :-1]  # (B, C, K-1, H, W): the motion
             x = rearrange(torch.cat([context, diffs], dim=2), "b c k h w -> b (k c) h w")
+            if cfg.flow_prior:  # backward flow of the last step: warp(previous, seen) ≈ last
+                seen = estimate_flow(context[:, :, -1], context[:, :, -2])  # (B, 2, H, W), no gradient
+                x = torch.cat([x, seen / flow_range], dim=1)
             x = self.stem(x)  # (B, w0, H, W)
             for down in self.down:
                 skips.append(x)
@@ -162,7 +174,10 @@ class Generator(nn.Module):
         colour = torch.tanh(out[:, : cfg.channels])  # (B, C, T-K, H, W)
         if cfg.context_frames == 0:
             return colour
-        flow = torch.tanh(out[:, cfg.channels : cfg.channels + 2]) * (cfg.max_flow * cfg.size / 32)
+        flow = torch.tanh(out[:, cfg.channels : cfg.channels + 2]) * flow_range
+        if cfg.flow_prior:  # constant velocity: frame i after the last one is (i + 1) steps away
+            steps = torch.arange(1, future + 1, device=flow.device, dtype=flow.dtype).view(1, 1, future, 1, 1)
+            flow = flow + steps * rearrange(seen, "b two h w -> b two 1 h w")
         last = repeat(context[:, :, -1], "b c h w -> b c t h w", t=future)
         warped = warp(last, flow)  # (B, C, T-K, H, W): the last frame displaced
         if cfg.output == "residual":  # colour is tanh(r): the correction 2 tanh(r) reaches any pixel value

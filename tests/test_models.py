@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genloss import warp
+from genloss import estimate_flow, warp
 from models import DiscriminatorConfig, Generator, GeneratorConfig, ImageDiscriminator, VideoDiscriminator, sample_frames
 
 
@@ -62,6 +62,29 @@ class TestGenerator:
         out = g(ctx, torch.randn(2, 32, dtype=torch.float64))
         torch.testing.assert_close(out, ctx[:, :, -1:].expand_as(out), rtol=1e-12, atol=1e-12)
 
+    def test_flow_prior_starts_by_extrapolating_the_context_motion(self):
+        # A smooth texture moving 1 px right and 0.5 px down per frame: with a zero head the residual
+        # generator's continuation is warp(last, (i + 1) F), F measured from the two context frames
+        # (estimate_flow is weight-free); it must predict the moving texture far better than a copy
+        # of the last frame, where the plain generator is that copy.
+        g_ = torch.Generator().manual_seed(0)
+        big = F.avg_pool2d(torch.rand(1, 3, 96, 96, generator=g_), 5, 1, 2) * 2 - 1
+        big = F.interpolate(big, scale_factor=2, mode="bilinear", align_corners=False)  # (1, 3, 192, 192)
+        shift = lambda t: torch.roll(big, shifts=(t, 2 * t), dims=(2, 3))[:, :, 32:160, 32:160]  # (1, 3, 128, 128)
+        video = torch.stack([F.avg_pool2d(shift(t), 2) for t in range(6)], 2)  # (1, 3, 6, 64, 64)
+        ctx, future = video[:, :, :2], video[:, :, 2:]
+        cfg = GeneratorConfig(frames=6, context_frames=2, size=64, output="residual", flow_prior=True)
+        out = Generator(cfg)(ctx, torch.randn(1, 32)).detach()
+        seen = estimate_flow(ctx[:, :, 1], ctx[:, :, 0])
+        steps = torch.arange(1, 5, dtype=torch.float32).view(1, 1, 4, 1, 1)
+        expected = warp(ctx[:, :, 1:].expand(-1, -1, 4, -1, -1), steps * seen[:, :, None]).clamp(-1, 1)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        inner = (..., slice(12, -12), slice(12, -12))  # away from the borders the shift wraps into
+        copy_error = (ctx[:, :, 1:] - future).abs()[inner].mean()
+        assert (out - future).abs()[inner].mean() < 0.2 * copy_error
+        plain = Generator(GeneratorConfig(frames=6, context_frames=2, size=64, output="residual"))(ctx, torch.randn(1, 32))
+        torch.testing.assert_close(plain.detach(), ctx[:, :, 1:].expand_as(plain))
+
     def test_gradients_reach_every_parameter(self):
         g = Generator(GeneratorConfig(frames=5, context_frames=2, size=16))
         with torch.no_grad():
@@ -70,19 +93,21 @@ class TestGenerator:
         missing = [n for n, p in g.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
         assert missing == []
 
-    @pytest.mark.parametrize("k,output_scale,output", [(2, 2, "blend"), (3, 1, "blend"), (0, 2, "blend"),
-                                                       (2, 2, "residual")])
-    def test_forward_equals_the_architecture_written_out(self, k, output_scale, output):
+    @pytest.mark.parametrize("k,output_scale,output,flow_prior", [
+        (2, 2, "blend", False), (3, 1, "blend", False), (0, 2, "blend", False), (2, 2, "residual", False),
+        (2, 2, "residual", True), (3, 1, "blend", True)])
+    def test_forward_equals_the_architecture_written_out(self, k, output_scale, output, flow_prior):
         """The generator's forward against its architecture written out with torch.nn.functional,
         from its own (randomised) weights: stem on the K frames and their K-1 differences, SiLU +
         stride-2 convs, noise and time embedding, a residual (2+1)-D block, nearest upsampling with
         the encoder's skip, the head, the flow scaled by size/32 and the blend on the last frame
         (or, ``output="residual"``, the warped last frame plus 2 tanh of the colour head, clamped).
-        Size 16, so a flow range not scaled with the size is off by 2x. float64: both sides run
+        With ``flow_prior`` the stem also gets the flow measured between the last two context frames
+        (over the flow range) and continuation frame i adds (i + 1) times it to the head's flow. Size 16, so a flow range not scaled with the size is off by 2x. float64: both sides run
         the same ops, so they agree to rounding."""
         torch.manual_seed(0)
         cfg = GeneratorConfig(frames=5, context_frames=k, size=16, z_dim=6, base_channels=8, output_scale=output_scale,
-                              output=output)
+                              output=output, flow_prior=flow_prior)
         g = Generator(cfg).double()
         with torch.no_grad():  # every weight random (the head starts at zero), biases included
             for p in g.parameters():
@@ -101,6 +126,9 @@ class TestGenerator:
         skips = []
         if k:
             frames = [ctx[:, :, i] for i in range(k)] + [ctx[:, :, i] - ctx[:, :, i - 1] for i in range(1, k)]
+            if flow_prior:
+                seen = estimate_flow(ctx[:, :, -1], ctx[:, :, -2])
+                frames.append(seen / (cfg.max_flow * 16 / 32))
             x = F.conv2d(torch.cat(frames, 1), w["stem.weight"], w["stem.bias"], padding=1)
             for i in range(2):
                 skips.append(x)
@@ -122,6 +150,8 @@ class TestGenerator:
         colour = torch.tanh(out[:, :3])
         if k:
             flow = torch.tanh(out[:, 3:5]) * cfg.max_flow * 16 / 32
+            if flow_prior:
+                flow = flow + torch.stack([(i + 1) * seen for i in range(5 - k)], dim=2)
             last = ctx[:, :, -1:].expand(-1, -1, 5 - k, -1, -1)
             if output == "residual":
                 assert out.shape[1] == 5  # no mask channel
@@ -142,6 +172,7 @@ class TestGenerator:
             (dict(base_channels=12), "multiple of 8"),
             (dict(output_scale=3), "output_scale"),
             (dict(output="mix"), "output must be one of"),
+            (dict(context_frames=1, flow_prior=True), "flow_prior needs at least 2 context frames"),
         ],
     )
     def test_bad_config(self, kwargs, match):

@@ -695,6 +695,8 @@ def test_settings_out_of_range_are_refused_naming_the_flag(name, bad, edge):
     ({"size": 8}, {"size": 24}, r"^--size must be"),
     ({"g_channels": 12}, {"g_channels": 8}, r"^--g-channels must be a multiple of 8"),
     ({"detect_clips": 1}, {"detect_clips": 2}, r"^--detect-clips must be 0 \(off\) or >= 2"),
+    ({"g_flow_prior": True, "context_frames": 1}, {"g_flow_prior": True, "context_frames": 2},
+     r"^--g-flow-prior measures the motion between the last two context frames: it needs --context-frames 2"),
 ])
 def test_settings_that_dont_fit_together_are_refused_at_the_edge(bad, edge, message):
     from train.config import ConfigError

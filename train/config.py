@@ -161,6 +161,10 @@ class TrainConfig:
                             help="how the generator makes a continuation frame from the warped last context frame: "
                             "blend (a mask between the warp and a painted colour image) or residual (the warp plus a "
                             "painted correction: the last frame's texture carried by construction)")
+    g_flow_prior: bool = setting(False, resume="model",
+                                 help="measure the context's motion without weights (genloss.estimate_flow between "
+                                 "the last two context frames), feed it to the generator and extrapolate it at constant "
+                                 "velocity under the flow head's correction (needs --context-frames 2 or more)")
     g_output_scale: int = setting(2, choices=(1, 2), resume="model",
                                   help="generator heads (flow, mask, colour) at size / this, bilinearly upsampled; "
                                   "1 = full resolution (sharper, ~40% slower)")
@@ -290,6 +294,9 @@ class TrainConfig:
         if not 0 <= self.context_frames < self.frames:
             raise ConfigError(f"--context-frames must be in [0, --frames); got {self.context_frames} "
                               f"with --frames {self.frames}")
+        if self.g_flow_prior and self.context_frames < 2:
+            raise ConfigError(f"--g-flow-prior measures the motion between the last two context frames: it needs "
+                              f"--context-frames 2 or more; got {self.context_frames}")
         _require(self.size >= 16 and self.size % 8 == 0, "size",
                  "must be a multiple of 8 and at least 16 (the models halve it 3 times)", self.size)
         for name in ("g_channels", "d_channels"):
