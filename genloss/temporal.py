@@ -49,11 +49,11 @@ __all__ = [
     "flow_warping_loss",
     "occlusion_mask",
     "ping_pong_loss",
+    "splat",
     "temporal_difference_loss",
     "temporal_lpips_loss",
     "temporal_lpips_per_step",
     "temporal_smoothness_loss",
-    "splat",
     "warp",
 ]
 
@@ -178,7 +178,7 @@ def splat(frames: Tensor, flow: Tensor, importance: Tensor | None = None) -> tup
                              f"got {tuple(importance.shape)}")
     is_video = frames.ndim == 5
     pattern = "b c t h w -> (b t) c h w"
-    dtype = at_least_float32(torch.empty((), dtype=torch.promote_types(frames.dtype, flow.dtype))).dtype
+    dtype = torch.promote_types(torch.promote_types(frames.dtype, flow.dtype), torch.float32)  # fp16 -> fp32
     x = frames.to(dtype)
     f = flow.to(dtype)
     z = importance.to(dtype) if importance is not None else None
