@@ -572,7 +572,7 @@ BUGS = [
         "nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 4, stride=2, padding=1))",
         ("tests/test_models.py", "tests/test_trainer_units.py", "tests/test_recipe.py", "tests/test_train.py"),
         "no non-linearity between the encoder's convolutions"),
-    Bug("flow_not_scaled_with_size", "models/generator.py", "* (cfg.max_flow * cfg.size / 32)", "* cfg.max_flow",
+    Bug("flow_not_scaled_with_size", "models/generator.py", "flow_range = cfg.max_flow * cfg.size / 32", "flow_range = cfg.max_flow",
         ("tests/test_models.py", "tests/test_trainer_units.py", "tests/test_recipe.py", "tests/test_train.py"),
         "the flow range stays 8 px at 64x64 (documented: scales with size)"),
     Bug("warp_first_context_frame", "models/generator.py", 'last = repeat(context[:, :, -1], "b c h w -> b c t h w"',
