@@ -234,6 +234,46 @@ class TestDiscriminators:
         for a, b in zip(got, features, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
+    def test_local_trunk_equals_the_architecture_written_out(self):
+        """Two 3x3 convs at full resolution, then per level a 2x2 max pool and a 3x3 conv (width
+        doubled), LeakyReLU(0.2) after each conv, a 3x3 conv to the logits; the features are the
+        activations at the end of each stage. float64, same ops on both sides."""
+        torch.manual_seed(0)
+        d = ImageDiscriminator(DiscriminatorConfig(size=16, base_channels=4, levels=2, trunk="local")).double()
+        x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+        w = dict(d.named_parameters())
+
+        def conv(h, name):
+            return F.leaky_relu(F.conv2d(h, w[f"trunk.layers.{name}.weight"], w[f"trunk.layers.{name}.bias"],
+                                         padding=1), 0.2)
+
+        h = conv(conv(x, "0.0"), "0.2")
+        features = [h]
+        for i in (1, 2):
+            h = conv(F.max_pool2d(h, 2), f"{i}.1")
+            features.append(h)
+        expected = F.conv2d(h, w["trunk.to_logits.weight"], w["trunk.to_logits.bias"], padding=1)
+        with torch.no_grad():
+            logits, got = d(x)
+        assert logits.shape == (2, 1, 4, 4)  # a logit per 4x4 patch, as the strided trunk with 2 levels
+        assert [f.shape[1:] for f in got] == [(4, 16, 16), (8, 8, 8), (16, 4, 4)]
+        torch.testing.assert_close(logits, expected, rtol=1e-12, atol=1e-12)
+        for a, b in zip(got, features, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+    def test_local_trunk_spectral_norm_wraps_every_conv(self):
+        from torch.nn.utils.parametrize import is_parametrized
+
+        d = ImageDiscriminator(DiscriminatorConfig(size=16, base_channels=4, levels=2, trunk="local", spectral_norm=True))
+        convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) == 5 and all(is_parametrized(m, "weight") for m in convs)  # 2 full-res, 2 pooled, logits
+
+    def test_bad_trunk(self):
+        with pytest.raises(ValueError, match="trunk must be one of .*'strided'.*got 'pooled'"):
+            ImageDiscriminator(DiscriminatorConfig(trunk="pooled"))
+        with pytest.raises(ValueError, match="video discriminator has only the 'strided' trunk; got trunk='local'"):
+            VideoDiscriminator(DiscriminatorConfig(trunk="local"))
+
     def test_bad_size(self):
         with pytest.raises(ValueError, match="multiple of 8"):
             VideoDiscriminator(DiscriminatorConfig(size=20))

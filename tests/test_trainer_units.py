@@ -711,12 +711,14 @@ def test_models_are_built_from_every_model_setting():
 
     cfg = TrainConfig(frames=5, context_frames=1, size=16, z_dim=4, g_channels=8, g_output_scale=1, d_channels=8,
                       spectral_norm=True, video_d_input="clip+diff", g_output="residual",
-                      d_image_levels=2)  # none of them at its default
+                      d_image_levels=2, d_image_trunk="local")  # none of them at its default
     generator, d_image, d_video = build_models(cfg)
     g = generator.config
     assert (g.frames, g.context_frames, g.size, g.z_dim, g.base_channels, g.output_scale, g.output) == (
         5, 1, 16, 4, 8, 1, "residual")
     assert (d_image.config.levels, d_video.config.levels) == (2, 3)  # the video discriminator keeps its own
+    assert (d_image.config.trunk, d_video.config.trunk) == ("local", "strided")
+    assert sum(isinstance(m, nn.MaxPool2d) for m in d_image.modules()) == 2  # the local trunk pools per level
     assert d_image(torch.zeros(1, 3, 16, 16))[0].shape == (1, 1, 4, 4)  # a logit per 4x4 patch
     for d, channels in ((d_image, 3), (d_video, 6)):  # clip+diff: the clip and its differences
         assert (d.config.size, d.config.base_channels, d.config.spectral_norm, d.config.channels) == (16, 8, True,

@@ -579,7 +579,7 @@ BUGS = [
         'last = repeat(context[:, :, 0], "b c h w -> b c t h w"',
         ("tests/test_models.py", "tests/test_trainer_units.py", "tests/test_recipe.py", "tests/test_train.py"),
         "the generator warps the first context frame, not the last"),
-    Bug("d_relu_not_leaky", "models/discriminators.py", "nn.LeakyReLU(0.2))", "nn.ReLU())",
+    Bug("d_relu_not_leaky", "models/discriminators.py", "return nn.LeakyReLU(0.2)", "return nn.ReLU()",
         ("tests/test_models.py", "tests/test_trainer_units.py", "tests/test_recipe.py", "tests/test_train.py"),
         "the discriminators use ReLU (dead units, no gradient for negative pre-activations)"),
     Bug("logit_layer_without_spectral_norm", "models/discriminators.py",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genloss import KINDS, DiffAugment
+from models.discriminators import TRUNKS
 from models.generator import OUTPUTS as G_OUTPUTS
 from train.in_training_eval import DETECTOR_PROTOCOLS
 from train.data import CLIP_AUGMENTS, FRAME_SUFFIXES, HELDOUT_FRACTION, VIDEO_SUFFIXES
@@ -174,6 +175,10 @@ class TrainConfig:
                                   help="stride-2 layers of the image discriminator: 3 gives a logit per 8x8 patch, "
                                   "each seeing 31 px (most of a 32x32 frame); 2 a logit per 4x4 patch, each seeing 18 "
                                   "px (local detail such as corners)")
+    d_image_trunk: str = setting("strided", choices=TRUNKS, resume="model",
+                                 help="the image discriminator's layers: strided (stride-2 4x4 convs) or local "
+                                 "(two 3x3 convs at full resolution, then max pooling per level: compares "
+                                 "neighbouring pixels, so it sees pixel-wide artefacts such as rounded corners)")
     z_dim: int = setting(32, minimum=1, resume="model", help="noise vector size")
     spectral_norm: bool = setting(False, resume="model", help="spectral normalisation in both discriminators")
     video_d_input: str = setting("clip", choices=VIDEO_D_INPUTS, resume="model",
