@@ -74,6 +74,27 @@ class TestTrainConfig:
         assert run == dataclasses.asdict(record)
         assert TrainConfig.from_dict(config.to_dict()) == config
 
+    def test_saved_run_from_before_a_setting_keeps_the_value_it_trained_with(self, tmp_path):
+        """A run saved before --d-image-trunk existed trained the strided trunk with 3 levels: its
+        config.json without the keys must rebuild that, not today's defaults (local, 2), or its
+        checkpoint would not load. A hand-written file without them gets today's defaults."""
+        from train.build import build_models
+
+        old = TrainConfig(size=16, frames=4)
+        settings = old.to_dict()
+        del settings["d_image_trunk"], settings["d_image_levels"]
+        (tmp_path / "config.json").write_text(json.dumps({"settings": settings, "run": {}}))
+        loaded, _ = load_config(tmp_path / "config.json")
+        assert (loaded.d_image_trunk, loaded.d_image_levels) == ("strided", 3)
+        assert (TrainConfig().d_image_trunk, TrainConfig().d_image_levels) == ("local", 2)
+        then = build_models(dataclasses.replace(old, d_image_trunk="strided", d_image_levels=3))[1].state_dict()
+        build_models(loaded)[1].load_state_dict(then)  # strict: the same architecture
+        (tmp_path / "hand.json").write_text(json.dumps(settings))
+        assert (load_config(tmp_path / "hand.json")[0].d_image_trunk, load_config(tmp_path / "hand.json")[0]
+                .d_image_levels) == ("local", 2)
+        (tmp_path / "newer.json").write_text(json.dumps({"settings": old.to_dict(), "run": {}}))
+        assert load_config(tmp_path / "newer.json")[0] == old  # a run that saved the keys keeps them
+
     def test_every_setting_is_a_flag_with_the_same_default(self):
         flags = {a.dest for a in build_parser()._actions if a.option_strings and a.dest != "help"}
         settings = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -168,10 +168,70 @@ def test_r1_r2_are_half_gamma_mean_logit_penalties_through_the_view(gamma1, floa
             assert "d/r1" not in logs and "d/r2" not in logs
 
 
+def test_image_discriminator_sees_each_frame_next_to_its_last_context_frame(float64, monkeypatch):
+    """--d-image-input frame+context: in both halves the image discriminator's input is each sampled
+    frame then its clip's last context frame (always the real one) as 2C channels, both shown the
+    frame's augmentation draw; R1 is taken with respect to the frames alone."""
+    gamma = 0.6
+    cfg, gan, losses, real = _parts(d_image_input="frame+context", augment="color,translation,cutout",
+                                    r1_gamma=gamma)
+    rec = Recorder(gan, monkeypatch)
+    ok, logs = train_step(0, real, gan, losses, cfg, StubAccelerator())
+    assert ok and gan.d_image.config.channels == 6
+    (_, generated), = rec.calls["g"]
+    fake = torch.cat([real[:, :, :2], generated], dim=2)
+    d_idx, g_idx = rec.indices
+    last = real[:, :, 1]  # (B, C, H, W): the last of the 2 context frames
+
+    def shown(frames, context, draw):
+        return torch.cat([apply_augment(frames, draw), apply_augment(context, draw)], dim=1)
+
+    def context_of(idx):
+        return last.repeat_interleave(len(idx), dim=0)  # clip by clip, as _frames orders the frames
+
+    (_, d_draw), (_, g_draw) = rec.draws[1], rec.draws[3]  # video, frames; then the generator's half
+    d_frames = torch.cat([_frames(real, d_idx), _frames(fake, d_idx)])
+    seen_d, seen_g = rec.calls["image"][0][0], rec.calls["image"][1][0]
+    torch.testing.assert_close(seen_d, shown(d_frames, torch.cat([context_of(d_idx)] * 2), d_draw),
+                               rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(seen_g, shown(_frames(fake, g_idx), context_of(g_idx), g_draw), rtol=RTOL, atol=ATOL)
+    assert not torch.equal(seen_d[:, 3:], seen_d[:, :3])  # the context is not the frame itself
+
+    # R1 of this step (the parameters before the update are gone: recompute it from a copy)
+    cfg2, gan2, losses2, _ = _parts(d_image_input="frame+context", augment="color,translation,cutout",
+                                    r1_gamma=gamma)
+    def real_half(draw, n):  # the draws cover real then generated inputs
+        return {k: v[:n] for k, v in draw.items()}
+
+    clips = real.clone().requires_grad_(True)
+    frames = _frames(real, d_idx).requires_grad_(True)
+    video_draw, frames_draw = real_half(rec.draws[0][1], len(clips)), real_half(d_draw, len(frames))
+    r1 = gamma / 2 * (gl.r1_penalty(gan2.d_video(apply_augment(clips, video_draw))[0].flatten(1).mean(1), clips)
+                      + gl.r1_penalty(gan2.d_image(shown(frames, context_of(d_idx), frames_draw))[0]
+                                      .flatten(1).mean(1), frames))
+    assert logs["d/r1"].item() == pytest.approx(r1.item(), rel=1e-9)
+
+
+def test_frame_context_view_refuses_frames_without_their_context():
+    from train.losses import DiscriminatorView
+
+    view, frames = DiscriminatorView(frame_context=True), torch.zeros(4, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"expected a context frame per frame, of shape \(4, 3, 8, 8\); got None"):
+        view.frames(frames)
+    with pytest.raises(ValueError, match=r"got \(2, 3, 8, 8\)"):
+        view.frames(frames, None, torch.zeros(2, 3, 8, 8))
+
+
+def test_frame_context_needs_a_context():
+    with pytest.raises(ConfigError, match=r"^--d-image-input frame\+context .* needs --context-frames 1 or more; got 0"):
+        TrainConfig(d_image_input="frame+context", context_frames=0).validate(environment=False)
+    TrainConfig(d_image_input="frame+context", context_frames=1).validate(environment=False)
+
+
 def test_logged_r1_is_the_sum_convention_over_p_squared(float64, monkeypatch):
     # The conversion --help and the README give, gamma_sum = gamma / P^2, with the reference
-    # discriminators' P: 32 logits per clip (T' x h x w = 2 x 4 x 4 for 6 frames of 32 px) and 16
-    # per frame (4 x 4). genloss.r1_penalty on the summed logits is the library's own definition.
+    # discriminators' P: 32 logits per clip (T' x h x w = 2 x 4 x 4 for 6 frames of 32 px) and 64
+    # per frame (8 x 8, two levels). genloss.r1_penalty on the summed logits is the library's own definition.
     gamma = 2.0
     cfg, gan, losses, real = _parts(size=32, frames=6, r1_gamma=gamma)
     rec = Recorder(gan, monkeypatch)
@@ -181,8 +241,8 @@ def test_logged_r1_is_the_sum_convention_over_p_squared(float64, monkeypatch):
         clips = real.clone().requires_grad_(True)
         frames = _frames(real, rec.indices[0]).requires_grad_(True)
         v, i = gan.d_video(clips)[0], gan.d_image(frames)[0]
-        assert v[0].numel() == 32 and i[0].numel() == 16
-        expected.append(gamma / 2 * (gl.r1_penalty(v, clips) / 32**2 + gl.r1_penalty(i, frames) / 16**2))
+        assert v[0].numel() == 32 and i[0].numel() == 64
+        expected.append(gamma / 2 * (gl.r1_penalty(v, clips) / 32**2 + gl.r1_penalty(i, frames) / 64**2))
         return d_step(*args, **kwargs)
 
     gan.opt_d.step = before_update

@@ -9,6 +9,7 @@ relative): a wrong weight, sign, factor of 2 or input fails by orders of magnitu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -711,16 +712,21 @@ def test_models_are_built_from_every_model_setting():
 
     cfg = TrainConfig(frames=5, context_frames=1, size=16, z_dim=4, g_channels=8, g_output_scale=1, d_channels=8,
                       spectral_norm=True, video_d_input="clip+diff", g_output="residual",
-                      d_image_levels=2, d_image_trunk="local")  # none of them at its default
+                      d_image_levels=3, d_image_trunk="strided", d_image_input="frame+context")  # none at its default
     generator, d_image, d_video = build_models(cfg)
     g = generator.config
     assert (g.frames, g.context_frames, g.size, g.z_dim, g.base_channels, g.output_scale, g.output) == (
         5, 1, 16, 4, 8, 1, "residual")
-    assert (d_image.config.levels, d_video.config.levels) == (2, 3)  # the video discriminator keeps its own
-    assert (d_image.config.trunk, d_video.config.trunk) == ("local", "strided")
-    assert sum(isinstance(m, nn.MaxPool2d) for m in d_image.modules()) == 2  # the local trunk pools per level
-    assert d_image(torch.zeros(1, 3, 16, 16))[0].shape == (1, 1, 4, 4)  # a logit per 4x4 patch
-    for d, channels in ((d_image, 3), (d_video, 6)):  # clip+diff: the clip and its differences
+    assert (d_image.config.levels, d_video.config.levels) == (3, 3)
+    assert (d_image.config.trunk, d_video.config.trunk) == ("strided", "strided")
+    assert not any(isinstance(m, nn.MaxPool2d) for m in d_image.modules())
+    assert d_image(torch.zeros(1, 6, 16, 16))[0].shape == (1, 1, 2, 2)  # a logit per 8x8 patch
+    # The defaults differ from DiscriminatorConfig's (strided, 3): built from them, not from its defaults.
+    d_local = build_models(dataclasses.replace(cfg, d_image_levels=2, d_image_trunk="local", d_image_input="frame"))[1]
+    assert (d_local.config.levels, d_local.config.trunk, d_local.config.channels) == (2, "local", 3)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in d_local.modules()) == 2  # the local trunk pools per level
+    assert d_local(torch.zeros(1, 3, 16, 16))[0].shape == (1, 1, 4, 4)  # a logit per 4x4 patch
+    for d, channels in ((d_image, 6), (d_video, 6)):  # frame+context, clip+diff: 2C channels each
         assert (d.config.size, d.config.base_channels, d.config.spectral_norm, d.config.channels) == (16, 8, True,
                                                                                                       channels)
         assert any("orig" in name for name, _ in d.named_parameters())  # the spectral-norm wrapper is there

@@ -31,7 +31,9 @@ def build_models(cfg: TrainConfig) -> tuple[Generator, ImageDiscriminator, Video
     d_config = DiscriminatorConfig(size=cfg.size, base_channels=cfg.d_channels, spectral_norm=cfg.spectral_norm)
     # --video-d-input clip+diff: the clip and its frame differences (models.with_frame_differences), 2C channels
     video_channels = d_config.channels * (2 if cfg.video_d_input == "clip+diff" else 1)
-    image_config = dataclasses.replace(d_config, levels=cfg.d_image_levels, trunk=cfg.d_image_trunk)
+    image_channels = d_config.channels * (2 if cfg.d_image_input == "frame+context" else 1)  # and its context
+    image_config = dataclasses.replace(d_config, channels=image_channels, levels=cfg.d_image_levels,
+                                       trunk=cfg.d_image_trunk)
     return (build_generator(cfg), ImageDiscriminator(image_config),
             VideoDiscriminator(dataclasses.replace(d_config, channels=video_channels)))
 

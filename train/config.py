@@ -38,6 +38,7 @@ __all__ = [
     "REPORT_TO_CHOICES",
     "RESUME_KINDS",
     "RESUME_RULES",
+    "IMAGE_D_INPUTS",
     "VIDEO_D_INPUTS",
     "ConfigError",
     "RunRecord",
@@ -58,6 +59,7 @@ REPORT_TO_CHOICES = ("none", "tensorboard", "wandb", "all")
 PRECISIONS = ("no", "fp16", "bf16")
 REC_LOSSES = ("l1", "charbonnier")
 VIDEO_D_INPUTS = ("clip", "clip+diff")
+IMAGE_D_INPUTS = ("frame", "frame+context")
 # What a resumed run may change (:func:`settings_for_resume`). "model", "data" and "training": the
 # run's models, the clips it sees (and in which order) or its optimisation recipe; changing one
 # would make a different run under the same name, and the optimisers' saved state (learning rates
@@ -171,16 +173,21 @@ class TrainConfig:
                                   "1 = full resolution (sharper, ~40% slower)")
     d_channels: int = setting(16, minimum=1, resume="model",
                               help="discriminators' first-layer width (a multiple of 8)")
-    d_image_levels: int = setting(3, choices=(2, 3), resume="model",
-                                  help="stride-2 layers of the image discriminator: 3 gives a logit per 8x8 patch, "
-                                  "each seeing 31 px (most of a 32x32 frame); 2 a logit per 4x4 patch, each seeing 18 "
-                                  "px (local detail such as corners)")
-    d_image_trunk: str = setting("strided", choices=TRUNKS, resume="model",
-                                 help="the image discriminator's layers: strided (stride-2 4x4 convs) or local "
-                                 "(two 3x3 convs at full resolution, then max pooling per level: compares "
-                                 "neighbouring pixels, so it sees pixel-wide artefacts such as rounded corners)")
+    d_image_levels: int = setting(2, choices=(2, 3), resume="model",
+                                  help="downsampling levels of the image discriminator: 2 gives a logit per 4x4 "
+                                  "patch (each seeing 28 px with the local trunk, 18 px with the strided one), 3 a "
+                                  "logit per 8x8 patch (the whole 32x32 frame; 31 px)")
+    d_image_trunk: str = setting("local", choices=TRUNKS, resume="model",
+                                 help="the image discriminator's layers: local (two 3x3 convs at full resolution, "
+                                 "then max pooling per level: compares neighbouring pixels, so it sees pixel-wide "
+                                 "artefacts such as rounded corners) or strided (stride-2 4x4 convs, the default "
+                                 "before 2026-12-06: it sat near chance and left the frames detectable)")
     z_dim: int = setting(32, minimum=1, resume="model", help="noise vector size")
     spectral_norm: bool = setting(False, resume="model", help="spectral normalisation in both discriminators")
+    d_image_input: str = setting("frame", choices=IMAGE_D_INPUTS, resume="model",
+                                 help="what the image discriminator sees: the frame, or frame+context (the frame "
+                                 "and its clip's last context frame, as 2C channels: a shape that shrank or changed "
+                                 "colour since the context shows at full resolution; needs --context-frames 1+)")
     video_d_input: str = setting("clip", choices=VIDEO_D_INPUTS, resume="model",
                                  help="what the video discriminator sees: the clip, or clip+diff (the clip and its "
                                  "frame differences, zero for the first frame, as 2C channels)")
@@ -302,6 +309,9 @@ class TrainConfig:
         if self.g_flow_prior and self.context_frames < 2:
             raise ConfigError(f"--g-flow-prior measures the motion between the last two context frames: it needs "
                               f"--context-frames 2 or more; got {self.context_frames}")
+        if self.d_image_input == "frame+context" and self.context_frames < 1:
+            raise ConfigError("--d-image-input frame+context shows each frame next to its clip's last context "
+                              "frame: it needs --context-frames 1 or more; got 0")
         _require(self.size >= 16 and self.size % 8 == 0, "size",
                  "must be a multiple of 8 and at least 16 (the models halve it 3 times)", self.size)
         for name in ("g_channels", "d_channels"):
@@ -480,6 +490,12 @@ def flat_config(config: TrainConfig, record: RunRecord) -> dict:
             "resume": record.resumed_from, "created": record.started}
 
 
+# Model settings whose default changed after runs were saved without them: such a run trained with
+# the value here, so its config.json lacking the key means this value, not today's default (which
+# would rebuild another architecture than its checkpoints hold). Hand-written files get today's.
+BEFORE_THE_SETTING = {"d_image_levels": 3, "d_image_trunk": "strided"}
+
+
 def load_config(path: str | Path) -> tuple[TrainConfig, dict]:
     """The settings of a ``config.json`` (or hand-written JSON file) and what its run recorded.
 
@@ -497,7 +513,7 @@ def load_config(path: str | Path) -> tuple[TrainConfig, dict]:
         extra = sorted(set(data) - {"settings", "run"})
         if extra:
             raise ConfigError(f"{path}: unknown top-level key(s) {extra}; expected 'settings' and 'run'")
-        settings, run = dict(data["settings"]), dict(data.get("run") or {})
+        settings, run = {**BEFORE_THE_SETTING, **dict(data["settings"])}, dict(data.get("run") or {})
     else:  # hand-written: settings only
         settings, run = dict(data), {}
     return TrainConfig.from_dict(settings, source=str(path)), run

@@ -130,6 +130,12 @@ class Verdicts:
         return {"video": (self.video_real, self.video_fake), "image": (self.image_real, self.image_fake)}
 
 
+def last_context_frames(clips: Tensor, idx: Tensor, context_frames: int) -> Tensor:
+    """The last context frame of each clip, once per frame ``sample_frames(clips, idx)`` picks:
+    ``(B, C, T, H, W) -> (B * n, C, H, W)``, aligned with those frames."""
+    return sample_frames(clips, torch.full_like(idx, context_frames - 1))
+
+
 def judge_for_discriminators(gan: GAN, view: DiscriminatorView, real: Tensor, fake: Tensor, context_frames: int, *,
                              r1: bool, r2: bool) -> Verdicts:
     """Both discriminators on real and generated clips, batched: one forward each (DDP allows one
@@ -139,8 +145,10 @@ def judge_for_discriminators(gan: GAN, view: DiscriminatorView, real: Tensor, fa
     real_clips, fake_clips = real.detach().requires_grad_(r1), fake.detach().requires_grad_(r2)
     real_frames = sample_frames(real.detach(), idx).requires_grad_(r1)  # (B * n, C, H, W)
     fake_frames = sample_frames(fake.detach(), idx).requires_grad_(r2)
+    context = last_context_frames(real.detach(), idx, context_frames) if view.frame_context else None
     video_logits, _ = gan.d_video(view.video(torch.cat([real_clips, fake_clips])))  # (2B, 1, T', h, w)
-    image_logits, _ = gan.d_image(view.frames(torch.cat([real_frames, fake_frames])))  # (2Bn, 1, h, w)
+    image_logits, _ = gan.d_image(view.frames(torch.cat([real_frames, fake_frames]), None,
+                                              None if context is None else torch.cat([context, context])))
     (video_real, video_fake), (image_real, image_fake) = video_logits.chunk(2), image_logits.chunk(2)
     return Verdicts(video_real=video_real, video_fake=video_fake, image_real=image_real, image_fake=image_fake,
                     real_clips=real_clips if r1 else None, real_frames=real_frames if r1 else None,
@@ -166,10 +174,11 @@ def judge_for_generator(gan: GAN, view: DiscriminatorView, real: Tensor, fake: T
         idx = frame_indices(real.shape[2], context_frames, fake.device)
         frames = sample_frames(fake, idx)
         draw = view.draw(frames)
-        out.image_fake, _ = gan.d_image_raw(view.frames(frames, draw))
+        context = last_context_frames(real, idx, context_frames) if view.frame_context else None
+        out.image_fake, _ = gan.d_image_raw(view.frames(frames, draw, context))
         if relativistic:
             with torch.no_grad():
-                out.image_real, _ = gan.d_image_raw(view.frames(sample_frames(real, idx), draw))
+                out.image_real, _ = gan.d_image_raw(view.frames(sample_frames(real, idx), draw, context))
     return out
 
 
@@ -179,7 +188,7 @@ def gradient_penalties(d: Verdicts, cfg: TrainConfig, scaler, *, r1: bool, r2: b
     Per-sample units, as in Mescheder et al. 2018 and R3GAN (Huang et al. 2024): each penalty is
     ``‖∇ₓ mean_p D(x)_p‖²``, the gradient of a clip's (frame's) *mean* logit with respect to the
     un-augmented input, so γ means the same whatever the number P of patch logits per sample (32
-    per clip and 16 per frame in the reference run). The sum of the logits has P times that
+    per clip and 64 per frame in the reference run). The sum of the logits has P times that
     gradient: ``γ_sum = γ / P²`` gives the same penalty with ``genloss.r1_penalty`` on the sum.
     """
     scale = scaler.get_scale() if scaler else None

@@ -45,7 +45,9 @@ class DiscriminatorView:
     clip and shared by its frames (time-consistent, as in DIGAN and StyleGAN-V; the image
     discriminator's frames are images, one draw each). ``--video-d-input clip+diff``: the video
     discriminator also gets the frame differences of what it sees (after augmentation, so they are
-    the differences of the clip it judges), as C more channels.
+    the differences of the clip it judges), as C more channels. ``--d-image-input frame+context``:
+    the image discriminator sees each frame next to its clip's last context frame (pix2pix's
+    conditional discriminator, the condition being the context), both shown the same draw.
 
     Differentiable throughout, so gradient penalties taken with respect to the un-augmented inputs
     and the generator's gradient both pass through it.
@@ -53,6 +55,7 @@ class DiscriminatorView:
 
     policy: str = ""  # DiffAugment policy; "" shows the inputs as they are
     frame_differences: bool = False  # the video discriminator's input is (clip, its frame differences)
+    frame_context: bool = False  # the image discriminator's input is (frame, its clip's last context frame)
 
     def draw(self, x: Tensor) -> dict[str, Tensor]:
         """One augmentation draw per sample of ``x``, to show several tensors the same transforms."""
@@ -64,9 +67,17 @@ class DiscriminatorView:
         clips = self._augment(clips, draw)
         return with_frame_differences(clips) if self.frame_differences else clips
 
-    def frames(self, frames: Tensor, draw: dict[str, Tensor] | None = None) -> Tensor:
-        """The image discriminator's input: ``(N, C, H, W)``, augmented with ``draw`` (or a fresh draw per frame)."""
-        return self._augment(frames, draw)
+    def frames(self, frames: Tensor, draw: dict[str, Tensor] | None = None, context: Tensor | None = None) -> Tensor:
+        """The image discriminator's input: ``(N, C, H, W)``, augmented with ``draw`` (or a fresh draw
+        per frame); with ``frame_context``, ``(N, 2C, H, W)``: each frame then its ``context`` frame
+        (``(N, C, H, W)``), both shown the frame's draw."""
+        if not self.frame_context:
+            return self._augment(frames, draw)
+        if context is None or context.shape != frames.shape:
+            raise ValueError(f"frame_context: expected a context frame per frame, of shape {tuple(frames.shape)}; "
+                             f"got {None if context is None else tuple(context.shape)}")
+        draw = self.draw(frames) if draw is None else draw
+        return torch.cat([self._augment(frames, draw), self._augment(context, draw)], dim=1)
 
     def _augment(self, x: Tensor, draw: dict[str, Tensor] | None) -> Tensor:
         draw = self.draw(x) if draw is None else draw
@@ -116,7 +127,8 @@ def build_losses(cfg: TrainConfig, lpips: nn.Module | None, perceptual: str) -> 
     })
     discriminator = gl.CompositeLoss({"adv_video": 1.0, "adv_image": 1.0})
     reconstruction = gl.l1_loss if cfg.rec_loss == "l1" else gl.charbonnier_loss
-    view = DiscriminatorView(cfg.augment, frame_differences=cfg.video_d_input == "clip+diff")
+    view = DiscriminatorView(cfg.augment, frame_differences=cfg.video_d_input == "clip+diff",
+                             frame_context=cfg.d_image_input == "frame+context")
     adversarial = cfg.adv_weight > 0 and start + (ramp > 0) < cfg.max_steps  # its first non-zero factor
     feature_matching = perceptual == "feature-matching" and target_weight * cfg.perceptual_weight > 0
     return Losses(generator, discriminator, cfg.adv_loss, reconstruction, lpips, view,
