@@ -73,11 +73,13 @@ from .quantization import (
 from .recipes import Recipe
 from .ssim import MSSSIMLoss, SSIMLoss, ms_ssim_loss, ssim_loss
 from .temporal import (
+    FlowSmoothnessLoss,
     FlowWarpingLoss,
     PingPongLoss,
     TemporalDifferenceLoss,
     TemporalLPIPSLoss,
     TemporalSmoothnessLoss,
+    flow_smoothness_loss,
     flow_warping_loss,
     occlusion_mask,
     ping_pong_loss,
@@ -101,6 +103,7 @@ __all__ = [
     "DiscriminatorGate",
     "DriftMonitor",
     "DriftWarning",
+    "FlowSmoothnessLoss",
     "FlowWarpingLoss",
     "FoundationPerceptualLoss",
     "FramesTooSmallError",
@@ -144,6 +147,7 @@ __all__ = [
     "estimate_flow",
     "feature_matching_loss",
     "flow",
+    "flow_smoothness_loss",
     "flow_warping_loss",
     "generator_loss",
     "gradient_difference_loss",

@@ -138,7 +138,9 @@ class Generator(nn.Module):
         """The output layer's weight, for :func:`genloss.adaptive_weight`."""
         return self.head[1].weight
 
-    def forward(self, context: Tensor, z: Tensor) -> Tensor:
+    def forward(self, context: Tensor, z: Tensor, *, return_flow: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
+        """The continuation ``(B, C, T - K, H, W)``; with ``return_flow`` also the flow it warped
+        the last context frame with, ``(B, 2, T - K, H, W)`` in pixels (``None`` without context)."""
         cfg = self.config
         b = z.shape[0]
         future = cfg.future_frames
@@ -173,7 +175,7 @@ class Generator(nn.Module):
             out = F.interpolate(out, size=(future, cfg.size, cfg.size), mode="trilinear", align_corners=False)
         colour = torch.tanh(out[:, : cfg.channels])  # (B, C, T-K, H, W)
         if cfg.context_frames == 0:
-            return colour
+            return (colour, None) if return_flow else colour
         flow = torch.tanh(out[:, cfg.channels : cfg.channels + 2]) * flow_range
         if cfg.flow_prior:  # constant velocity: frame i after the last one is (i + 1) steps away
             steps = torch.arange(1, future + 1, device=flow.device, dtype=flow.dtype).view(1, 1, future, 1, 1)
@@ -181,6 +183,8 @@ class Generator(nn.Module):
         last = repeat(context[:, :, -1], "b c h w -> b c t h w", t=future)
         warped = warp(last, flow)  # (B, C, T-K, H, W): the last frame displaced
         if cfg.output == "residual":  # colour is tanh(r): the correction 2 tanh(r) reaches any pixel value
-            return (warped + 2 * colour).clamp(-1, 1)
-        mask = torch.sigmoid(out[:, cfg.channels + 2 :])  # (B, 1, T-K, H, W)
-        return mask * warped + (1 - mask) * colour
+            frames = (warped + 2 * colour).clamp(-1, 1)
+        else:
+            mask = torch.sigmoid(out[:, cfg.channels + 2 :])  # (B, 1, T-K, H, W)
+            frames = mask * warped + (1 - mask) * colour
+        return (frames, flow) if return_flow else frames

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import pytest
 import torch
@@ -279,6 +280,80 @@ class TestTemporalSmoothness:
             T.TemporalSmoothnessLoss(order=0)
         with pytest.raises(TypeError, match=r"`video` must be a floating-point tensor"):
             T.temporal_smoothness_loss(torch.zeros(1, 3, 4, 4, 4, dtype=torch.long))
+
+
+class TestFlowSmoothness:
+    @staticmethod
+    def _by_loops(flow: np.ndarray, image: np.ndarray | None, lam: float) -> np.ndarray:
+        """Per sample, pixel by pixel: mean of w_x |f[y, x+1] - f[y, x]| plus mean of the rows'."""
+        out = []
+        for b in range(flow.shape[0]):
+            ex, ey = [], []
+            for c in range(2):
+                for t in np.ndindex(*flow.shape[2:-2]):
+                    f = flow[(b, c, *t)]
+                    g = None if image is None else image[b][(slice(None), *t)]  # (C, H, W)
+                    for y in range(f.shape[0]):
+                        for x in range(f.shape[1]):
+                            if x + 1 < f.shape[1]:
+                                w = 1.0 if g is None else np.exp(-lam * np.abs(g[:, y, x + 1] - g[:, y, x]).mean())
+                                ex.append(w * abs(f[y, x + 1] - f[y, x]))
+                            if y + 1 < f.shape[0]:
+                                w = 1.0 if g is None else np.exp(-lam * np.abs(g[:, y + 1, x] - g[:, y, x]).mean())
+                                ey.append(w * abs(f[y + 1, x] - f[y, x]))
+            out.append(np.mean(ex) + np.mean(ey))
+        return np.array(out)
+
+    @pytest.mark.parametrize("video", [False, True])
+    def test_equals_the_definition_pixel_by_pixel(self, video: bool) -> None:
+        shape = (2, 2, 3, 4, 5) if video else (2, 2, 4, 5)
+        flow = _video(*shape, dtype=torch.float64) * 3
+        image = _video(2, 3, *shape[2:], seed=1, dtype=torch.float64)
+        _close(T.flow_smoothness_loss(flow, reduction="none"),
+               torch.from_numpy(self._by_loops(flow.numpy(), None, 0.0)))
+        _close(T.flow_smoothness_loss(flow, image=image, edge_weight=2.5, reduction="none"),
+               torch.from_numpy(self._by_loops(flow.numpy(), image.numpy(), 2.5)))
+        per_sample = self._by_loops(flow.numpy(), None, 0.0)
+        assert T.flow_smoothness_loss(flow).item() == pytest.approx(per_sample.mean(), rel=1e-12)
+        assert T.flow_smoothness_loss(flow, reduction="sum").item() == pytest.approx(per_sample.sum(), rel=1e-12)
+        assert gl.FlowSmoothnessLoss(edge_weight=2.5)(flow, image).item() == pytest.approx(
+            self._by_loops(flow.numpy(), image.numpy(), 2.5).mean(), rel=1e-12)
+
+    def test_known_answers(self) -> None:
+        constant = torch.full((1, 2, 6, 6), 1.5)
+        assert T.flow_smoothness_loss(constant).item() == 0.0  # a rigid translation costs nothing
+        step = torch.zeros(1, 2, 4, 4)
+        step[:, 0, :, 2:] = 2.0  # x flow jumps by 2 px between columns 1 and 2, on every row
+        # e_x: a jump of 2 in each of the 4 rows, over 2 channels x 4 rows x 3 differences; e_y: 0
+        assert T.flow_smoothness_loss(step).item() == pytest.approx(4 * 2 / 24)
+        edge = torch.zeros(1, 1, 4, 4)
+        edge[..., 2:] = 1.0  # the image has an edge where the flow jumps: the jump costs exp(-λ)
+        assert T.flow_smoothness_loss(step, image=edge, edge_weight=3.0).item() == pytest.approx(
+            4 * 2 * math.exp(-3.0) / 24)
+        assert T.flow_smoothness_loss(step, image=edge, edge_weight=0.0).item() == pytest.approx(4 * 2 / 24)
+
+    def test_gradient_reaches_the_flow_not_the_image(self) -> None:
+        flow = _video(1, 2, 5, 5, dtype=torch.float64).requires_grad_(True)
+        image = _video(1, 3, 5, 5, seed=2, dtype=torch.float64).requires_grad_(True)
+        T.flow_smoothness_loss(flow, image=image, edge_weight=1.0).backward()
+        assert flow.grad is not None and flow.grad.abs().sum() > 0 and image.grad is None
+
+    def test_errors(self) -> None:
+        with pytest.raises(ValueError, match=r"`flow` must have 2 channels .* got shape \(1, 3, 4, 4\)"):
+            T.flow_smoothness_loss(torch.zeros(1, 3, 4, 4))
+        with pytest.raises(ValueError, match=r"`flow` must be at least 2x2 pixels"):
+            T.flow_smoothness_loss(torch.zeros(1, 2, 1, 4))
+        with pytest.raises(ValueError, match=r"`image` must be on the flow's grid: shape \(B, C, 4, 4\) with B=1; "
+                                             r"got \(1, 3, 5, 5\)"):
+            T.flow_smoothness_loss(torch.zeros(1, 2, 4, 4), image=torch.zeros(1, 3, 5, 5), edge_weight=1.0)
+        with pytest.raises(ValueError, match=r"`edge_weight` must be a number >= 0; got -1"):
+            T.flow_smoothness_loss(torch.zeros(1, 2, 4, 4), edge_weight=-1)
+        with pytest.raises(ValueError, match=r"`edge_weight` must be a number >= 0; got True"):
+            gl.FlowSmoothnessLoss(edge_weight=True)
+        with pytest.raises(TypeError, match=r"`flow` must be a floating-point tensor"):
+            T.flow_smoothness_loss(torch.zeros(1, 2, 4, 4, dtype=torch.long))
+        with pytest.raises(ValueError, match=r"`reduction` must be"):
+            T.flow_smoothness_loss(torch.zeros(1, 2, 4, 4), reduction="max")
 
 
 class TestFlowWarpingLoss:

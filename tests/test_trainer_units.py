@@ -200,10 +200,11 @@ class _Spy(nn.Module):
         self.inputs: list[tuple[torch.Tensor, ...]] = []
         self.outputs: list = []
 
-    def forward(self, *args):
+    def forward(self, *args, **kwargs):
         self.inputs.append(tuple(a.detach().clone() for a in args))
-        out = self.module(*args)
-        self.outputs.append(out.detach().clone() if isinstance(out, torch.Tensor) else None)
+        out = self.module(*args, **kwargs)
+        frames = out[0] if kwargs.get("return_flow") else out  # the generator's (frames, flow)
+        self.outputs.append(frames.detach().clone() if isinstance(frames, torch.Tensor) else None)
         return out
 
     def clear(self) -> None:
@@ -369,7 +370,7 @@ class TestDiscriminatorHalf:
 
 
 WEIGHTS = {"rec": "rec_weight", "gdl": "gdl_weight", "tdl": "tdl_weight", "perceptual": "perceptual_weight",
-           "smooth": "smooth_weight", "adv": "adv_weight"}
+           "smooth": "smooth_weight", "flow_tv": "flow_tv_weight", "adv": "adv_weight"}
 
 
 def _expected_generator_loss(term: str, weight: float, gan: GAN, real: torch.Tensor, z: torch.Tensor,
@@ -394,6 +395,9 @@ def _expected_generator_loss(term: str, weight: float, gan: GAN, real: torch.Ten
         value = (torch.cat([last, generated], 2).diff(dim=2) - torch.cat([last, future], 2).diff(dim=2)).abs().mean()
     elif term == "smooth":
         value = fake.diff(dim=2).diff(dim=2).abs().mean()
+    elif term == "flow_tv":  # the flow the generator warped with, (B, 2, T-K, H, W)
+        flow = gan.generator.module(context, z, return_flow=True)[1]
+        value = flow.diff(dim=-1).abs().mean() + flow.diff(dim=-2).abs().mean()
     elif term == "perceptual":  # discriminator feature matching on the video discriminator
         with torch.no_grad():
             _, features_real = d_video(real)
@@ -421,6 +425,8 @@ def _expected_generator_loss(term: str, weight: float, gan: GAN, real: torch.Ten
     ("tdl", {}, 0, 1.0),
     ("perceptual", {}, 0, 1.0),
     ("smooth", {}, 0, 1.0),
+    ("flow_tv", {}, 0, 1.0),
+    ("flow_tv", {"g_output": "residual", "g_flow_prior": True}, 0, 1.0),  # the flow with the prior added
     ("adv", {}, 0, 1.0),
     ("adv", {"adv_loss": "relativistic"}, 0, 1.0),
     ("adv", {"adv_start": 2, "adv_ramp": 4}, 3, 0.25),  # a quarter into the ramp
@@ -493,8 +499,8 @@ def test_a_finite_loss_with_a_non_finite_gradient_skips_the_whole_step(loss, mon
 
 
 def test_unconditional_generator_gets_only_the_target_free_terms(float64):
-    # With no context there is no target: the default weights reduce to smoothness + adversarial.
-    cfg, gan, losses, real = _parts(context_frames=0)
+    # With no context there is no target and no flow: the weights reduce to smoothness + adversarial.
+    cfg, gan, losses, real = _parts(context_frames=0, flow_tv_weight=0.5)
     g_params = list(gan.generator.module.parameters())
     g_step, checked = gan.opt_g.step, []
 

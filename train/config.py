@@ -239,6 +239,10 @@ class TrainConfig:
     tdl_weight: float = setting(1.0, minimum=0, resume="training", help="weight of the temporal-difference term")
     smooth_weight: float = setting(0.02, minimum=0, resume="training",
                                    help="weight of the second-order temporal-smoothness term")
+    flow_tv_weight: float = setting(0.0, minimum=0, resume="training",
+                                    help="weight of the total variation of the generator's flow "
+                                    "(genloss.flow_smoothness_loss): a flatter flow moves a warped shape whole, so a "
+                                    "square keeps its corners; 0 without context frames (no flow)")
     perceptual: str = setting("auto", choices=PERCEPTUAL_CHOICES, resume="training",
                               help="perceptual term: LPIPS net, or auto (LPIPS alex if ImageNet weights load, else "
                               "discriminator feature matching)")

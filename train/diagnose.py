@@ -16,7 +16,7 @@ records the trainer logs:
 
 and the run's settings (``config.json``'s ``settings``, or the gallery's flat config): the term
 weights (``rec_weight``, ``gdl_weight``, ``tdl_weight``, ``perceptual_weight``, ``smooth_weight``,
-``adv_weight``; the four target terms weigh 0 in an unconditional run and the perceptual term 0
+``flow_tv_weight``, ``adv_weight``; the four target terms and the flow's weigh 0 in an unconditional run and the perceptual term 0
 with ``perceptual: none``), the adversarial schedule (``adv_start``, ``adv_ramp``; ``None``
 resolved as ``TrainConfig.adversarial_warmup`` does), ``adv_loss`` and ``max_steps``.
 
@@ -60,8 +60,8 @@ __all__ = [
 DISCRIMINATORS = ("video", "image")
 # generator term -> the setting holding its weight
 TERM_WEIGHTS = {"rec": "rec_weight", "gdl": "gdl_weight", "tdl": "tdl_weight", "perceptual": "perceptual_weight",
-                "smooth": "smooth_weight", "adv": "adv_weight"}
-_TARGET_TERMS = ("rec", "gdl", "tdl", "perceptual")  # weigh 0 without context frames (train/losses.py)
+                "smooth": "smooth_weight", "flow_tv": "flow_tv_weight", "adv": "adv_weight"}
+_TARGET_TERMS = ("rec", "gdl", "tdl", "perceptual", "flow_tv")  # weigh 0 without context frames (train/losses.py)
 # A discriminator's loss when every logit is 0 (it can't tell the sets apart), per adv_loss kind.
 CHANCE_LOSS = {"hinge": 2.0, "non_saturating": 2 * math.log(2), "lsgan": 0.5, "relativistic": math.log(2)}
 

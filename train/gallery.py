@@ -187,7 +187,7 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-_TERM_COLOURS = dict(zip(TERM_WEIGHTS, ("#2563eb", "#16a34a", "#f59e0b", "#9333ea", "#64748b", "#dc2626")))
+_TERM_COLOURS = dict(zip(TERM_WEIGHTS, ("#2563eb", "#16a34a", "#f59e0b", "#9333ea", "#64748b", "#0d9488", "#dc2626")))
 _DISC_COLOURS = {"video": "#2563eb", "image": "#ea580c"}
 
 

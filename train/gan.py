@@ -268,7 +268,11 @@ def train_step(step: int, real: Tensor, gan: GAN, losses: Losses, cfg: TrainConf
     # 1. Generator forward.
     z = torch.randn(real.shape[0], cfg.z_dim, device=real.device)
     context, future = real[:, :, :k], real[:, :, k:]
-    generated = gan.generator(context, z)  # (B, C, T-K, H, W)
+    active = losses.active(step)  # the generator terms with a non-zero weight at this step
+    if "flow_tv" in active:
+        generated, flow = gan.generator(context, z, return_flow=True)  # and (B, 2, T-K, H, W) in pixels
+    else:
+        generated, flow = gan.generator(context, z), None  # (B, C, T-K, H, W)
     fake = torch.cat([context, generated], dim=2)  # what the video discriminator judges
 
     # 2. Discriminator forwards on real and generated (detached) clips. The discriminators train
@@ -296,7 +300,6 @@ def train_step(step: int, real: Tensor, gan: GAN, losses: Losses, cfg: TrainConf
         gan.opt_d.zero_grad(set_to_none=True)
 
     # 4. Generator terms, over the generated clip and the updated discriminators' verdicts on it.
-    active = losses.active(step)  # the terms with a non-zero weight at this step
     with frozen(gan.d_image_raw, gan.d_video_raw):
         d = judge_for_generator(gan, losses.view, real, fake, k, adversarial="adv" in active,
                                 feature_matching="perceptual" in active and losses.lpips is None,
@@ -310,8 +313,12 @@ def train_step(step: int, real: Tensor, gan: GAN, losses: Losses, cfg: TrainConf
         tdl=lambda: temporal_difference_from_context(context, generated, future),
         perceptual=lambda: losses.perceptual(generated, future, d.features_real, d.features_fake),
         smooth=lambda: gl.temporal_smoothness_loss(fake, order=2),
+        flow_tv=lambda: gl.flow_smoothness_loss(flow),
         adv=lambda: adv,
     )
+    # The flow term acts on the flow, upstream of the frames: its gradient with respect to them is 0
+    # by construction, which the diagnostics would read as a silent term.
+    g_logs.pop("gradnorm/flow_tv", None)
 
     # 5. Generator backward, and the non-finite skip of the whole step.
     ok = backward_checked(accelerator, g_total, gan.generator.parameters(), max_norm, d_ok)

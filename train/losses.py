@@ -88,7 +88,7 @@ class DiscriminatorView:
 class Losses:
     """The two composite losses of the GAN and what their terms need."""
 
-    generator: gl.CompositeLoss  # rec, gdl, tdl, perceptual, smooth, adv
+    generator: gl.CompositeLoss  # rec, gdl, tdl, perceptual, smooth, flow_tv, adv
     discriminator: gl.CompositeLoss  # adv_video, adv_image (R1 and R2 are added on due steps)
     kind: str  # the adversarial loss kind (genloss.KINDS)
     reconstruction: Callable[[Tensor, Tensor], Tensor]  # l1_loss or charbonnier_loss
@@ -123,6 +123,7 @@ def build_losses(cfg: TrainConfig, lpips: nn.Module | None, perceptual: str) -> 
         "tdl": target_weight * cfg.tdl_weight,
         "perceptual": target_weight * cfg.perceptual_weight if perceptual != "none" else 0.0,
         "smooth": cfg.smooth_weight,
+        "flow_tv": target_weight * cfg.flow_tv_weight,  # no context, no warp, no flow
         "adv": gl.Schedule(cfg.adv_weight, start=start, ramp=ramp),
     })
     discriminator = gl.CompositeLoss({"adv_video": 1.0, "adv_image": 1.0})
