@@ -75,23 +75,27 @@ class TestTrainConfig:
         assert TrainConfig.from_dict(config.to_dict()) == config
 
     def test_saved_run_from_before_a_setting_keeps_the_value_it_trained_with(self, tmp_path):
-        """A run saved before --d-image-trunk existed trained the strided trunk with 3 levels: its
-        config.json without the keys must rebuild that, not today's defaults (local, 2), or its
-        checkpoint would not load. A hand-written file without them gets today's defaults."""
+        """A run saved before --d-image-trunk, --g-output and --flow-tv-weight existed trained the
+        strided trunk with 3 levels and the blend output, without the flow term: its config.json
+        without the keys must mean that, not today's defaults, or its checkpoint would not load and
+        a resume would change its loss. A hand-written file without them gets today's defaults."""
         from train.build import build_models
 
         old = TrainConfig(size=16, frames=4)
         settings = old.to_dict()
-        del settings["d_image_trunk"], settings["d_image_levels"]
+        for key in ("d_image_trunk", "d_image_levels", "g_output", "flow_tv_weight"):
+            del settings[key]
         (tmp_path / "config.json").write_text(json.dumps({"settings": settings, "run": {}}))
         loaded, _ = load_config(tmp_path / "config.json")
-        assert (loaded.d_image_trunk, loaded.d_image_levels) == ("strided", 3)
-        assert (TrainConfig().d_image_trunk, TrainConfig().d_image_levels) == ("local", 2)
-        then = build_models(dataclasses.replace(old, d_image_trunk="strided", d_image_levels=3))[1].state_dict()
-        build_models(loaded)[1].load_state_dict(then)  # strict: the same architecture
+        then = dict(d_image_trunk="strided", d_image_levels=3, g_output="blend", flow_tv_weight=0.0)
+        assert {key: getattr(loaded, key) for key in then} == then
+        today = dict(d_image_trunk="local", d_image_levels=2, g_output="residual", flow_tv_weight=0.05)
+        assert {key: getattr(TrainConfig(), key) for key in today} == today
+        models_then = build_models(dataclasses.replace(old, **then))
+        for model, state in zip(build_models(loaded), models_then, strict=True):
+            model.load_state_dict(state.state_dict())  # strict: the same architectures
         (tmp_path / "hand.json").write_text(json.dumps(settings))
-        assert (load_config(tmp_path / "hand.json")[0].d_image_trunk, load_config(tmp_path / "hand.json")[0]
-                .d_image_levels) == ("local", 2)
+        assert {key: getattr(load_config(tmp_path / "hand.json")[0], key) for key in today} == today
         (tmp_path / "newer.json").write_text(json.dumps({"settings": old.to_dict(), "run": {}}))
         assert load_config(tmp_path / "newer.json")[0] == old  # a run that saved the keys keeps them
 

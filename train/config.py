@@ -160,10 +160,11 @@ class TrainConfig:
     # Models and optimisers.
     g_channels: int = setting(16, minimum=1, resume="model",
                               help="generator width at full resolution (a multiple of 8)")
-    g_output: str = setting("blend", choices=G_OUTPUTS, resume="model",
+    g_output: str = setting("residual", choices=G_OUTPUTS, resume="model",
                             help="how the generator makes a continuation frame from the warped last context frame: "
-                            "blend (a mask between the warp and a painted colour image) or residual (the warp plus a "
-                            "painted correction: the last frame's texture carried by construction)")
+                            "residual (the warp plus a painted correction: the last frame's texture carried by "
+                            "construction, and no half-resolution mask to round a warped shape's corners) or blend "
+                            "(a mask between the warp and a painted colour image, the default before 2026-12-06)")
     g_flow_prior: bool = setting(False, resume="model",
                                  help="measure the context's motion without weights (genloss.estimate_flow between "
                                  "the last two context frames), feed it to the generator and extrapolate it at constant "
@@ -239,7 +240,7 @@ class TrainConfig:
     tdl_weight: float = setting(1.0, minimum=0, resume="training", help="weight of the temporal-difference term")
     smooth_weight: float = setting(0.02, minimum=0, resume="training",
                                    help="weight of the second-order temporal-smoothness term")
-    flow_tv_weight: float = setting(0.0, minimum=0, resume="training",
+    flow_tv_weight: float = setting(0.05, minimum=0, resume="training",
                                     help="weight of the total variation of the generator's flow "
                                     "(genloss.flow_smoothness_loss): a flatter flow moves a warped shape whole, so a "
                                     "square keeps its corners; 0 without context frames (no flow)")
@@ -497,7 +498,7 @@ def flat_config(config: TrainConfig, record: RunRecord) -> dict:
 # Model settings whose default changed after runs were saved without them: such a run trained with
 # the value here, so its config.json lacking the key means this value, not today's default (which
 # would rebuild another architecture than its checkpoints hold). Hand-written files get today's.
-BEFORE_THE_SETTING = {"d_image_levels": 3, "d_image_trunk": "strided"}
+BEFORE_THE_SETTING = {"d_image_levels": 3, "d_image_trunk": "strided", "g_output": "blend", "flow_tv_weight": 0.0}
 
 
 def load_config(path: str | Path) -> tuple[TrainConfig, dict]:
