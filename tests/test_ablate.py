@@ -300,7 +300,7 @@ def test_table_only_with_no_finished_run_is_an_error_and_writes_nothing(tmp_path
         (out / name).write_text(f"results in {name}\n")
     with pytest.raises(SystemExit) as stop:
         ablate.main(["--out", str(out), "--seeds", "0", "1", "2", "--table-only"])
-    assert str(stop.value) == (f"error: --table-only: none of the 18 runs finished in {out} (looked for "
+    assert str(stop.value) == (f"error: --table-only: none of the 21 runs finished in {out} (looked for "
                                f"reference-seed0.json ... rec-only-seed2.json in {out / 'logs'}); nothing written. "
                                "Name the ablation folder with --out.")
     assert sorted(p.name for p in out.iterdir()) == ["ablation.json", "ablation.md"]  # no logs/ either

@@ -65,9 +65,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "no-perceptual": ("the perceptual / feature-matching term", ["--perceptual-weight", "0"]),
     "no-temporal": ("temporal difference and second-order smoothness", ["--tdl-weight", "0", "--smooth-weight", "0"]),
     "no-gdl": ("gradient difference", ["--gdl-weight", "0"]),
+    "no-flow-tv": ("the total variation of the generator's flow", ["--flow-tv-weight", "0"]),
     "rec-only": ("everything but reconstruction",
                  ["--adv-weight", "0", "--perceptual-weight", "0", "--tdl-weight", "0", "--smooth-weight", "0",
-                  "--gdl-weight", "0"]),
+                  "--gdl-weight", "0", "--flow-tv-weight", "0"]),
 }
 # The one column no run logs: eval/psnr - eval/psnr_baseline, per run, then over the seeds.
 PSNR_GAIN = "psnr_gain"
