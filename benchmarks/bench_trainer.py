@@ -62,7 +62,7 @@ def loss_share(trials: int) -> None:
         opt.zero_grad(set_to_none=True)
         z = torch.randn(real.shape[0], args.z_dim)
         context, future = real[:, :, :k], real[:, :, k:]
-        generated = generator(context, z)
+        generated, flow = generator(context, z, return_flow=True)
         fake = torch.cat([context, generated], dim=2)
         d = judge_for_generator(gan, losses.view, real, fake, k, adversarial=True, relativistic=False,
                                 feature_matching=losses.lpips is None)
@@ -72,13 +72,14 @@ def loss_share(trials: int) -> None:
             gdl=lambda: gl.gradient_difference_loss(generated, future),
             tdl=lambda: temporal_difference_from_context(context, generated, future),
             perceptual=lambda: losses.perceptual(generated, future, d.features_real, d.features_fake),
-            smooth=lambda: gl.temporal_smoothness_loss(fake, order=2), adv=lambda: adv)
+            smooth=lambda: gl.temporal_smoothness_loss(fake, order=2), flow_tv=lambda: gl.flow_smoothness_loss(flow),
+            adv=lambda: adv)
         total.backward()
         opt.step()
 
     # The loss terms' inputs, as leaves: the generated frames and the discriminators' outputs.
     with torch.no_grad():
-        generated = generator(real[:, :, :k], torch.randn(real.shape[0], args.z_dim))
+        generated, flow = generator(real[:, :, :k], torch.randn(real.shape[0], args.z_dim), return_flow=True)
         fake = torch.cat([real[:, :, :k], generated], dim=2)
         idx = frame_indices(real.shape[2], k, real.device)
         v_logits, v_features = d_video(fake)
@@ -86,7 +87,7 @@ def loss_share(trials: int) -> None:
         _, real_features = d_video(real)
 
     def losses_only() -> None:
-        gen = generated.clone().requires_grad_(True)
+        gen, flow_leaf = generated.clone().requires_grad_(True), flow.clone().requires_grad_(True)
         leaves = [t.clone().requires_grad_(True) for t in (v_logits, i_logits, *v_features)]
         v, i, feats = leaves[0], leaves[1], leaves[2:]
         future, last = real[:, :, k:], real[:, :, k - 1 : k]
@@ -95,6 +96,7 @@ def loss_share(trials: int) -> None:
             "gdl": lambda: gl.gradient_difference_loss(gen, future),
             "tdl": lambda: gl.temporal_difference_loss(torch.cat([last, gen], 2), torch.cat([last, future], 2)),
             "smooth": lambda: gl.temporal_smoothness_loss(torch.cat([real[:, :, :k], gen], 2), order=2),
+            "flow_tv": lambda: gl.flow_smoothness_loss(flow_leaf),
             "adv": lambda: gl.generator_loss(v, kind=args.adv_loss) + gl.generator_loss(i, kind=args.adv_loss),
             "perceptual": (lambda: perceptual(gen, future)) if perceptual is not None
             else (lambda: gl.feature_matching_loss(real_features, feats)),

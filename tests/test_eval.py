@@ -155,7 +155,8 @@ class TestCheckpoint:
         assert f"{frame['n_train']} train / {frame['n_test']} test frames ({frame['n_test_clips']} test clips)" in rows[1]
         assert rows[2].split()[2:4] == [f"{clip['accuracy']:.3f}", "95%"]
         assert f"{clip['n_train']} train / {clip['n_test']} test clips (0.5 = can't tell from real)" in rows[2]
-        assert rows[3].split()[2] == f"{detector['p_value']:.3g}"
+        p_text = f"{detector['p_value']:.3g}"  # a float reads as one: a p-value of 1 (both judges at chance) is "1.0"
+        assert rows[3].split()[2] == (p_text if any(c in p_text for c in ".e") else p_text + ".0")
         assert rows[5].split()[1:3] == [f"{m['tof']:.4g}", "px"]
         assert rows[6].split()[3:6] == ["real", "clips", f"{m['warping_error_real']:.4g}"]
         assert any(line.strip().startswith("skipped lpips, tlp: ") for line in lines)
