@@ -269,6 +269,11 @@ def temporal_smoothness_loss(video: Tensor, *, order: int = 1, reduction: str = 
     return reduce_per_sample(per_sample_mean(e.abs()), reduction)
 
 
+def _check_edge_weight(edge_weight: object) -> None:
+    if not isinstance(edge_weight, (int, float)) or isinstance(edge_weight, bool) or edge_weight < 0:
+        raise ValueError(f"`edge_weight` must be a number >= 0; got {edge_weight!r}")
+
+
 def flow_smoothness_loss(
     flow: Tensor, *, image: Tensor | None = None, edge_weight: float = 0.0, reduction: str = "mean"
 ) -> Tensor:
@@ -302,8 +307,7 @@ def flow_smoothness_loss(
         raise ValueError(f"`flow` must have 2 channels (x, y displacement) in dim 1; got shape {tuple(flow.shape)}")
     if flow.shape[-1] < 2 or flow.shape[-2] < 2:
         raise ValueError(f"`flow` must be at least 2x2 pixels to have differences; got shape {tuple(flow.shape)}")
-    if not isinstance(edge_weight, (int, float)) or isinstance(edge_weight, bool) or edge_weight < 0:
-        raise ValueError(f"`edge_weight` must be a number >= 0; got {edge_weight!r}")
+    _check_edge_weight(edge_weight)
     check_reduction(reduction)
     dx = (flow[..., :, 1:] - flow[..., :, :-1]).abs()  # (B, 2, [T,] H, W - 1)
     dy = (flow[..., 1:, :] - flow[..., :-1, :]).abs()  # (B, 2, [T,] H - 1, W)
@@ -570,8 +574,7 @@ class FlowSmoothnessLoss(ReductionModule):
 
     def __init__(self, edge_weight: float = 0.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        if not isinstance(edge_weight, (int, float)) or isinstance(edge_weight, bool) or edge_weight < 0:
-            raise ValueError(f"`edge_weight` must be a number >= 0; got {edge_weight!r}")
+        _check_edge_weight(edge_weight)
         self.edge_weight = edge_weight
 
     def forward(self, flow: Tensor, image: Tensor | None = None) -> Tensor:

@@ -147,8 +147,8 @@ def judge_for_discriminators(gan: GAN, view: DiscriminatorView, real: Tensor, fa
     fake_frames = sample_frames(fake.detach(), idx).requires_grad_(r2)
     context = last_context_frames(real.detach(), idx, context_frames) if view.frame_context else None
     video_logits, _ = gan.d_video(view.video(torch.cat([real_clips, fake_clips])))  # (2B, 1, T', h, w)
-    image_logits, _ = gan.d_image(view.frames(torch.cat([real_frames, fake_frames]), None,
-                                              None if context is None else torch.cat([context, context])))
+    image_logits, _ = gan.d_image(view.frames(torch.cat([real_frames, fake_frames]),
+                                              context=None if context is None else torch.cat([context, context])))
     (video_real, video_fake), (image_real, image_fake) = video_logits.chunk(2), image_logits.chunk(2)
     return Verdicts(video_real=video_real, video_fake=video_fake, image_real=image_real, image_fake=image_fake,
                     real_clips=real_clips if r1 else None, real_frames=real_frames if r1 else None,
