@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 PADDING_MODES = ("border", "zeros", "reflection")
+WARP_MODES = ("bilinear", "bicubic")
 
 
 def _time_diff(video: Tensor) -> Tensor:
@@ -81,12 +82,16 @@ def _sampling_grid(flow: Tensor) -> Tensor:
     return torch.stack((x, y), dim=-1)
 
 
-def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "border") -> Tensor:
-    """Backward-warp frames with a dense flow in pixels (bilinear sampling).
+def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "border", mode: str = "bilinear") -> Tensor:
+    """Backward-warp frames with a dense flow in pixels (bilinear or bicubic sampling).
 
     ``out[..., y, x] = frames[..., y + flow[:, 1, ..., y, x], x + flow[:, 0, ..., y, x]]``,
-    sampled bilinearly (``grid_sample`` with ``align_corners=True``, so integer flows move pixels
-    exactly). Differentiable with respect to both ``frames`` and ``flow``. Half-precision inputs
+    sampled by ``grid_sample`` with ``align_corners=True``, so integer flows move pixels exactly.
+    Bilinear sampling averages neighbours at sub-pixel positions, a low-pass filter that softens
+    every warped frame (most at half-pixel shifts); ``mode="bicubic"`` interpolates with Keys'
+    cubic convolution kernel (a = -0.75, 4x4 taps), which keeps more of the texture but can
+    overshoot the input range near edges. Differentiable with respect to both ``frames`` and
+    ``flow``. Half-precision inputs
     are sampled in float32 (float16 cannot hold pixel coordinates past 2048 to sub-pixel
     precision) and the result is cast back to ``frames``' dtype.
 
@@ -96,6 +101,7 @@ def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "border") -> Tenso
             displacement, channel 1 the y (height) displacement, both in pixels.
         padding_mode: where samples fall outside the frame: ``"border"`` (repeat the edge),
             ``"zeros"`` or ``"reflection"``.
+        mode: ``"bilinear"`` (2x2 taps) or ``"bicubic"`` (4x4 taps).
 
     Returns:
         The warped frames, ``frames``' shape and dtype.
@@ -109,6 +115,7 @@ def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "border") -> Tenso
     frames = check_image_or_video("frames", frames)
     flow = check_flow(flow, frames, "frames")
     check_choice("padding_mode", padding_mode, PADDING_MODES)
+    check_choice("mode", mode, WARP_MODES)
     dtype = torch.promote_types(frames.dtype, flow.dtype)  # grid_sample takes one dtype
     is_video = frames.ndim == 5
     if is_video:
@@ -119,7 +126,7 @@ def warp(frames: Tensor, flow: Tensor, *, padding_mode: str = "border") -> Tenso
     out = F.grid_sample(
         at_least_float32(frames_2d.to(dtype)),
         _sampling_grid(at_least_float32(flow_2d.to(dtype))),
-        mode="bilinear",
+        mode=mode,
         padding_mode=padding_mode,
         align_corners=True,
     ).to(frames.dtype)

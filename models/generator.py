@@ -28,6 +28,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from genloss import estimate_flow, warp
+from genloss.temporal import WARP_MODES
 
 __all__ = ["OUTPUTS", "Generator", "GeneratorConfig"]
 
@@ -48,6 +49,7 @@ class GeneratorConfig:
     max_flow: float = 8.0  # largest displacement per future frame in pixels at size 32 (scales with size)
     output: str = "blend"  # with context: "blend" (mask between warp and colour) or "residual" (warp + correction)
     flow_prior: bool = False  # add the context's measured flow, extrapolated, to the flow head (needs K >= 2)
+    warp_mode: str = "bilinear"  # how the warp samples the last frame: "bilinear" (softens) or "bicubic" (sharper)
 
     @property
     def future_frames(self) -> int:
@@ -70,6 +72,8 @@ class GeneratorConfig:
             raise ValueError(f"output_scale must be 1 or 2; got {self.output_scale}")
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}; got {self.output!r}")
+        if self.warp_mode not in WARP_MODES:
+            raise ValueError(f"warp_mode must be one of {WARP_MODES}; got {self.warp_mode!r}")
         if self.flow_prior and self.context_frames < 2:
             raise ValueError(f"flow_prior needs at least 2 context frames to measure motion; got {self.context_frames}")
         if self.base_channels % 8:
@@ -181,7 +185,7 @@ class Generator(nn.Module):
             steps = torch.arange(1, future + 1, device=flow.device, dtype=flow.dtype).view(1, 1, future, 1, 1)
             flow = flow + steps * rearrange(seen, "b two h w -> b two 1 h w")
         last = repeat(context[:, :, -1], "b c h w -> b c t h w", t=future)
-        warped = warp(last, flow)  # (B, C, T-K, H, W): the last frame displaced
+        warped = warp(last, flow, mode=cfg.warp_mode)  # (B, C, T-K, H, W): the last frame displaced
         if cfg.output == "residual":  # colour is tanh(r): the correction 2 tanh(r) reaches any pixel value
             frames = (warped + 2 * colour).clamp(-1, 1)
         else:

@@ -17,6 +17,7 @@ from train.data import (
     VideoFolder,
     frame_changes,
     scan_folder,
+    shared_videos,
     split_shots,
     temporal_split,
 )
@@ -139,12 +140,55 @@ class TestVideoFolder:
         decoded = scan.videos[0].permute(1, 2, 3, 0).numpy()  # (N, H, W, C)
         np.testing.assert_allclose(decoded.astype(float), frames.astype(float), atol=8)
 
+    def test_whole_split_draws_from_every_frame(self, video_folder):
+        # Videos of 9, 10 and 8 frames: the held-out split starts clips only in each video's last
+        # part, the whole split anywhere, frame 0 included.
+        scan = scan_folder(video_folder, frames=4, size=16)
+        whole = VideoFolder(scan, 200, frames=4, seed=0, split="whole")
+        heldout = VideoFolder(scan, 200, frames=4, seed=0, split="heldout")
+        assert whole.parts == [(0, 0, 9), (1, 0, 10), (2, 0, 8)]
+        assert [p[1] for p in heldout.parts] == [temporal_split(n, 4)[1].start for n in (9, 10, 8)]
+        starts = set().union(*(_locate(scan, whole[i]) for i in range(200)))
+        assert {(v, 0) for v in range(3)} <= starts  # every video's first frame starts some clip
+        assert not set().union(*(_locate(scan, heldout[i]) for i in range(50))) & {(v, 0) for v in range(3)}
+        with pytest.raises(ValueError, match="split"):
+            MovingShapes(1, frames=4, size=16, split="whole")
+
     def test_nothing_usable(self, tmp_path):
         (tmp_path / "x.gif").write_bytes(b"GIF89a broken")
         scan = scan_folder(tmp_path, frames=4, size=16)
         assert scan.videos == [] and len(scan.corrupt) == 1
         with pytest.raises(ValueError, match="no usable videos"):
             VideoFolder(scan, 4, frames=4)
+
+
+def _locate(scan, clip) -> set[tuple[int, int]]:
+    """Every ``(video, first frame)`` whose frames equal a clip the folder gave (some videos of the
+    fixture share frames)."""
+    levels = torch.round((clip + 1) * 127.5).to(torch.uint8)
+    found = {(v, start) for v, video in enumerate(scan.videos) for start in range(video.shape[1] - clip.shape[1] + 1)
+             if torch.equal(video[:, start : start + clip.shape[1]], levels)}
+    assert found, "clip not found in any video"
+    return found
+
+
+class TestSharedVideos:
+    def test_same_file_link_or_bytes_are_shared_other_videos_not(self, tmp_path, video_folder):
+        ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+        ours.mkdir(), theirs.mkdir()
+        (ours / "linked.mp4").symlink_to(video_folder / "clip.mp4")
+        (ours / "renamed.gif").write_bytes((video_folder / "anim.gif").read_bytes())
+        (ours / "own.gif").write_bytes((video_folder / "short.gif").read_bytes())
+        (ours / "frames").symlink_to(video_folder / "frames", target_is_directory=True)
+        for name in ("clip.mp4", "anim.gif"):
+            (theirs / name).write_bytes((video_folder / name).read_bytes())
+        (theirs / "frames").symlink_to(video_folder / "frames", target_is_directory=True)
+        # Same size, other bytes: hashed, and not shared.
+        size = (video_folder / "short.gif").stat().st_size
+        (theirs / "decoy.gif").write_bytes(bytes(size))
+        assert shared_videos(ours, theirs) == ["frames", "linked.mp4", "renamed.gif"]
+        (tmp_path / "empty").mkdir()
+        assert shared_videos(ours, tmp_path / "empty") == []
 
 
 class TestFiles:

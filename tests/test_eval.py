@@ -30,7 +30,8 @@ from train import eval as eval_cli
 from train import metric_registry as registry
 from train.build import build_datasets, build_generator
 from train.config import load_config
-from train.data import MovingShapes
+from train.data import MovingShapes, VideoFolder, scan_folder
+from train.safety import RunError
 from train.in_training_eval import evaluate, lpips_tlp
 from trainer_utils import ROOT, StubAccelerator, read_metrics
 
@@ -259,6 +260,8 @@ class TestCheckpoint:
     (["--checkpoint", "r", "--num", "1"], "--num must be >= 2"),
     (["--checkpoint", "r", "--lpips", "none", "--lpips-weights", "w"], "--lpips is 'none'"),
     (["--checkpoint", "r", "--protocol", "frames"], "argument --protocol: invalid choice: 'frames'"),
+    (["--checkpoint", "r", "--whole-videos"], "--whole-videos needs --dataset"),
+    (["--real", "a", "--fake", "b", "--size", "8", "--whole-videos"], "--whole-videos only apply to --checkpoint"),
 ])
 def test_flag_errors(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -330,6 +333,38 @@ def test_dataset_folder_gives_the_trainers_held_out_clips(run, tmp_path):
     expected = torch.stack([heldout[i] for i in range(4)])
     assert torch.equal(torch.load(clips)["real"], expected)
     assert result["clips"]["source"] == f"held-out end of each video of {data}"
+
+
+def test_whole_videos_draws_from_every_frame_of_unseen_videos(run, tmp_path):
+    """--whole-videos: clip i is VideoFolder's "whole" split clip i (any frame of each video), and the
+    JSON says so."""
+    _, run_dir = run
+    data = tmp_path / "unseen"
+    write_gif(data / "a.gif", 12)
+    write_gif(data / "b.gif", 9, seed=1)
+    clips = tmp_path / "clips.pt"
+    result = eval_cli.main(eval_cli.parse_args(["--checkpoint", str(run_dir), "--dataset", str(data), "--whole-videos",
+                                                "--num", "4", "--lpips", "none", "--protocol", "default",
+                                                "--save-clips", str(clips), "--out", str(tmp_path / "e.json")]))
+    config, _ = load_config(run_dir / "config.json")
+    scan = scan_folder(data, config.frames, config.size)
+    whole = VideoFolder(scan, 4, config.frames, seed=config.seed, split="whole")
+    assert torch.equal(torch.load(clips)["real"], torch.stack([whole[i] for i in range(4)]))
+    assert result["clips"]["split"] == "whole"
+    assert result["clips"]["source"] == f"every frame of each video of {data}, none trained on"
+
+
+def test_whole_videos_refuses_a_video_the_run_trained_on(tmp_path, capsys):
+    trained, unseen = tmp_path / "trained", tmp_path / "unseen"
+    write_gif(trained / "a.gif", 12)
+    write_gif(unseen / "b.gif", 9, seed=1)
+    eval_cli._refuse_trained_videos(str(unseen), str(trained))  # distinct videos: fine
+    eval_cli._refuse_trained_videos(str(unseen), None)  # a moving-shapes run trained on no video
+    (unseen / "copy.gif").write_bytes((trained / "a.gif").read_bytes())
+    with pytest.raises(RunError, match=r"the run trained on copy\.gif \(also in its --dataset "):
+        eval_cli._refuse_trained_videos(str(unseen), str(trained))
+    eval_cli._refuse_trained_videos(str(unseen), str(tmp_path / "moved"))  # can't check: says so
+    assert "could not check" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------------

@@ -93,21 +93,23 @@ class TestGenerator:
         missing = [n for n, p in g.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
         assert missing == []
 
-    @pytest.mark.parametrize("k,output_scale,output,flow_prior", [
-        (2, 2, "blend", False), (3, 1, "blend", False), (0, 2, "blend", False), (2, 2, "residual", False),
-        (2, 2, "residual", True), (3, 1, "blend", True)])
-    def test_forward_equals_the_architecture_written_out(self, k, output_scale, output, flow_prior):
+    @pytest.mark.parametrize("k,output_scale,output,flow_prior,warp_mode", [
+        (2, 2, "blend", False, "bilinear"), (3, 1, "blend", False, "bilinear"), (0, 2, "blend", False, "bilinear"),
+        (2, 2, "residual", False, "bilinear"), (2, 2, "residual", True, "bilinear"), (3, 1, "blend", True, "bilinear"),
+        (2, 2, "residual", False, "bicubic"), (3, 2, "blend", False, "bicubic")])
+    def test_forward_equals_the_architecture_written_out(self, k, output_scale, output, flow_prior, warp_mode):
         """The generator's forward against its architecture written out with torch.nn.functional,
         from its own (randomised) weights: stem on the K frames and their K-1 differences, SiLU +
         stride-2 convs, noise and time embedding, a residual (2+1)-D block, nearest upsampling with
         the encoder's skip, the head, the flow scaled by size/32 and the blend on the last frame
         (or, ``output="residual"``, the warped last frame plus 2 tanh of the colour head, clamped).
         With ``flow_prior`` the stem also gets the flow measured between the last two context frames
-        (over the flow range) and continuation frame i adds (i + 1) times it to the head's flow. Size 16, so a flow range not scaled with the size is off by 2x. float64: both sides run
-        the same ops, so they agree to rounding."""
+        (over the flow range) and continuation frame i adds (i + 1) times it to the head's flow.
+        ``warp_mode`` is the warp's sampling. Size 16, so a flow range not scaled with the size is
+        off by 2x. float64: both sides run the same ops, so they agree to rounding."""
         torch.manual_seed(0)
         cfg = GeneratorConfig(frames=5, context_frames=k, size=16, z_dim=6, base_channels=8, output_scale=output_scale,
-                              output=output, flow_prior=flow_prior)
+                              output=output, flow_prior=flow_prior, warp_mode=warp_mode)
         g = Generator(cfg).double()
         with torch.no_grad():  # every weight random (the head starts at zero), biases included
             for p in g.parameters():
@@ -155,10 +157,10 @@ class TestGenerator:
             last = ctx[:, :, -1:].expand(-1, -1, 5 - k, -1, -1)
             if output == "residual":
                 assert out.shape[1] == 5  # no mask channel
-                expected = (warp(last, flow) + 2 * colour).clamp(-1, 1)
+                expected = (warp(last, flow, mode=warp_mode) + 2 * colour).clamp(-1, 1)
             else:
                 mask = torch.sigmoid(out[:, 5:])
-                expected = mask * warp(last, flow) + (1 - mask) * colour
+                expected = mask * warp(last, flow, mode=warp_mode) + (1 - mask) * colour
         else:
             expected = colour
         with torch.no_grad():
@@ -172,6 +174,7 @@ class TestGenerator:
             (dict(base_channels=12), "multiple of 8"),
             (dict(output_scale=3), "output_scale"),
             (dict(output="mix"), "output must be one of"),
+            (dict(warp_mode="nearest"), "warp_mode must be one of"),
             (dict(context_frames=1, flow_prior=True), "flow_prior needs at least 2 context frames"),
         ],
     )

@@ -88,6 +88,51 @@ class TestWarp:
         # float64: grid_sample's round trip through [-1, 1] coordinates costs ~1e-15.
         torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
 
+    def test_bicubic_matches_independent_keys_kernel(self) -> None:
+        # Keys' cubic convolution with a = -0.75 (what grid_sample's bicubic mode uses), 4 taps per
+        # axis; "border" padding clamps each tap that falls outside the frame to the nearest edge
+        # pixel (the sample point itself is not clamped), which the frame's outer pixels exercise.
+        def keys(d: float, a: float = -0.75) -> float:
+            d = abs(d)
+            if d <= 1:
+                return (a + 2) * d**3 - (a + 3) * d**2 + 1
+            return a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a if d < 2 else 0.0
+
+        h, w = 10, 11
+        img = _video(1, 1, h, w, dtype=torch.float64)
+        flow = _video(1, 2, h, w, seed=3, dtype=torch.float64) * 1.3
+        out = T.warp(img, flow, mode="bicubic")
+        p = img[0, 0]
+        expected = torch.empty_like(out)
+        for y in range(h):
+            for x in range(w):
+                sx, sy = x + flow[0, 0, y, x].item(), y + flow[0, 1, y, x].item()
+                x0, y0 = math.floor(sx), math.floor(sy)
+                total = 0.0
+                for j in range(y0 - 1, y0 + 3):
+                    for i in range(x0 - 1, x0 + 3):
+                        tap = p[min(max(j, 0), h - 1), min(max(i, 0), w - 1)].item()
+                        total += keys(sy - j) * keys(sx - i) * tap
+                expected[0, 0, y, x] = total
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+    def test_bicubic_keeps_texture_bilinear_blurs(self) -> None:
+        # Stripes of period 4 (1, 1, -1, -1, ...) shifted by half a pixel. Inside a stripe the Keys
+        # taps at t = 1/2, (-3/32, 19/32, 19/32, -3/32), read (-1, 1, 1, -1): 44/32 = 1.375, where
+        # bilinear reads (1 + 1) / 2 = 1; across a stripe edge both give 0.
+        stripes = torch.where(torch.arange(16) % 4 < 2, 1.0, -1.0)
+        img = stripes.expand(1, 1, 8, 16).clone()
+        flow = torch.zeros(1, 2, 8, 16)
+        flow[:, 0] = 0.5
+        expected = {"bilinear": torch.tensor([-1.0, 0.0, 1.0, 0.0]), "bicubic": torch.tensor([-1.375, 0.0, 1.375, 0.0])}
+        for mode, period in expected.items():
+            row = T.warp(img, flow, mode=mode)[0, 0, 4, 2:-2]  # x = 2 samples 2.5, inside a -1 stripe
+            torch.testing.assert_close(row, period.repeat(3), atol=1e-5, rtol=0)
+
+    def test_bad_mode_names_the_argument(self) -> None:
+        with pytest.raises(ValueError, match="mode"):
+            T.warp(torch.zeros(1, 1, 4, 4), torch.zeros(1, 2, 4, 4), mode="nearest")
+
     def test_zeros_padding_outside_frame(self) -> None:
         img = torch.ones(1, 1, 3, 3)
         flow = torch.full((1, 2, 3, 3), 5.0)

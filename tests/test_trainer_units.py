@@ -717,12 +717,12 @@ def test_models_are_built_from_every_model_setting():
     from train.build import build_models
 
     cfg = TrainConfig(frames=5, context_frames=1, size=16, z_dim=4, g_channels=8, g_output_scale=1, d_channels=8,
-                      spectral_norm=True, video_d_input="clip+diff", g_output="residual",
+                      spectral_norm=True, video_d_input="clip+diff", g_output="blend", g_warp="bicubic",
                       d_image_levels=3, d_image_trunk="strided", d_image_input="frame+context")  # none at its default
     generator, d_image, d_video = build_models(cfg)
     g = generator.config
-    assert (g.frames, g.context_frames, g.size, g.z_dim, g.base_channels, g.output_scale, g.output) == (
-        5, 1, 16, 4, 8, 1, "residual")
+    assert (g.frames, g.context_frames, g.size, g.z_dim, g.base_channels, g.output_scale, g.output, g.warp_mode) == (
+        5, 1, 16, 4, 8, 1, "blend", "bicubic")
     assert (d_image.config.levels, d_video.config.levels) == (3, 3)
     assert (d_image.config.trunk, d_video.config.trunk) == ("strided", "strided")
     assert not any(isinstance(m, nn.MaxPool2d) for m in d_image.modules())

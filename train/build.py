@@ -23,7 +23,7 @@ def build_generator(cfg: TrainConfig) -> Generator:
     return Generator(GeneratorConfig(
         frames=cfg.frames, context_frames=cfg.context_frames, size=cfg.size,
         z_dim=cfg.z_dim, base_channels=cfg.g_channels, output_scale=cfg.g_output_scale,
-        output=cfg.g_output, flow_prior=cfg.g_flow_prior,
+        output=cfg.g_output, flow_prior=cfg.g_flow_prior, warp_mode=cfg.g_warp,
     ))
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genloss import KINDS, DiffAugment
+from genloss.temporal import WARP_MODES
 from models.discriminators import TRUNKS
 from models.generator import OUTPUTS as G_OUTPUTS
 from train.in_training_eval import DETECTOR_PROTOCOLS
@@ -169,6 +170,10 @@ class TrainConfig:
                                  help="measure the context's motion without weights (genloss.estimate_flow between "
                                  "the last two context frames), feed it to the generator and extrapolate it at constant "
                                  "velocity under the flow head's correction (needs --context-frames 2 or more)")
+    g_warp: str = setting("bilinear", choices=WARP_MODES, resume="model",
+                          help="how the generator's warp samples the last context frame at sub-pixel positions: "
+                          "bilinear (averages 2x2 pixels: every warped frame comes out softer) or bicubic (Keys' "
+                          "4x4 kernel: keeps more texture)")
     g_output_scale: int = setting(2, choices=(1, 2), resume="model",
                                   help="generator heads (flow, mask, colour) at size / this, bilinearly upsampled; "
                                   "1 = full resolution (sharper, ~40% slower)")

@@ -12,6 +12,7 @@ shares a frame with a held-out one.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -38,6 +39,7 @@ __all__ = [
     "VideoFolder",
     "scan_folder",
     "frame_changes",
+    "shared_videos",
     "split_shots",
     "temporal_split",
 ]
@@ -50,8 +52,9 @@ FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 # training while a 10-second clip still holds out 2 s (dozens of distinct clips at 30 fps).
 HELDOUT_FRACTION = 0.2
 
-# Split ids mixed into the seed so the held-out clips never coincide with training clips.
-_SPLITS = {"train": 0, "heldout": 1}
+# Split ids mixed into the seed so the held-out clips never coincide with training clips. "whole"
+# draws from every frame of a video: only for videos the run never trained on (eval.py --whole-videos).
+_SPLITS = {"train": 0, "heldout": 1, "whole": 2}
 # Training-clip augmentations of --dataset videos (VideoFolder's train split; never the held-out one).
 CLIP_AUGMENTS = ("flip", "reverse", "speed")
 
@@ -97,7 +100,7 @@ class MovingShapes(Dataset):
         num_shapes: int = 2,
         speed: tuple[float, float] = (1.0, 2.0),
     ) -> None:
-        check_choice("split", split, tuple(_SPLITS))
+        check_choice("split", split, ("train", "heldout"))
         self.length, self.frames, self.size = length, frames, size
         self.seed, self.split, self.num_shapes = seed, split, num_shapes
         self.speed = speed
@@ -220,6 +223,36 @@ class FolderScan:
 def _listed(items: list[str], limit: int = 5) -> str:
     shown = ", ".join(items[:limit])
     return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def shared_videos(folder: str | Path, other: str | Path) -> list[str]:
+    """The videos of ``folder`` (paths relative to it) that ``other`` also holds: the same file or
+    frame folder once links are resolved, or a video file with the same bytes under any name.
+
+    Bytes are hashed only for files of equal size, so two folders of distinct videos cost a listing.
+    """
+    def digest(path: Path) -> str:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    theirs = _find(Path(other))[0]
+    resolved = {p.resolve() for p in theirs}
+    by_size: dict[int, list[Path]] = {}
+    for p in theirs:
+        if p.is_file():
+            by_size.setdefault(p.stat().st_size, []).append(p)
+    shared = []
+    for path in _find(Path(folder))[0]:
+        same = path.resolve() in resolved
+        if not same and path.is_file():
+            candidates = by_size.get(path.stat().st_size, [])
+            same = bool(candidates) and digest(path) in {digest(c) for c in candidates}
+        if same:
+            shared.append(str(path.relative_to(folder)))
+    return shared
 
 
 def _is_video(path: Path) -> bool:
@@ -471,7 +504,8 @@ class VideoFolder(Dataset):
         length: number of clips (indices).
         frames: frames per clip ``T``: the ``frames`` given to :func:`scan_folder`.
         seed: base seed.
-        split: ``"train"`` or ``"heldout"``.
+        split: ``"train"``, ``"heldout"``, or ``"whole"``: clips from anywhere in each video, for
+            a folder of videos the model never trained on (a whole-video hold-out).
         augment: for the train split, any of :data:`CLIP_AUGMENTS`, each drawn per clip from the
             clip's own generator: ``flip`` mirrors it left-right (p = 1/2), ``reverse`` plays it
             backwards (p = 1/2), ``speed`` takes every 2nd frame (p = 1/2, where the part is long
@@ -504,7 +538,10 @@ class VideoFolder(Dataset):
                     f"`frames` is {frames} but video {scan.names[i]!r} has {video.shape[1]}: "
                     "scan the folder with the clip length you train with"
                 )
-            part = temporal_split(video.shape[1], frames, scan.heldout_fraction)[split == "heldout"]
+            if split == "whole":
+                part = range(video.shape[1])
+            else:
+                part = temporal_split(video.shape[1], frames, scan.heldout_fraction)[split == "heldout"]
             if len(part) >= frames:
                 self.parts.append((i, part.start, part.stop))
         if not self.parts:

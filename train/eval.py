@@ -10,7 +10,10 @@
 the checkpoint's EMA weights, continues the first ``--num`` held-out clips from their context
 frames with the trainer's fixed noise, scores the result and writes ``eval-<step>.json`` (values and
 protocol) into the run folder; the run's gallery card then shows it. ``--dataset`` takes the
-held-out end of each video of another folder (or of the one trained on) instead.
+held-out end of each video of another folder (or of the one trained on) instead;
+``--dataset DIR --whole-videos`` takes clips from anywhere in each of its videos, for videos the
+run never trained on (a whole-video hold-out; a video file the run's own folder also holds is an
+error).
 
 ``--real DIR --fake DIR`` scores two folders of clips from any generator, read like a ``--dataset``
 folder (train/data.py's reader: video files or frame folders, each one clip, resized and centre
@@ -69,7 +72,7 @@ from train import metric_registry as registry  # noqa: E402
 from train import state as st  # noqa: E402
 from train.build import build_datasets, build_generator  # noqa: E402
 from train.config import ConfigError, load_config  # noqa: E402
-from train.data import VideoFolder, scan_folder, temporal_split  # noqa: E402
+from train.data import VideoFolder, scan_folder, shared_videos, temporal_split  # noqa: E402
 from train.gallery import refresh_gallery  # noqa: E402
 from train.in_training_eval import (  # noqa: E402
     DETECTOR_PROTOCOLS,
@@ -141,10 +144,21 @@ def read_clip_folder(flag: str, root: Path, size: int, frames: int | None) -> tu
     return scan.names, clips, scan.summary().split(";")[0]
 
 
-def heldout_split(config, count: int):
+def heldout_split(config, count: int, *, whole_videos: bool = False):
     """The run's held-out split with ``count`` clips, as the trainer draws it
     (:func:`train.build.build_datasets`): clip ``i`` is the trainer's held-out clip ``i``. A
-    ``--dataset`` folder that can't give them is a :class:`RunError` naming what eval.py can change."""
+    ``--dataset`` folder that can't give them is a :class:`RunError` naming what eval.py can change.
+    ``whole_videos`` draws them from every frame of each video instead (``VideoFolder``'s
+    ``"whole"`` split), for a folder the run never trained on."""
+    if whole_videos:
+        scan = scan_folder(config.dataset, config.frames, config.size, frame_stride=config.frame_stride,
+                           shot_cut=config.shot_cut)
+        print(f"--dataset {config.dataset} --whole-videos: {scan.summary().split(';')[0]}; clips from anywhere "
+              "in each video")
+        if not scan.videos:
+            raise RunError(f"--dataset {config.dataset} has no usable video of at least {config.frames} frames "
+                           f"({scan.summary()})")
+        return VideoFolder(scan, count, config.frames, seed=config.seed, split="whole")
     if config.dataset is None:  # moving shapes; the split has max(eval_clips, detect_clips) clips
         return build_datasets(dataclasses.replace(config, eval_clips=count, detect_clips=0), 1, log=print)[1]
     frames, fraction = config.frames, config.heldout_fraction
@@ -166,6 +180,22 @@ def heldout_split(config, count: int):
             f"and keep one before it, as the run was trained ({as_trained}, the last {100 * fraction:g}% of each "
             f"video held out); the longest has {longest} frames. Pass a --dataset folder with videos of at least "
             f"{need} frames, or score clips of any length with --real/--fake") from None
+
+
+def _refuse_trained_videos(folder: str, trained_on: str | None) -> None:
+    """A :class:`RunError` when ``--whole-videos`` would score a video the run trained on: one of
+    ``folder``'s files is also in the run's ``--dataset`` (the same file, or the same bytes)."""
+    if trained_on is None:
+        return  # the moving shapes: no video of any folder was trained on
+    if not Path(trained_on).is_dir():
+        print(f"note: --whole-videos could not check {folder} against the run's --dataset {trained_on!r}, which is "
+              "not a folder any more; make sure the run never trained on these videos")
+        return
+    shared = shared_videos(folder, trained_on)
+    if shared:
+        raise RunError(f"--whole-videos scores every frame of {folder}, but the run trained on {', '.join(shared)} "
+                       f"(also in its --dataset {trained_on}); without --whole-videos eval.py scores the held-out "
+                       "end of each video, which the run never trained on")
 
 
 def _pair_by_name(real_names: list[str], real: Tensor, fake_names: list[str], fake: Tensor):
@@ -354,6 +384,8 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
     except ConfigError as error:
         raise RunError(str(error)) from None
     count = args.num or config.detect_clips or DEFAULT_CLIPS
+    if args.whole_videos:
+        _refuse_trained_videos(args.dataset, config.dataset)
     if args.dataset is not None:
         config = dataclasses.replace(config, dataset=args.dataset)
     elif config.dataset is not None and not Path(config.dataset).is_dir():
@@ -361,7 +393,7 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
                             "its new place")
     lpips, lpips_skipped = build_lpips(args.lpips, args.lpips_weights, config.size)
     extractors = build_extractors(args.fvd_extractor, args.fid_extractor)
-    heldout = heldout_split(config, count)
+    heldout = heldout_split(config, count, whole_videos=args.whole_videos)
     device = torch.device(args.device)
     generator = build_generator(config)
     generator.load_state_dict(torch.load(checkpoint / st.EMA_FILE, map_location="cpu", weights_only=True))
@@ -379,14 +411,16 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
                                     extractors=extractors, protocol=args.protocol)
     if k == 0:
         skipped.update({name: "an unconditional run: no true continuation to compare with" for name in _PAIRED})
-    source = (f"held-out end of each video of {config.dataset}" if config.dataset
+    source = (f"every frame of each video of {config.dataset}, none trained on" if args.whole_videos
+              else f"held-out end of each video of {config.dataset}" if config.dataset
               else f"held-out split of the moving-shapes dataset (seed {config.seed})")
     result = {
         "kind": "checkpoint",
         "run_name": run.get("run_name", run_dir.name),
         "step": step,
         "checkpoint": str(checkpoint),
-        "clips": {"source": source, "dataset": config.dataset, "split": "heldout", "indices": f"0..{count - 1}",
+        "clips": {"source": source, "dataset": config.dataset,
+                  "split": "whole" if args.whole_videos else "heldout", "indices": f"0..{count - 1}",
                   "count": count, "frames": config.frames, "context_frames": k, "size": config.size,
                   "frame_stride": config.frame_stride, "shot_cut": config.shot_cut},
         "noise": {"seed": seed, "z_dim": config.z_dim, "rule": NOISE_RULE},
@@ -529,6 +563,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help=f"held-out clips to evaluate (default: the run's --detect-clips, else {DEFAULT_CLIPS})")
     ckpt.add_argument("--dataset", default=None, help="evaluate on the held-out end of each video of this folder "
                       "(default: the run's own data)")
+    ckpt.add_argument("--whole-videos", action="store_true", help="with --dataset: clips from anywhere in each "
+                      "video, for a folder of videos the run never trained on (a whole-video hold-out)")
     ckpt.add_argument("--seed", type=int, default=None, help="noise seed (default: the run's seed, the trainer's noise)")
     ckpt.add_argument("--samples-dir", default=None, help="the gallery to refresh (default: the run's samples_dir)")
     folders = p.add_argument_group("--real/--fake options")
@@ -565,7 +601,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.real is None or args.fake is None:
             p.error("--real and --fake go together")
         given = [f for f, v in (("--num", args.num), ("--dataset", args.dataset), ("--seed", args.seed),
-                                ("--samples-dir", args.samples_dir)) if v is not None]
+                                ("--samples-dir", args.samples_dir), ("--whole-videos", args.whole_videos or None))
+                 if v is not None]
         if given:
             p.error(f"{', '.join(given)} only apply to --checkpoint")
         if args.size is None or args.size < 1:
@@ -581,6 +618,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "read as it was trained)")
         if args.num is not None and args.num < 2:
             p.error("--num must be >= 2 (half of the clips train the detector, half are scored)")
+        if args.whole_videos and args.dataset is None:
+            p.error("--whole-videos needs --dataset: a folder of videos the run never trained on")
         if args.dataset is not None and not Path(args.dataset).is_dir():
             p.error(f"--dataset {args.dataset!r} is not an existing folder")
     if args.lpips_weights is not None and args.lpips == "none":
