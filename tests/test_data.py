@@ -148,8 +148,13 @@ class TestVideoFolder:
         heldout = VideoFolder(scan, 200, frames=4, seed=0, split="heldout")
         assert whole.parts == [(0, 0, 9), (1, 0, 10), (2, 0, 8)]
         assert [p[1] for p in heldout.parts] == [temporal_split(n, 4)[1].start for n in (9, 10, 8)]
-        starts = set().union(*(_locate(scan, whole[i]) for i in range(200)))
-        assert {(v, 0) for v in range(3)} <= starts  # every video's first frame starts some clip
+        # Every (video, start) window once, shuffled, then again in the same order.
+        assert sorted(whole.windows) == [(v, s) for v, n in enumerate((9, 10, 8)) for s in range(n - 3)]
+        assert whole.windows != sorted(whole.windows)
+        for i in (0, 5, 17):
+            v, start = whole.windows[i]
+            assert (v, start) in _locate(scan, whole[i])
+            assert torch.equal(whole[i], whole[i + len(whole.windows)])
         assert not set().union(*(_locate(scan, heldout[i]) for i in range(50))) & {(v, 0) for v in range(3)}
         with pytest.raises(ValueError, match="split"):
             MovingShapes(1, frames=4, size=16, split="whole")

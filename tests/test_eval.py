@@ -350,7 +350,7 @@ def test_whole_videos_draws_from_every_frame_of_unseen_videos(run, tmp_path):
     scan = scan_folder(data, config.frames, config.size)
     whole = VideoFolder(scan, 4, config.frames, seed=config.seed, split="whole")
     assert torch.equal(torch.load(clips)["real"], torch.stack([whole[i] for i in range(4)]))
-    assert result["clips"]["split"] == "whole"
+    assert result["clips"]["split"] == "whole" and result["clips"]["distinct"] == len(whole.windows) == 9 + 6
     assert result["clips"]["source"] == f"every frame of each video of {data}, none trained on"
 
 

@@ -504,8 +504,11 @@ class VideoFolder(Dataset):
         length: number of clips (indices).
         frames: frames per clip ``T``: the ``frames`` given to :func:`scan_folder`.
         seed: base seed.
-        split: ``"train"``, ``"heldout"``, or ``"whole"``: clips from anywhere in each video, for
-            a folder of videos the model never trained on (a whole-video hold-out).
+        split: ``"train"``, ``"heldout"``, or ``"whole"``: every distinct clip of each video, for
+            a folder of videos the model never trained on (a whole-video hold-out). The whole
+            split is drawn without replacement: clip ``i`` is the ``i``-th of all ``(video, start)``
+            windows in an order shuffled by ``seed``, so no clip repeats before all were given
+            (``len(self.windows)``) and a detector's two halves never share one.
         augment: for the train split, any of :data:`CLIP_AUGMENTS`, each drawn per clip from the
             clip's own generator: ``flip`` mirrors it left-right (p = 1/2), ``reverse`` plays it
             backwards (p = 1/2), ``speed`` takes every 2nd frame (p = 1/2, where the part is long
@@ -551,11 +554,19 @@ class VideoFolder(Dataset):
                 f"and keep a {frames}-frame clip on each side (the longest has {longest} frames); "
                 "use longer videos, fewer frames per clip or a smaller held-out fraction"
             )
+        self.windows: list[tuple[int, int]] = []
+        if split == "whole":
+            every = [(v, start) for v, first, end in self.parts for start in range(first, end - frames + 1)]
+            order = np.random.default_rng([seed, _SPLITS["whole"]]).permutation(len(every))
+            self.windows = [every[i] for i in order]
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> Tensor:
+        if self.windows:
+            video, start = self.windows[index % len(self.windows)]
+            return self.videos[video][:, start : start + self.frames].float() / 127.5 - 1
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])
         video, first, end = self.parts[int(rng.integers(len(self.parts)))]
         # Drawn in a fixed order whatever is enabled, so enabling one augmentation leaves the others'

@@ -158,7 +158,11 @@ def heldout_split(config, count: int, *, whole_videos: bool = False):
         if not scan.videos:
             raise RunError(f"--dataset {config.dataset} has no usable video of at least {config.frames} frames "
                            f"({scan.summary()})")
-        return VideoFolder(scan, count, config.frames, seed=config.seed, split="whole")
+        folder = VideoFolder(scan, count, config.frames, seed=config.seed, split="whole")
+        if count > len(folder.windows):
+            print(f"note: --num {count} is more than the {len(folder.windows)} distinct clips these videos hold: "
+                  "clips repeat, and repeats can fall on both sides of the detector's split")
+        return folder
     if config.dataset is None:  # moving shapes; the split has max(eval_clips, detect_clips) clips
         return build_datasets(dataclasses.replace(config, eval_clips=count, detect_clips=0), 1, log=print)[1]
     frames, fraction = config.frames, config.heldout_fraction
@@ -420,7 +424,8 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
         "step": step,
         "checkpoint": str(checkpoint),
         "clips": {"source": source, "dataset": config.dataset,
-                  "split": "whole" if args.whole_videos else "heldout", "indices": f"0..{count - 1}",
+                  "split": "whole" if args.whole_videos else "heldout",
+                  **({"distinct": len(heldout.windows)} if args.whole_videos else {}), "indices": f"0..{count - 1}",
                   "count": count, "frames": config.frames, "context_frames": k, "size": config.size,
                   "frame_stride": config.frame_stride, "shot_cut": config.shot_cut},
         "noise": {"seed": seed, "z_dim": config.z_dim, "rule": NOISE_RULE},
