@@ -12,6 +12,7 @@ from PIL import Image
 
 from train.config import ConfigError, TrainConfig
 from train.data import (
+    ZOOM,
     FolderScan,
     MovingShapes,
     VideoFolder,
@@ -592,6 +593,49 @@ class TestClipAugment:
             assert self._read(off[i])[0] == list(range(start, start + 5))
             torch.testing.assert_close(off[i], plain[i], rtol=0, atol=0)
 
+    def test_zoom_crops_the_zoomed_copy_and_resizes_it_down(self, tmp_path):
+        # A video whose pixels say where they are: R = 4 * column, G = 4 * row of a 64x64 frame, B =
+        # 8 * frame. Scanned at 16 (and 32 for zoom), a zoomed clip covers a square of the 64x64
+        # frame from half its side (2x) to all of it (1x), the same in every frame, frames in order.
+        n, full = 20, 64
+        ys, xs = np.meshgrid(np.arange(full), np.arange(full), indexing="ij")
+        frames = np.stack([np.stack([4 * xs, 4 * ys, np.full_like(xs, 8 * t)], -1) for t in range(n)]).astype(np.uint8)
+        folder = tmp_path / "v"
+        folder.mkdir()
+        for t, frame in enumerate(frames):
+            iio.imwrite(folder / f"{t:03d}.png", frame)
+        scan = scan_folder(tmp_path, frames=4, size=16, zoom=ZOOM)
+        assert [v.shape for v in scan.zoomed] == [(3, n, 32, 32)]
+        plain = scan_folder(tmp_path, frames=4, size=16)
+        assert plain.zoomed == [] and torch.equal(plain.videos[0], scan.videos[0])
+        ds = VideoFolder(scan, 300, frames=4, seed=0, augment=("zoom",))
+        spans = []
+        for i in range(300):
+            # The clip's generator as VideoFolder draws it: video, the three other augmentations'
+            # draws, start, then the zoom draw.
+            rng = np.random.default_rng([0, 0, i])
+            _, first, end = ds.parts[int(rng.integers(len(ds.parts)))]
+            rng.random(3)
+            start = first + int(rng.integers(end - first - 4 + 1))
+            clip = ((ds[i] + 1) * 127.5).round()  # (C, T, H, W) levels
+            t = clip[2, :, 8, 8] / 8
+            assert t.tolist() == [start, start + 1, start + 2, start + 3]  # consecutive frames, in order
+            if not rng.random() < 0.5:
+                assert torch.equal(ds[i], scan.videos[0][:, start : start + 4].float() / 127.5 - 1)
+                continue
+            # R rises linearly left to right, the same on every row and frame: the crop is a square
+            # window of the source, the same in every frame.
+            red = clip[0, :, 0, :] / 4  # source column at each output column
+            span = (red[0, -1] - red[0, 0]).item() * 16 / 15  # source columns the crop covers
+            spans.append(span)
+            assert 0.5 * full * 0.9 <= span <= full * 1.02, span  # between 2x and 1x magnification
+            assert torch.equal(clip[1, :, :, 0], clip[1, :1, :, 0].expand(4, -1))
+            assert torch.equal(clip[0, :, 0, :], clip[0, :1, 0, :].expand(4, -1))
+        assert 105 < len(spans) < 195  # Binomial(300, 1/2): 150 +- 8.7
+        assert min(spans) < 0.6 * full and max(spans) > 0.9 * full  # the whole range of magnifications
+        with pytest.raises(ValueError, match=r"scan_folder\(\.\.\., zoom=2\)"):
+            VideoFolder(plain, 4, frames=4, augment=("zoom",))
+
     def test_held_out_clips_are_never_augmented_and_bad_names_are_refused(self):
         with pytest.raises(ValueError, match=r"`augment` applies to the train split only"):
             VideoFolder(self._scan(), 4, frames=5, split="heldout", augment=("flip",))
@@ -599,9 +643,9 @@ class TestClipAugment:
             VideoFolder(self._scan(), 4, frames=5, augment=("jitter",))
 
     @pytest.mark.parametrize("value, message", [
-        ("flip,flip", "--clip-augment must be a comma-separated subset of flip, reverse, speed without repeats; "
+        ("flip,flip", "--clip-augment must be a comma-separated subset of flip, reverse, speed, zoom without repeats; "
                       "got 'flip,flip'"),
-        ("jitter", "--clip-augment must be a comma-separated subset of flip, reverse, speed without repeats; "
+        ("jitter", "--clip-augment must be a comma-separated subset of flip, reverse, speed, zoom without repeats; "
                    "got 'jitter'"),
     ])
     def test_the_setting_is_checked_and_reaches_the_training_set(self, value, message, tmp_path):
@@ -613,3 +657,13 @@ class TestClipAugment:
         with pytest.raises(ConfigError, match="--clip-augment applies to --dataset folders"):
             TrainConfig(clip_augment="flip").validate(environment=False)
         assert TrainConfig(dataset=str(tmp_path), clip_augment=" speed,flip").clip_augments() == ("speed", "flip")
+
+    def test_the_trainer_decodes_the_zoomed_copy_only_for_zoom(self, video_folder):
+        from train.build import build_datasets
+        from train.config import TrainConfig
+
+        for augment, zoomed in (("flip,zoom", 3), ("flip", 0)):
+            cfg = TrainConfig(dataset=str(video_folder), clip_augment=augment, frames=4, size=16)
+            train, heldout = build_datasets(cfg, 8)
+            assert len(train.zoomed) == zoomed and heldout.augment == frozenset()
+            assert all(z.shape[-1] == ZOOM * 16 for z in train.zoomed)

@@ -13,7 +13,7 @@ from torch import nn
 import genloss as gl
 from models import DiscriminatorConfig, Generator, GeneratorConfig, ImageDiscriminator, VideoDiscriminator
 from train.config import TrainConfig
-from train.data import MovingShapes, VideoFolder, scan_folder
+from train.data import ZOOM, MovingShapes, VideoFolder, scan_folder
 from train.safety import RunError
 
 __all__ = ["build_datasets", "build_generator", "build_models", "build_perceptual"]
@@ -130,7 +130,8 @@ def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: boo
         return (MovingShapes(train_length, split="train", **kwargs),
                 MovingShapes(heldout, split="heldout", **kwargs))
     scan = scan_folder(cfg.dataset, frames, size, heldout_fraction=cfg.heldout_fraction,
-                       frame_stride=cfg.frame_stride, shot_cut=cfg.shot_cut, progress=progress)
+                       frame_stride=cfg.frame_stride, shot_cut=cfg.shot_cut, progress=progress,
+                       zoom=ZOOM if "zoom" in cfg.clip_augments() else 1)
     for line in scan.corrupt:
         log(f"dataset: skipped unreadable file {line}")
     for line in scan.too_short:

@@ -232,8 +232,9 @@ class TrainConfig:
                               "pairs R1 + R2 with --adv-loss relativistic; 0 = off)")
     clip_augment: str = setting("", resume="training", default_text="''",
                                 help="augment --dataset training clips (never the held-out ones), comma-separated: "
-                                "flip (mirror left-right), reverse (play backwards), speed (every 2nd frame), each "
-                                "with probability 1/2 per clip; '' = off")
+                                "flip (mirror left-right), reverse (play backwards), speed (every 2nd frame), zoom "
+                                "(a random square crop, 1x to 2x magnified, of a copy of the footage decoded at twice "
+                                "--size: 4x its memory again), each with probability 1/2 per clip; '' = off")
     augment: str = setting("", resume="training", default_text="''",
                            help="DiffAugment policy applied to real and generated inputs of both discriminators, one "
                            "draw per clip shared by its frames (genloss.augment), e.g. color,translation,cutout; "

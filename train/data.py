@@ -56,7 +56,10 @@ HELDOUT_FRACTION = 0.2
 # draws from every frame of a video: only for videos the run never trained on (eval.py --whole-videos).
 _SPLITS = {"train": 0, "heldout": 1, "whole": 2}
 # Training-clip augmentations of --dataset videos (VideoFolder's train split; never the held-out one).
-CLIP_AUGMENTS = ("flip", "reverse", "speed")
+CLIP_AUGMENTS = ("flip", "reverse", "speed", "zoom")
+# The zoom augmentation's largest magnification: the folder is also decoded at ZOOM x --size, so a
+# zoomed clip is a crop of that copy resized down (never up: no upsampling blur in the targets).
+ZOOM = 2
 
 # Bright, saturated colours that stay distinct from the dark background and from each other.
 _PALETTE = np.array(
@@ -200,6 +203,7 @@ class FolderScan:
     train_only: list[str] = field(default_factory=list)  # usable, too short to hold out an end, "name (N frames)"
     heldout_fraction: float = HELDOUT_FRACTION  # share of each video's end held out (see temporal_split)
     shot_cuts: int = 0  # cuts found by scan_folder(shot_cut=...); each shot is one of `videos`
+    zoomed: list[Tensor] = field(default_factory=list)  # scan_folder(zoom=z): `videos` again at z x size, or []
 
     def summary(self) -> str:
         text = (
@@ -356,13 +360,16 @@ def _resize_crop(frame: np.ndarray, size: int) -> Tensor:
     return x[0, :, top : top + size, left : left + size].contiguous()  # a copy: frees the uncropped frame
 
 
-def _read_video(path: Path, size: int, on_frame: Callable[[int], None] | None = None) -> Tensor:
-    """Decode ``path`` frame by frame, resizing each as it comes: ``(3, N, size, size)`` uint8.
+def _read_video(path: Path, size: int, on_frame: Callable[[int], None] | None = None,
+                *, also: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """Decode ``path`` frame by frame, resizing each as it comes: ``(3, N, size, size)`` uint8, and
+    with ``also`` the same frames at ``also x also`` (else ``None``).
 
     Memory holds one full-size frame at a time plus the small resized ones, instead of the whole
     video at full size (a 4-second 1080p clip took 4.5 GB that way).
     """
     out: list[Tensor] = []
+    extra: list[Tensor] = []
     first_shape = None
     for frame in _frames_of(path):
         frame = _to_rgb(frame)
@@ -371,11 +378,13 @@ def _read_video(path: Path, size: int, on_frame: Callable[[int], None] | None = 
         elif frame.shape != first_shape:
             raise ValueError(f"frames of different sizes {first_shape[:2]} and {frame.shape[:2]}")
         out.append(_resize_crop(frame, size))
+        if also is not None:
+            extra.append(_resize_crop(frame, also))
         if on_frame is not None:
             on_frame(len(out))
     if not out:
         raise ValueError("no frames")
-    return torch.stack(out, dim=1)  # (3, N, size, size)
+    return torch.stack(out, dim=1), (torch.stack(extra, dim=1) if also is not None else None)
 
 
 def scan_folder(
@@ -387,6 +396,7 @@ def scan_folder(
     frame_stride: int = 1,
     shot_cut: float = 0.0,
     progress: bool = False,
+    zoom: int = 1,
 ) -> FolderScan:
     """Decode every video under ``root`` at ``size`` resolution, skipping broken and short ones.
 
@@ -415,6 +425,9 @@ def scan_folder(
             (:func:`split_shots`, after ``frame_stride``); each shot is then a video of its own,
             with its own held-out end, so no clip spans an edited cut. 0 = off.
         progress: show a progress bar on stderr (pass ``accelerator.is_main_process``).
+        zoom: when above 1, also keep every video at ``zoom * size`` (``scan.zoomed``, the same
+            frames and shots) for :class:`VideoFolder`'s ``zoom`` augmentation; ``zoom**2`` times
+            the memory again.
 
     Returns:
         A :class:`FolderScan`; its ``summary()`` is one line for the log.
@@ -424,6 +437,8 @@ def scan_folder(
         raise ValueError(f"`frame_stride` must be a positive int; got {frame_stride!r}")
     if isinstance(shot_cut, bool) or not isinstance(shot_cut, (int, float)) or not 0 <= shot_cut < 1:
         raise ValueError(f"`shot_cut` must be a number in [0, 1); got {shot_cut!r}")
+    if isinstance(zoom, bool) or not isinstance(zoom, int) or zoom < 1:
+        raise ValueError(f"`zoom` must be a positive int; got {zoom!r}")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"--dataset {str(root)!r} is not a folder")
@@ -434,13 +449,15 @@ def scan_folder(
         name = str(path.relative_to(root))
         on_frame = _frame_counter(bar, name) if progress else None
         try:
-            video = _read_video(path, size, on_frame)
+            video, big = _read_video(path, size, on_frame, also=zoom * size if zoom > 1 else None)
         except Exception as error:  # the decoders raise many kinds of errors for broken files
             scan.corrupt.append(f"{name}: {type(error).__name__}: {error}".splitlines()[0][:200])
             continue
         if progress:  # its frame count once decoded (on_frame shows counts only while long videos decode)
             bar.set_postfix_str(f"{name}: {video.shape[1]} frames", refresh=False)
         video = video[:, ::frame_stride].contiguous()
+        if big is not None:
+            big = big[:, ::frame_stride]
         shots = split_shots(video, shot_cut) if shot_cut else [(0, video.shape[1])]
         scan.shot_cuts += len(shots) - 1
         for start, stop in shots:
@@ -454,6 +471,8 @@ def scan_folder(
                 scan.train_only.append(f"{part_name} ({num_frames} frames)")
             scan.videos.append(part)
             scan.names.append(part_name)
+            if big is not None:  # shots found at --size, so both copies cut at the same frames
+                scan.zoomed.append(big[:, start:stop].contiguous())
     return scan
 
 
@@ -514,7 +533,11 @@ class VideoFolder(Dataset):
             backwards (p = 1/2), ``speed`` takes every 2nd frame (p = 1/2, where the part is long
             enough: twice the motion per frame). Real footage offers a few hundred frames; these
             are motions the model would otherwise never see, and each is as plausible as the
-            original (mirror-symmetric scenes, time-symmetric motion of rigid objects).
+            original (mirror-symmetric scenes, time-symmetric motion of rigid objects). ``zoom``
+            (p = 1/2) crops a random square from the scan's ``zoomed`` copy (``scan_folder(zoom=
+            ZOOM)``) and resizes it down to ``size``: magnification uniform in crop side between 1x
+            and ``ZOOM``x, at a random place, so the clip's motion in pixels grows with it and the
+            model sees other framings of the same footage.
 
     Raises:
         ValueError: no usable video; a video shorter than ``frames``; for ``"heldout"``, no video
@@ -529,6 +552,10 @@ class VideoFolder(Dataset):
         if augment and split != "train":
             raise ValueError(f"`augment` applies to the train split only; got {tuple(augment)} with split {split!r}")
         self.augment = frozenset(augment)
+        if "zoom" in self.augment and len(scan.zoomed) != len(scan.videos):
+            raise ValueError("the `zoom` augmentation crops the scan's zoomed copy of each video: scan the folder "
+                             f"with scan_folder(..., zoom={ZOOM})")
+        self.zoomed = scan.zoomed
         if not scan.videos:
             raise ValueError("no usable videos: " + scan.summary())
         self.videos, self.length, self.frames = scan.videos, length, frames
@@ -573,11 +600,21 @@ class VideoFolder(Dataset):
         # draws alone; not drawn at all without augmentation, so such clips are what they always were.
         flip = reverse = fast = False
         if self.augment:
-            flip, reverse, fast = (rng.random(3) < 0.5) & np.array([a in self.augment for a in CLIP_AUGMENTS])
+            flip, reverse, fast = (rng.random(3) < 0.5) & np.array([a in self.augment for a in CLIP_AUGMENTS[:3]])
         stride = 2 if fast and end - first >= 2 * self.frames - 1 else 1
         span = stride * (self.frames - 1) + 1
         start = first + int(rng.integers(end - first - span + 1))
-        clip = self.videos[video][:, start : start + span : stride].float()  # (C, T, H, W)
+        clip = self.videos[video][:, start : start + span : stride]  # (C, T, H, W) uint8
+        if "zoom" in self.augment and rng.random() < 0.5:  # drawn after the others: their draws unchanged
+            big = self.zoomed[video]
+            size, full = clip.shape[-1], big.shape[-1]
+            side = int(rng.integers(size, full + 1))
+            top, left = (int(v) for v in rng.integers(full - side + 1, size=2))
+            crop = rearrange(big[:, start : start + span : stride, top : top + side, left : left + side],
+                             "c t h w -> t c h w")
+            crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            clip = rearrange(crop, "t c h w -> c t h w")
+        clip = clip.float()
         if flip:
             clip = clip.flip(-1)
         if reverse:
