@@ -33,7 +33,7 @@ COVERED_ELSEWHERE = {
     "train/eval.py": "tests/test_eval.py (a checkpoint and folders of clips)",
     "train/gan.py": "tests/test_train.py, tests/test_run_safety.py, tests/test_config.py (the trainer end to end)",
     "train/sample.py": "tests/test_train.py (clips from a run's checkpoint)",
-    "train/fetch_real_videos.py": "none: it downloads a wheel from PyPI and tests never use the network",
+    "train/fetch_real_videos.py": "tests/test_fetch_real_videos.py (archives built there: tests never use the network)",
     "train/gallery.py": "tests/test_gallery.py (the gallery page of runs)",
     "benchmarks/gpu.sh": "test_gpu_sh_plan (DRY_RUN=1) below: its benchmarks' tiny runs are TINY_RUNS",
 }
