@@ -75,23 +75,25 @@ class TestTrainConfig:
         assert TrainConfig.from_dict(config.to_dict()) == config
 
     def test_saved_run_from_before_a_setting_keeps_the_value_it_trained_with(self, tmp_path):
-        """A run saved before --d-image-trunk, --g-output and --flow-tv-weight existed trained the
-        strided trunk with 3 levels and the blend output, without the flow term: its config.json
+        """A run saved before --d-image-trunk, --g-output, --flow-tv-weight and --g-warp existed trained
+        the strided trunk with 3 levels and the blend output, without the flow term, warping
+        bilinearly: its config.json
         without the keys must mean that, not today's defaults, or its checkpoint would not load and
         a resume would change its loss. A hand-written file without them gets today's defaults."""
         from train.build import build_models
 
         old = TrainConfig(size=16, frames=4)
         settings = old.to_dict()
-        for key in ("d_image_trunk", "d_image_levels", "g_output", "flow_tv_weight"):
+        for key in ("d_image_trunk", "d_image_levels", "g_output", "flow_tv_weight", "g_warp"):
             del settings[key]
         (tmp_path / "config.json").write_text(json.dumps({"settings": settings, "run": {}}))
         loaded, _ = load_config(tmp_path / "config.json")
-        then = dict(d_image_trunk="strided", d_image_levels=3, g_output="blend", flow_tv_weight=0.0)
+        then = dict(d_image_trunk="strided", d_image_levels=3, g_output="blend", flow_tv_weight=0.0, g_warp="bilinear")
         assert {key: getattr(loaded, key) for key in then} == then
-        today = dict(d_image_trunk="local", d_image_levels=2, g_output="residual", flow_tv_weight=0.05)
+        today = dict(d_image_trunk="local", d_image_levels=2, g_output="residual", flow_tv_weight=0.05, g_warp="bicubic")
         assert {key: getattr(TrainConfig(), key) for key in today} == today
         models_then = build_models(dataclasses.replace(old, **then))
+        assert build_models(loaded)[0].config.warp_mode == "bilinear"  # same weights, so checked by name
         for model, state in zip(build_models(loaded), models_then, strict=True):
             model.load_state_dict(state.state_dict())  # strict: the same architectures
         (tmp_path / "hand.json").write_text(json.dumps(settings))

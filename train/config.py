@@ -170,10 +170,10 @@ class TrainConfig:
                                  help="measure the context's motion without weights (genloss.estimate_flow between "
                                  "the last two context frames), feed it to the generator and extrapolate it at constant "
                                  "velocity under the flow head's correction (needs --context-frames 2 or more)")
-    g_warp: str = setting("bilinear", choices=WARP_MODES, resume="model",
+    g_warp: str = setting("bicubic", choices=WARP_MODES, resume="model",
                           help="how the generator's warp samples the last context frame at sub-pixel positions: "
-                          "bilinear (averages 2x2 pixels: every warped frame comes out softer) or bicubic (Keys' "
-                          "4x4 kernel: keeps more texture)")
+                          "bicubic (Keys' 4x4 kernel: keeps edges and texture) or bilinear (averages 2x2 pixels: "
+                          "every warped frame comes out softer; the default before 2026-12-06's second change)")
     g_output_scale: int = setting(2, choices=(1, 2), resume="model",
                                   help="generator heads (flow, mask, colour) at size / this, bilinearly upsampled; "
                                   "1 = full resolution (sharper, ~40% slower)")
@@ -504,7 +504,8 @@ def flat_config(config: TrainConfig, record: RunRecord) -> dict:
 # Model settings whose default changed after runs were saved without them: such a run trained with
 # the value here, so its config.json lacking the key means this value, not today's default (which
 # would rebuild another architecture than its checkpoints hold). Hand-written files get today's.
-BEFORE_THE_SETTING = {"d_image_levels": 3, "d_image_trunk": "strided", "g_output": "blend", "flow_tv_weight": 0.0}
+BEFORE_THE_SETTING = {"d_image_levels": 3, "d_image_trunk": "strided", "g_output": "blend", "flow_tv_weight": 0.0,
+                      "g_warp": "bilinear"}
 
 
 def load_config(path: str | Path) -> tuple[TrainConfig, dict]:
