@@ -12,6 +12,7 @@ shares a frame with a held-out one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -57,6 +58,8 @@ HELDOUT_FRACTION = 0.2
 _SPLITS = {"train": 0, "heldout": 1, "whole": 2}
 # Training-clip augmentations of --dataset videos (VideoFolder's train split; never the held-out one).
 CLIP_AUGMENTS = ("flip", "reverse", "speed", "zoom")
+# The three drawn together, in this order, before the clip's start (zoom is drawn after it).
+_DRAWN_FIRST = CLIP_AUGMENTS[:3]
 # The zoom augmentation's largest magnification: the folder is also decoded at ZOOM x --size, so a
 # zoomed clip is a crop of that copy resized down (never up: no upsampling blur in the targets).
 ZOOM = 2
@@ -235,6 +238,7 @@ def shared_videos(folder: str | Path, other: str | Path) -> list[str]:
 
     Bytes are hashed only for files of equal size, so two folders of distinct videos cost a listing.
     """
+    @functools.cache  # a candidate of `other` is hashed once, however many files of `folder` match its size
     def digest(path: Path) -> str:
         h = hashlib.sha256()
         with path.open("rb") as f:
@@ -600,7 +604,7 @@ class VideoFolder(Dataset):
         # draws alone; not drawn at all without augmentation, so such clips are what they always were.
         flip = reverse = fast = False
         if self.augment:
-            flip, reverse, fast = (rng.random(3) < 0.5) & np.array([a in self.augment for a in CLIP_AUGMENTS[:3]])
+            flip, reverse, fast = (rng.random(3) < 0.5) & np.array([a in self.augment for a in _DRAWN_FIRST])
         stride = 2 if fast and end - first >= 2 * self.frames - 1 else 1
         span = stride * (self.frames - 1) + 1
         start = first + int(rng.integers(end - first - span + 1))
