@@ -1,7 +1,8 @@
 """The sample gallery page: loss curves, diagnostics, ``run.json`` and a static ``index.html`` of every run.
 
 ``update_gallery`` redraws a run's ``curves.png`` (losses and eval metrics) and ``diagnostics.png``
-(the loss balance and the discriminators' health, from the ``diag/*`` records), records its
+(the loss balance and the discriminators' health, from the ``diag/*`` records; both drawn by
+:mod:`train.charts`), records its
 ``run.json`` (with the warnings of :func:`train.diagnose.diagnose` and the newest
 ``eval-<step>.json`` that ``train/eval.py`` wrote beside ``metrics.jsonl``, copied into the run's
 sample folder) and rewrites ``<samples_dir>/index.html`` from every run folder. The page is static,
@@ -21,7 +22,6 @@ runs are). The repository's committed reference gallery, ``samples/``, changes o
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 import re
@@ -33,20 +33,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-import numpy as np
-
 if __name__ == "__main__":  # run as a script: the repository's code is not pip-installed (see train/gan.py)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train import metric_registry as registry  # noqa: E402
+from train.charts import curves_png, diagnostics_png, is_metric, is_number  # noqa: E402
 from train.clips import atomic_write  # noqa: E402
-from train.diagnose import (  # noqa: E402
-    DISCRIMINATORS,
-    TERM_WEIGHTS,
-    Thresholds,
-    diagnose,
-    gradient_shares,
-)
+from train.diagnose import diagnose  # noqa: E402
 
 __all__ = ["publish", "read_metrics", "refresh_gallery", "update_gallery", "write_index"]
 
@@ -56,7 +49,7 @@ _TEMPLATE = Path(__file__).with_name("gallery_template.html")
 
 
 # --------------------------------------------------------------------------------------------
-# metrics and curves
+# metrics.jsonl
 
 
 def read_metrics(metrics_path: Path) -> list[dict]:
@@ -77,185 +70,6 @@ def read_metrics(metrics_path: Path) -> list[dict]:
     return records
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
-    """``{key: (steps, values)}`` for every numeric key, in first-logged order."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
-    for record in records:
-        for key, value in record.items():
-            if key != "step" and _is_number(value):
-                steps, values = series.setdefault(key, ([], []))
-                steps.append(record["step"])
-                values.append(float(value))
-    return series
-
-
-def _smooth(values: list[float]) -> np.ndarray:
-    """Debiased exponential moving average over about a tenth of the run, so noisy GAN losses
-    show a trend (non-finite values are skipped)."""
-    weight = min(0.98, 1.0 - 10.0 / len(values))
-    out, average, total = np.empty(len(values)), 0.0, 0.0
-    for i, v in enumerate(values):
-        if math.isfinite(v):
-            average, total = weight * average + (1 - weight) * v, weight * total + (1 - weight)
-        out[i] = average / total if total > 0 else math.nan
-    return out
-
-
-def _is_metric(key: str) -> bool:
-    return key.startswith(registry.PREFIXES)
-
-
-def _curves_png(records: list[dict], title: str) -> bytes:
-    """One readable panel per logged loss term, then one per metric (a metric drawn against its
-    reference, as PSNR against copy-last-frame, shares its panel), titled by the registry's label;
-    the end-of-run detector (one point) is left out."""
-    series = {k: v for k, v in _series(records).items() if not k.startswith("diag/")
-              and (not _is_metric(k) or getattr(registry.get(k), "curve", True))}
-    panels: list[tuple[str, list[str]]] = [(k, [k]) for k in series if not _is_metric(k)]
-    metrics = [k for k in series if _is_metric(k)]
-    references = {m.versus for m in map(registry.get, metrics) if m is not None and m.versus in series}
-    for key in metrics:
-        metric = registry.get(key)
-        if key in references:
-            continue  # drawn in the panel of the metric it is the reference of
-        if metric is None:
-            panels.append((key, [key]))
-            continue
-        title_text = f"{metric.label} ({metric.unit})" if metric.unit else metric.label
-        panels.append((title_text, [key] + ([metric.versus] if metric.versus in series else [])))
-    columns = min(3, max(1, len(panels)))  # 3 x 360 px: shown near 1:1 on the page
-    rows = max(1, math.ceil(len(panels) / columns))
-    figure = _figure(columns, rows, 3.6, 2.5, title)
-    if not panels:
-        figure.text(0.5, 0.5, "no metrics logged yet", ha="center", va="center", color="#6b7280")
-    for index, (name, keys) in enumerate(panels):
-        ax = figure.add_subplot(rows, columns, index + 1)
-        for position, key in enumerate(keys):
-            steps, values = series[key]
-            if _is_metric(key):
-                style = dict(marker="o", markersize=3, linewidth=1.4)
-                if position:  # the reference
-                    style.update(color="#9ca3af", linestyle="--", label=registry.get(key).label)
-                else:
-                    style.update(color="#2563eb", label="model")
-                ax.plot(steps, values, **style)
-            else:
-                smooth = len(values) >= 40  # raw values pale behind their trend
-                dots = dict(marker="o", markersize=3) if len(values) < 20 else {}  # 1 point shows
-                ax.plot(steps, values, color="#93c5fd" if smooth else "#1d4ed8", linewidth=0.8, **dots)
-                if smooth:
-                    ax.plot(steps, _smooth(values), color="#1d4ed8", linewidth=1.4)
-        if getattr(registry.get(keys[0]), "better", "") == "one":  # where a ratio that should be 1.0 is fine
-            ax.axhspan(0.7, 1.3, color="#22c55e", alpha=0.12, linewidth=0)
-            ax.axhline(1.0, color="#16a34a", linewidth=0.8, linestyle=":")
-        if len(keys) > 1:
-            ax.legend(fontsize=8, frameon=False)
-        _style(ax, name)
-    return _png(figure)
-
-
-def _figure(columns: int, rows: int, width: float, height: float, title: str):
-    """An Agg figure (no display needed) of ``columns x rows`` panels of ``width x height`` inches."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * columns, height * rows + 0.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    figure.suptitle(title.replace("$", r"\$"), fontsize=11, fontweight="bold", color="#1f2328")
-    return figure
-
-
-def _style(ax, title: str) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.set_title(title.replace("$", r"\$"), fontsize=10)
-    ax.tick_params(labelsize=8)
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
-    ax.grid(alpha=0.25, linewidth=0.5)
-    ax.set_xlabel("step", fontsize=8)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-
-
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", facecolor="white")
-    return buffer.getvalue()
-
-
-_TERM_COLOURS = dict(zip(TERM_WEIGHTS, ("#2563eb", "#16a34a", "#f59e0b", "#9333ea", "#64748b", "#0d9488", "#dc2626")))
-_DISC_COLOURS = {"video": "#2563eb", "image": "#ea580c"}
-
-
-def _not_logged(ax, keys: str) -> None:
-    ax.text(0.5, 0.5, f"{keys}\nnot logged", ha="center", va="center", color="#6b7280", fontsize=9,
-            transform=ax.transAxes)
-
-
-def _diagnostics_png(records: list[dict], config: dict, title: str) -> bytes:
-    """Four panels: each generator term's share of the generator gradient (stacked, from
-    ``diag/gradnorm/<term>``), the discriminators' accuracy with the bands where
-    :mod:`train.diagnose` warns, their mean logits on real and generated clips, and R1."""
-    series = _series(records)
-    figure = _figure(2, 2, 5.4, 2.6, f"{title}: diagnostics")
-    balance, accuracy, logits, r1 = (figure.add_subplot(2, 2, i) for i in range(1, 5))
-    adv_start = config.get("adv_start")
-
-    shares = gradient_shares(records)
-    if shares:
-        steps = sorted({step for points in shares.values() for step, _ in points})
-        terms = [t for t in TERM_WEIGHTS if t in shares] + sorted(t for t in shares if t not in TERM_WEIGHTS)
-        stacked = []
-        for term in terms:
-            by_step = dict(shares[term])
-            stacked.append([by_step.get(step, 0.0) for step in steps])
-        balance.stackplot(steps, stacked, labels=terms, colors=[_TERM_COLOURS.get(t, "#9ca3af") for t in terms],
-                          alpha=0.85, linewidth=0)
-        balance.set_ylim(0, 1)
-        balance.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    else:
-        _not_logged(balance, "diag/gradnorm/<term>")
-    _style(balance, "loss balance: share of the generator gradient")
-
-    t = Thresholds()
-    drawn = False
-    for disc in DISCRIMINATORS:
-        if (key := f"diag/d_accuracy/{disc}") in series:
-            accuracy.plot(*series[key], color=_DISC_COLOURS[disc], linewidth=1.2, label=disc)
-            drawn = True
-        for side, style in (("real", "-"), ("fake", "--")):
-            if (key := f"diag/d_{side}/{disc}") in series:
-                logits.plot(*series[key], color=_DISC_COLOURS[disc], linestyle=style, linewidth=1.1,
-                            label=f"{disc} {side}")
-    if drawn:
-        accuracy.axhspan(0.5 - t.chance_accuracy, 0.5 + t.chance_accuracy, color="#9ca3af", alpha=0.25, linewidth=0,
-                         label="chance")
-        accuracy.axhspan(t.win_accuracy, 1.0, color="#ef4444", alpha=0.15, linewidth=0, label="wins outright")
-        accuracy.set_ylim(0, 1.02)
-        accuracy.legend(fontsize=7, frameon=False, loc="lower right")
-    else:
-        _not_logged(accuracy, "diag/d_accuracy/<disc>")
-    _style(accuracy, "discriminator accuracy")
-    if logits.lines:
-        logits.axhline(0.0, color="#6b7280", linewidth=0.8, linestyle=":")
-        logits.legend(fontsize=7, frameon=False, ncols=2)
-    else:
-        _not_logged(logits, "diag/d_real/<disc>, diag/d_fake/<disc>")
-    _style(logits, "discriminator mean logit: real (solid), generated (dashed)")
-    if "d/r1" in series:
-        r1.plot(*series["d/r1"], color="#1d4ed8", marker="o", markersize=2, linewidth=0.8)
-    else:
-        _not_logged(r1, "d/r1")
-    _style(r1, "R1 penalty (d/r1)")
-    if isinstance(adv_start, int) and not isinstance(adv_start, bool):
-        for ax in (balance, accuracy, logits, r1):
-            if ax.lines or ax.collections:  # panels with data: where the adversarial term starts
-                ax.axvline(adv_start, color="#dc2626", linewidth=0.8, linestyle=":", label="adv starts")
-    return _png(figure)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,14 +86,14 @@ def _sample_steps(run_dir: Path) -> list[int]:
 def _latest_eval(records: list[dict]) -> dict | None:
     """The metric values (``eval/*``, ``detect/*``) of the last evaluated step, merged over its
     records (the trainer logs the end-of-run detector as a record of its own at the last step)."""
-    evals = [r for r in records if any(_is_metric(k) for k in r)]
+    evals = [r for r in records if any(is_metric(k) for k in r)]
     if not evals:
         return None
     step = evals[-1]["step"]
     merged = {"step": step}
     for record in evals:
         if record["step"] == step:
-            merged.update({k: v for k, v in record.items() if _is_metric(k)})
+            merged.update({k: v for k, v in record.items() if is_metric(k)})
     return merged
 
 
@@ -311,7 +125,7 @@ def _eval_file(run_dir: Path, sample_dir: Path) -> dict | None:
     metrics = {}
     for key, value in data["metrics"].items():
         kind = getattr(registry.by_key(key), "kind", None)
-        if _is_number(value):
+        if is_number(value):
             metrics[key] = value
         elif kind == "detector" and isinstance(value, dict):
             metrics[key] = _detector_summary(value)
@@ -425,10 +239,10 @@ def _value_card(metric: registry.Metric, value: object, values: dict) -> str | N
     """A metric's card. With its reference (``metric.versus``) among ``values``: a competing
     predictor's score (copy-last-frame PSNR) as the difference to it, coloured by which side is
     better; a reference level without a direction (the real clips' warping error) as it is."""
-    if not _is_number(value):
+    if not is_number(value):
         return None
     reference = values.get(metric.versus) if metric.versus else None
-    if not _is_number(reference):
+    if not is_number(reference):
         return _card(metric.label, metric.number(value), metric.hint)
     other = registry.get(metric.versus)
     if not other.better:
@@ -443,13 +257,13 @@ def _detector_card(keys: registry.DetectorKeys, judge: dict) -> str | None:
     can't be told from real ones."""
     metric = registry.get(keys.accuracy)
     accuracy, auc = judge.get("accuracy"), judge.get("auc")
-    if not _is_number(accuracy):
+    if not is_number(accuracy):
         return None
     low, high = judge.get("interval") or (None, None)
-    interval = f"95% {metric.number(low)}–{metric.number(high)}" if _is_number(low) and _is_number(high) else ""
-    auc_text = f"AUC {metric.number(auc)}" if _is_number(auc) else ""
-    counts = f"{judge['n_test']} test {keys.sample}s" if _is_number(judge.get("n_test")) else ""
-    if counts and _is_number(judge.get("n_test_clips")):
+    interval = f"95% {metric.number(low)}–{metric.number(high)}" if is_number(low) and is_number(high) else ""
+    auc_text = f"AUC {metric.number(auc)}" if is_number(auc) else ""
+    counts = f"{judge['n_test']} test {keys.sample}s" if is_number(judge.get("n_test")) else ""
+    if counts and is_number(judge.get("n_test_clips")):
         counts += f" of {judge['n_test_clips']} clips"
     return _card(metric.label, metric.number(accuracy), " · ".join(t for t in (interval, auc_text) if t),
                  " · ".join(t for t in (counts, metric.reading) if t), kind="card detector")
@@ -465,9 +279,9 @@ def _flat_judges(values: dict) -> list[tuple[registry.DetectorKeys, dict]]:
 
 def _set_card(metric: registry.Metric, result: object) -> str | None:
     """FVD and the like from train/eval.py: value ± std, sample counts, protocol deviations."""
-    if not isinstance(result, dict) or not _is_number(result.get("value")):
+    if not isinstance(result, dict) or not is_number(result.get("value")):
         return None
-    value = metric.number(result["value"]) + (f" ± {metric.number(result['std'])}" if _is_number(result.get("std")) else "")
+    value = metric.number(result["value"]) + (f" ± {metric.number(result['std'])}" if is_number(result.get("std")) else "")
     deviations = result.get("deviations") or []
     return _card(metric.label, value, f"{result.get('num_real')} real / {result.get('num_fake')} generated",
                  f"{len(deviations)} deviation(s) from the reference protocol" if deviations else "reference protocol")
@@ -495,7 +309,7 @@ def _metric_cards(values: dict) -> list[str]:
         else:
             cards.append(_value_card(metric, value, values))
     cards += [_card(key.removeprefix("eval/"), _fmt(value)) for key, value in values.items()
-              if registry.get(key) is None and _is_metric(key) and _is_number(value)]
+              if registry.get(key) is None and is_metric(key) and is_number(value)]
     return [c for c in cards if c]
 
 
@@ -580,7 +394,7 @@ def _summary_detector(record: dict) -> str:
     if not judges:
         detector = ((record.get("eval_file") or {}).get("metrics") or {}).get("detector")
         judges = registry.detector_judges(detector) if isinstance(detector, dict) else []
-    shown = [(keys, judge["accuracy"]) for keys, judge in judges if _is_number(judge.get("accuracy"))]
+    shown = [(keys, judge["accuracy"]) for keys, judge in judges if is_number(judge.get("accuracy"))]
     if len(shown) == 1 and not shown[0][0].judge:
         return registry.get(shown[0][0].accuracy).number(shown[0][1])
     return " · ".join(f"{keys.judge} {registry.get(keys.accuracy).number(value)}" for keys, value in shown) or "–"
@@ -597,8 +411,8 @@ def _summary_row(record: dict, anchor: str, templates: dict[str, string.Template
         date=_e(_date(record.get("started"))),
         step=_e(record.get("last_step") or 0),
         max_steps=_e(config.get("max_steps", "?")),
-        delta=_e(_PSNR.delta(psnr, base)) if _is_number(psnr) and _is_number(base) else "–",
-        motion=_e(_MOTION.number(motion)) if _is_number(motion) else "–",
+        delta=_e(_PSNR.delta(psnr, base)) if is_number(psnr) and is_number(base) else "–",
+        motion=_e(_MOTION.number(motion)) if is_number(motion) else "–",
     )
 
 
@@ -671,8 +485,8 @@ def update_gallery(samples_dir: Path, run_name: str, config: dict, metrics_path:
     run_dir = samples_dir / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     records = read_metrics(metrics_path)
-    atomic_write(run_dir / "curves.png", _curves_png(records, run_name))
-    atomic_write(run_dir / "diagnostics.png", _diagnostics_png(records, config, run_name))
+    atomic_write(run_dir / "curves.png", curves_png(records, run_name))
+    atomic_write(run_dir / "diagnostics.png", diagnostics_png(records, config, run_name))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     previous = _read_json(run_dir / "run.json")
     record = {
