@@ -667,3 +667,46 @@ class TestClipAugment:
             train, heldout = build_datasets(cfg, 8)
             assert len(train.zoomed) == zoomed and heldout.augment == frozenset()
             assert all(z.shape[-1] == ZOOM * 16 for z in train.zoomed)
+
+
+class TestClipDraw:
+    """``VideoFolder(draw=...)`` and ``--clip-draw``: which video a training clip comes from."""
+
+    def test_window_weights_are_each_parts_share_of_the_windows(self):
+        scan = _labelled_scan(4)
+        ds = VideoFolder(scan, 10, frames=5, draw="window")
+        # Training parts are frames [0, cut): cut - 5 + 1 windows each (the cuts are the split's).
+        windows = np.array([c - 5 + 1 for c in _CUTS[:4]], dtype=np.float64)
+        np.testing.assert_allclose(ds.draw_weights, windows / windows.sum(), rtol=0, atol=1e-15)
+        assert VideoFolder(scan, 10, frames=5).draw_weights is None
+
+    @pytest.mark.parametrize("draw", ["video", "window"])
+    def test_clips_come_from_each_video_as_often_as_its_weight(self, draw):
+        scan = _labelled_scan(4)
+        n = 4000
+        ds = VideoFolder(scan, n, frames=5, seed=1, draw=draw)
+        counts = np.bincount([int(((ds[i][0, 0, 0, 0] + 1) * 127.5).round()) for i in range(n)], minlength=4)
+        windows = np.array([c - 5 + 1 for c in _CUTS[:4]], dtype=np.float64)
+        p = windows / windows.sum() if draw == "window" else np.full(4, 0.25)
+        sd = np.sqrt(n * p * (1 - p))
+        assert (np.abs(counts - n * p) < 4 * sd).all(), (counts, n * p)
+        # The two draws are far apart on these parts (windows 28, 14, 45, 4): the test tells them apart.
+        other = np.full(4, 0.25) if draw == "window" else windows / windows.sum()
+        assert (np.abs(counts - n * other) > 4 * np.sqrt(n * other * (1 - other))).any()
+
+    def test_bad_values_are_refused(self, tmp_path):
+        with pytest.raises(ValueError, match="draw"):
+            VideoFolder(_labelled_scan(2), 4, frames=5, draw="shot")
+        with pytest.raises(ValueError, match=r"`draw` applies to the train split only; got 'window' with split 'heldout'"):
+            VideoFolder(_labelled_scan(2), 4, frames=5, split="heldout", draw="window")
+        with pytest.raises(ConfigError, match="--clip-draw applies to --dataset folders"):
+            TrainConfig(clip_draw="window").validate(environment=False)
+        with pytest.raises(ConfigError, match="clip-draw"):
+            TrainConfig(dataset=str(tmp_path), clip_draw="shot").validate(environment=False)
+
+    def test_the_setting_reaches_the_training_set_only(self, video_folder):
+        from train.build import build_datasets
+
+        train, heldout = build_datasets(TrainConfig(dataset=str(video_folder), clip_draw="window", frames=4, size=16), 8)
+        assert train.draw_weights is not None and heldout.draw_weights is None
+        assert build_datasets(TrainConfig(dataset=str(video_folder), frames=4, size=16), 8)[0].draw_weights is None

@@ -146,7 +146,8 @@ def build_datasets(cfg: TrainConfig, train_length: int, log=print, progress: boo
         raise RunError(f"--dataset {cfg.dataset} has no usable video with at least {frames} frames "
                        f"({scan.summary()}); nothing to train on")
     try:
-        return (VideoFolder(scan, train_length, frames, seed=seed, split="train", augment=cfg.clip_augments()),
+        return (VideoFolder(scan, train_length, frames, seed=seed, split="train", augment=cfg.clip_augments(),
+                            draw=cfg.clip_draw),
                 VideoFolder(scan, heldout, frames, seed=seed, split="heldout"))
     except ValueError as error:  # no video long enough to split: the message says what to change
         raise RunError(f"--dataset {cfg.dataset}: {error} (--heldout-fraction)") from None

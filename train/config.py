@@ -32,7 +32,7 @@ from genloss.temporal import WARP_MODES
 from models.discriminators import TRUNKS
 from models.generator import OUTPUTS as G_OUTPUTS
 from train.in_training_eval import DETECTOR_PROTOCOLS
-from train.data import CLIP_AUGMENTS, FRAME_SUFFIXES, HELDOUT_FRACTION, VIDEO_SUFFIXES
+from train.data import CLIP_AUGMENTS, CLIP_DRAWS, FRAME_SUFFIXES, HELDOUT_FRACTION, VIDEO_SUFFIXES
 
 __all__ = [
     "PERCEPTUAL_CHOICES",
@@ -123,6 +123,10 @@ class TrainConfig:
                               help="split each --dataset video into shots where the mean absolute change between two "
                               "frames exceeds this share of the pixel range (e.g. 0.15), so that no clip spans an "
                               "edited cut; each shot gets its own held-out end (0 = off)")
+    clip_draw: str = setting("video", choices=CLIP_DRAWS, resume="data",
+                             help="how a --dataset training clip's video is drawn: video (each video, or shot with "
+                             "--shot-cut, as often as any other) or window (every training window equally often: a "
+                             "video's share of the clips is its share of the frames)")
     # Outputs and their schedule.
     output_dir: str = setting("runs", resume="free", help="where run folders (config, metrics, checkpoints) go")
     # runs/samples is git-ignored, as runs/ is; the committed gallery is rebuilt by train/gallery.py.
@@ -300,6 +304,8 @@ class TrainConfig:
                  self.shot_cut)
         _require(self.shot_cut == 0 or self.dataset is not None, "shot_cut",
                  "applies to --dataset folders (the moving shapes have no cuts)", self.shot_cut)
+        _require(self.clip_draw == "video" or self.dataset is not None, "clip_draw",
+                 "applies to --dataset folders (the moving shapes have no videos to weigh)", self.clip_draw)
         _require(self.frame_stride == 1 or self.dataset is not None, "frame_stride",
                  "applies to --dataset folders (the moving shapes have no frame rate to subsample)", self.frame_stride)
         _require(not self.clip_augment or self.dataset is not None, "clip_augment",

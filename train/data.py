@@ -60,6 +60,9 @@ _SPLITS = {"train": 0, "heldout": 1, "whole": 2}
 CLIP_AUGMENTS = ("flip", "reverse", "speed", "zoom")
 # The three drawn together, in this order, before the clip's start (zoom is drawn after it).
 _DRAWN_FIRST = CLIP_AUGMENTS[:3]
+# How a training clip's video is drawn: every video (or shot) equally often, or every training
+# window equally often (so a video's share of the clips is its share of the windows).
+CLIP_DRAWS = ("video", "window")
 # The zoom augmentation's largest magnification: the folder is also decoded at ZOOM x --size, so a
 # zoomed clip is a crop of that copy resized down (never up: no upsampling blur in the targets).
 ZOOM = 2
@@ -519,8 +522,9 @@ class VideoFolder(Dataset):
     Every video is split in time (:func:`temporal_split` with the scan's ``heldout_fraction``): the
     training split draws clips from the start of each video, the held-out split from its end, so
     no training clip shares a frame with a held-out clip. Clip ``i`` comes from a video (uniformly
-    among those with a part in this split) and a start frame inside that part, both drawn from a
-    generator seeded by ``(seed, split, i)``.
+    among those with a part in this split, or with ``draw="window"`` in proportion to the part's
+    windows) and a start frame inside that part, both drawn from a generator seeded by
+    ``(seed, split, i)``.
 
     Args:
         scan: the result of :func:`scan_folder`.
@@ -542,6 +546,11 @@ class VideoFolder(Dataset):
             ZOOM)``) and resizes it down to ``size``: magnification uniform in crop side between 1x
             and ``ZOOM``x, at a random place, so the clip's motion in pixels grows with it and the
             model sees other framings of the same footage.
+        draw: for the train split, ``"video"`` (each video, or shot of a ``shot_cut`` scan, as
+            often as any other) or ``"window"``: each video in proportion to its ``T``-frame
+            windows, ``P(v) = (L_v - T + 1) / sum_u (L_u - T + 1)`` for a part of ``L_v`` frames, so
+            every training window is equally likely and a folder whose one video has several shots
+            is not drawn mostly from that video. The probabilities are :attr:`draw_weights`.
 
     Raises:
         ValueError: no usable video; a video shorter than ``frames``; for ``"heldout"``, no video
@@ -549,12 +558,15 @@ class VideoFolder(Dataset):
     """
 
     def __init__(self, scan: FolderScan, length: int, frames: int, *, seed: int = 0, split: str = "train",
-                 augment: tuple[str, ...] = ()) -> None:
+                 augment: tuple[str, ...] = (), draw: str = "video") -> None:
         check_choice("split", split, tuple(_SPLITS))
         for name in augment:
             check_choice("augment", name, CLIP_AUGMENTS)
+        check_choice("draw", draw, CLIP_DRAWS)
         if augment and split != "train":
             raise ValueError(f"`augment` applies to the train split only; got {tuple(augment)} with split {split!r}")
+        if draw != "video" and split != "train":
+            raise ValueError(f"`draw` applies to the train split only; got {draw!r} with split {split!r}")
         self.augment = frozenset(augment)
         if "zoom" in self.augment and len(scan.zoomed) != len(scan.videos):
             raise ValueError("the `zoom` augmentation crops the scan's zoomed copy of each video: scan the folder "
@@ -585,6 +597,11 @@ class VideoFolder(Dataset):
                 f"and keep a {frames}-frame clip on each side (the longest has {longest} frames); "
                 "use longer videos, fewer frames per clip or a smaller held-out fraction"
             )
+        # None: uniform over the parts (an integer draw, as before `draw` existed, so such runs repeat).
+        self.draw_weights: np.ndarray | None = None
+        if draw == "window":
+            counts = np.array([end - first - frames + 1 for _, first, end in self.parts], dtype=np.float64)
+            self.draw_weights = counts / counts.sum()
         self.windows: list[tuple[int, int]] = []
         if split == "whole":
             every = [(v, start) for v, first, end in self.parts for start in range(first, end - frames + 1)]
@@ -599,7 +616,10 @@ class VideoFolder(Dataset):
             video, start = self.windows[index % len(self.windows)]
             return self.videos[video][:, start : start + self.frames].float() / 127.5 - 1
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])
-        video, first, end = self.parts[int(rng.integers(len(self.parts)))]
+        if self.draw_weights is None:
+            video, first, end = self.parts[int(rng.integers(len(self.parts)))]
+        else:
+            video, first, end = self.parts[int(rng.choice(len(self.parts), p=self.draw_weights))]
         # Drawn in a fixed order whatever is enabled, so enabling one augmentation leaves the others'
         # draws alone; not drawn at all without augmentation, so such clips are what they always were.
         flip = reverse = fast = False
