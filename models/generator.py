@@ -145,6 +145,20 @@ class Generator(nn.Module):
     def forward(self, context: Tensor, z: Tensor, *, return_flow: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
         """The continuation ``(B, C, T - K, H, W)``; with ``return_flow`` also the flow it warped
         the last context frame with, ``(B, 2, T - K, H, W)`` in pixels (``None`` without context)."""
+        parts = self.parts(context, z, ablations=False)
+        return (parts["frames"], parts.get("flow")) if return_flow else parts["frames"]
+
+    def parts(self, context: Tensor, z: Tensor, *, ablations: bool = True) -> dict[str, Tensor]:
+        """The continuation and the two halves it is made of, to see which one costs what.
+
+        ``frames`` is :meth:`forward`'s output. With context, also ``flow`` (pixels) and two
+        ablations, each ``(B, C, T - K, H, W)`` in [-1, 1]: ``warp_only``, the warped last context
+        frame with nothing painted (residual: no correction; blend: mask 1), and ``no_flow``, the
+        same output with the flow set to zero, the warp replaced by the last frame itself
+        (residual: ``clamp(last + 2 tanh(r))``; blend: ``m * last + (1 - m) * colour``). Against
+        copying the last frame, ``warp_only`` says what the flow gains, ``no_flow`` what the paint
+        gains (``ablations=False`` leaves both out). Without context, ``{"frames": colour}``.
+        """
         cfg = self.config
         b = z.shape[0]
         future = cfg.future_frames
@@ -179,7 +193,7 @@ class Generator(nn.Module):
             out = F.interpolate(out, size=(future, cfg.size, cfg.size), mode="trilinear", align_corners=False)
         colour = torch.tanh(out[:, : cfg.channels])  # (B, C, T-K, H, W)
         if cfg.context_frames == 0:
-            return (colour, None) if return_flow else colour
+            return {"frames": colour}
         flow = torch.tanh(out[:, cfg.channels : cfg.channels + 2]) * flow_range
         if cfg.flow_prior:  # constant velocity: frame i after the last one is (i + 1) steps away
             steps = torch.arange(1, future + 1, device=flow.device, dtype=flow.dtype).view(1, 1, future, 1, 1)
@@ -187,8 +201,15 @@ class Generator(nn.Module):
         last = repeat(context[:, :, -1], "b c h w -> b c t h w", t=future)
         warped = warp(last, flow, mode=cfg.warp_mode)  # (B, C, T-K, H, W): the last frame displaced
         if cfg.output == "residual":  # colour is tanh(r): the correction 2 tanh(r) reaches any pixel value
-            frames = (warped + 2 * colour).clamp(-1, 1)
+            def made(base: Tensor) -> Tensor:
+                return (base + 2 * colour).clamp(-1, 1)
         else:
             mask = torch.sigmoid(out[:, cfg.channels + 2 :])  # (B, 1, T-K, H, W)
-            frames = mask * warped + (1 - mask) * colour
-        return (frames, flow) if return_flow else frames
+
+            def made(base: Tensor) -> Tensor:
+                return mask * base + (1 - mask) * colour
+        # Bicubic sampling can overshoot [-1, 1] near edges; the ablations are shown and scored as frames.
+        parts = {"frames": made(warped), "flow": flow}
+        if ablations:
+            parts.update(warp_only=warped.clamp(-1, 1), no_flow=made(last))
+        return parts

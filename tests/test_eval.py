@@ -83,6 +83,26 @@ def rebuild(run_dir: Path, count: int, seed: int | None = None) -> tuple[torch.T
     return real, torch.cat([real[:, :, : config.context_frames], continuation], dim=2)
 
 
+def ablated(run_dir: Path, count: int) -> dict[str, torch.Tensor]:
+    """``{"psnr_warp_only": ..., "psnr_no_flow": ...}``: the continuations of :func:`rebuild`'s
+    generator with its colour head zeroed (residual output: no correction, the warp alone) and with
+    its flow head zeroed (flow 0: the last frame plus the correction), through ``forward``."""
+    config, _ = load_config(run_dir / "config.json")
+    real, _ = rebuild(run_dir, count)
+    noise = torch.randn(count, config.z_dim, generator=torch.Generator().manual_seed(config.seed + 12345))
+    assert config.g_output == "residual"
+    out = {}
+    for key, heads in (("psnr_warp_only", slice(0, 3)), ("psnr_no_flow", slice(3, 5))):
+        generator = build_generator(config)
+        generator.load_state_dict(torch.load(run_dir / "checkpoints" / "checkpoint-3" / "ema_generator.pt",
+                                             weights_only=True))
+        with torch.no_grad():
+            generator.head[1].weight[heads] = 0
+            generator.head[1].bias[heads] = 0
+            out[key] = generator.eval()(real[:, :, : config.context_frames], noise).clamp(-1, 1)
+    return out
+
+
 def fails(argv: list[str], capsys, code: int) -> str:
     """eval.py on ``argv`` exits with ``code`` after one ``error: ...`` line: returned."""
     with pytest.raises(SystemExit) as info:
@@ -105,7 +125,8 @@ class TestCheckpoint:
         assert not torch.equal(saved["generated"][:, :, 2:], saved["real"][:, :, 2:])
         assert saved["generated"].abs().max() <= 1 and int(saved["context_frames"]) == 2
 
-    def test_values_equal_direct_metric_calls(self, evaluated):
+    def test_values_equal_direct_metric_calls(self, run, evaluated):
+        _, run_dir = run
         result, _, saved = evaluated
         real, fake = saved["real"], saved["generated"]
         m = result["metrics"]
@@ -123,6 +144,12 @@ class TestCheckpoint:
         assert m["detector"] == gm.detectability(real, fake, protocol="strong", context_frames=2).as_dict()
         assert m["detector"]["frame"]["n_test"] == 2 * m["detector"]["frame"]["n_test_clips"]
         assert m["detector"]["clip"]["n_test"] + m["detector"]["clip"]["n_train"] == 2 * NUM
+        # The generator taken apart: its warp with nothing painted, its output with the flow zeroed.
+        # (A zeroed flow head warps by 0, which grid_sample reproduces to ~1e-5: hence 1e-3 dB.)
+        for key, video in ablated(run_dir, NUM).items():
+            assert m[key] == pytest.approx(gm.psnr(video, real[:, :, 2:]).mean.item(), abs=1e-3)
+        values = [m["psnr"], m["psnr_warp_only"], m["psnr_no_flow"], m["psnr_baseline"]]
+        assert min(abs(a - b) for i, a in enumerate(values) for b in values[i + 1 :]) > 1e-3  # four different things
         # 16x16 frames are too small for every LPIPS net but VGG: skipped, and said why.
         assert set(result["skipped"]) == {"lpips", "tlp"} and "lpips" not in m
 
@@ -143,10 +170,11 @@ class TestCheckpoint:
         # metric's line), the detector's two judges side by side.
         lines = printed.splitlines()
         assert lines[0].startswith("tiny checkpoint-3 (EMA), 4 clips: held-out split")
-        labels = ["PSNR", "frame detector", "clip detector", "detector p-value", "SSIM", "tOF", "warping error", "motion"]
+        labels = ["PSNR", "frame detector", "clip detector", "detector p-value", "SSIM", "tOF", "warping error", "motion",
+                  "PSNR, warp alone", "PSNR, flow zeroed"]
         assert labels == [registry.by_key("psnr").label, registry.FRAME_DETECTOR.label, registry.CLIP_DETECTOR.label,
-                          registry.DETECT_P_VALUE.label] + [registry.by_key(k).label for k in ("ssim", "tof",
-                                                                                               "warping_error", "motion")]
+                          registry.DETECT_P_VALUE.label] + [registry.by_key(k).label for k in (
+                              "ssim", "tof", "warping_error", "motion", "psnr_warp_only", "psnr_no_flow")]
         rows = [line[2:] for line in lines[1:] if line.startswith("  ") and not line.startswith("  skipped")]
         assert [row[: row.index("  ")] for row in rows] == labels
         m, detector = result["metrics"], result["metrics"]["detector"]
@@ -160,6 +188,9 @@ class TestCheckpoint:
         assert rows[3].split()[2] == (p_text if any(c in p_text for c in ".e") else p_text + ".0")
         assert rows[5].split()[1:3] == [f"{m['tof']:.4g}", "px"]
         assert rows[6].split()[3:6] == ["real", "clips", f"{m['warping_error_real']:.4g}"]
+        for row, key in zip(rows[8:], ("psnr_warp_only", "psnr_no_flow")):  # each against copy-last
+            delta = registry.by_key(key).delta(m[key], m["psnr_baseline"])
+            assert row.endswith(f"{m[key]:.2f} dB   copy-last-frame {m['psnr_baseline']:.2f} ({delta})")
         assert any(line.strip().startswith("skipped lpips, tlp: ") for line in lines)
         assert f"wrote {run_dir / 'eval-3.json'}" in lines
 

@@ -85,6 +85,42 @@ class TestGenerator:
         plain = Generator(GeneratorConfig(frames=6, context_frames=2, size=64, output="residual"))(ctx, torch.randn(1, 32))
         torch.testing.assert_close(plain.detach(), ctx[:, :, 1:].expand_as(plain))
 
+    @pytest.mark.parametrize("output", ["residual", "blend"])
+    def test_parts_are_the_output_with_a_head_switched_off(self, output):
+        """``parts``: ``frames`` is the forward output; ``warp_only`` is the forward output with the
+        paint switched off in the weights (residual: colour head zeroed, the correction 2 tanh(0) = 0;
+        blend: the mask's bias at +1e4, sigmoid = 1); ``no_flow`` with the flow head zeroed."""
+        torch.manual_seed(0)
+        cfg = GeneratorConfig(frames=5, context_frames=2, size=16, output=output, warp_mode="bicubic")
+        g = Generator(cfg).double()
+        with torch.no_grad():  # a trained-looking head: every output channel non-zero
+            g.head[1].weight.normal_(0, 0.3)
+            g.head[1].bias.normal_(0, 0.3)
+        ctx, z = torch.rand(3, 3, 2, 16, 16, dtype=torch.float64) * 2 - 1, torch.randn(3, 32, dtype=torch.float64)
+        parts = g.parts(ctx, z)
+        assert sorted(parts) == ["flow", "frames", "no_flow", "warp_only"]
+        frames, flow = g(ctx, z, return_flow=True)
+        torch.testing.assert_close(parts["frames"], frames, rtol=0, atol=0)
+        torch.testing.assert_close(parts["flow"], flow, rtol=0, atol=0)
+        assert flow.abs().max() > 0.5  # the ablations below differ from the output
+
+        def switched_off(channels: slice, bias: float = 0.0) -> torch.Tensor:
+            h = Generator(cfg).double()
+            h.load_state_dict(g.state_dict())
+            with torch.no_grad():
+                h.head[1].weight[channels] = 0
+                h.head[1].bias[channels] = bias
+            return h(ctx, z)
+
+        paint = slice(0, 3) if output == "residual" else slice(5, 6)
+        torch.testing.assert_close(parts["warp_only"], switched_off(paint, 0.0 if output == "residual" else 1e4).clamp(-1, 1))
+        # A zero flow samples every pixel at its own place: bicubic grid_sample reproduces it to ~1e-6.
+        torch.testing.assert_close(parts["no_flow"], switched_off(slice(3, 5)), rtol=0, atol=1e-6)
+        assert (parts["warp_only"] - frames).abs().max() > 0.1 and (parts["no_flow"] - frames).abs().max() > 0.1
+        assert g.parts(ctx, z, ablations=False).keys() == {"frames", "flow"}
+        assert Generator(GeneratorConfig(frames=5, context_frames=0, size=16, levels=2)).parts(
+            torch.zeros(2, 3, 0, 16, 16), torch.randn(2, 32)).keys() == {"frames"}
+
     def test_gradients_reach_every_parameter(self):
         g = Generator(GeneratorConfig(frames=5, context_frames=2, size=16))
         with torch.no_grad():

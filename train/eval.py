@@ -24,6 +24,11 @@ Metrics (the ``metrics`` of the JSON), K = context frames:
 
 * ``psnr``, ``ssim``, ``lpips`` (paired clips): the frames after the context against the true ones;
   ``psnr_baseline``: the same for copying the last context frame;
+* ``psnr_warp_only`` and ``psnr_no_flow`` (``--checkpoint`` with context): the PSNR of the same
+  generator's output taken apart, the warped last frame with nothing painted, and the output with
+  its flow set to zero. Against ``psnr_baseline`` they say which half gains and which one costs: a
+  run whose ``psnr_no_flow`` is near copy-last and whose ``psnr_warp_only`` is below it loses its
+  decibels to motion it predicts wrongly, not to what it paints;
 * ``tlp``, ``tof`` (paired clips): the steps from the last context frame on, so the jump into the
   continuation counts; ``tof`` in pixels with genloss's flow estimator;
 * ``warping_error`` and ``warping_error_real``: Lai et al.'s warping error of the generated and of
@@ -78,6 +83,7 @@ from train.in_training_eval import (  # noqa: E402
     DETECTOR_PROTOCOLS,
     DETECTOR_SEED,
     fixed_noise,
+    generated_ablations,
     generated_clips,
     lpips_tlp,
     stack_clips,
@@ -266,7 +272,10 @@ def _mean(values: Tensor) -> float:
 
 # The reference metrics: they need each generated clip paired with its true continuation (the
 # copy-last-frame baseline is reported beside PSNR).
-_PAIRED = [m.key for m in registry.METRICS if m.paired and m.name != registry.get("eval/psnr").versus]
+# The generator's output taken apart (--checkpoint with context only, not a clip_metrics metric).
+_ABLATIONS = ("psnr_warp_only", "psnr_no_flow")
+_PAIRED = [m.key for m in registry.METRICS
+           if m.paired and m.name != registry.get("eval/psnr").versus and m.key not in _ABLATIONS]
 
 
 def _set_metrics(real: Tensor, fake: Tensor, context_frames: int, extractors: dict) -> dict[str, dict]:
@@ -413,8 +422,12 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
         extractor.to(device)
     metrics, skipped = clip_metrics(real, fake, k, paired=k > 0, lpips=lpips, lpips_skipped=lpips_skipped,
                                     extractors=extractors, protocol=args.protocol)
+    if k:  # a second pass with the same noise: the detector, not the generator, is what takes time
+        for name, video in generated_ablations(generator, real, noise, k, BATCH).items():
+            metrics[f"psnr_{name}"] = _mean(_per_clip(lambda p, t: gm.psnr(p, t).per_clip, video, real[:, :, k:]))
     if k == 0:
         skipped.update({name: "an unconditional run: no true continuation to compare with" for name in _PAIRED})
+        skipped.update(dict.fromkeys(_ABLATIONS, "an unconditional run: no flow to take apart"))
     source = (f"every frame of each video of {config.dataset}, none trained on" if args.whole_videos
               else f"held-out end of each video of {config.dataset}" if config.dataset
               else f"held-out split of the moving-shapes dataset (seed {config.seed})")

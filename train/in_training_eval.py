@@ -93,6 +93,20 @@ def generate(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames:
     return torch.cat(out)
 
 
+@torch.no_grad()
+def generated_ablations(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames: int,
+                        batch: int = 64) -> dict[str, Tensor]:
+    """``{"warp_only": ..., "no_flow": ...}``, each ``(N, C, T - K, H, W)``: the continuation that
+    :func:`generate` gives with the generator's painted part left out, and with its flow set to
+    zero (``models.generator.Generator.parts``; needs K > 0)."""
+    out: dict[str, list[Tensor]] = {"warp_only": [], "no_flow": []}
+    for start in range(0, len(clips), batch):
+        parts = generator.parts(clips[start : start + batch, :, :context_frames], noise[start : start + batch])
+        for name, chunks in out.items():
+            chunks.append(parts[name].float())
+    return {name: torch.cat(chunks) for name, chunks in out.items()}
+
+
 def generated_clips(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames: int,
                     batch: int = 64) -> Tensor:
     """``(N, C, T, H, W)``: each clip's K context frames followed by its generated continuation.

@@ -204,6 +204,11 @@ METRICS: tuple[Metric, ...] = (  # in the order the gallery's cards and the repo
     Metric("eval/warping_error", "warping error", "lower", versus="eval/warping_error_real"),
     Metric("eval/warping_error_real", "real clips", ""),
     Metric("eval/motion", "motion", "one"),
+    # train/eval.py --checkpoint with context: the generator's output taken apart (Generator.parts)
+    Metric("eval/psnr_warp_only", "PSNR, warp alone", "higher", unit="dB", format=".2f",
+           versus="eval/psnr_baseline", paired=True, curve=False),
+    Metric("eval/psnr_no_flow", "PSNR, flow zeroed", "higher", unit="dB", format=".2f",
+           versus="eval/psnr_baseline", paired=True, curve=False),
     # train/eval.py's set metrics (dicts: value, std, protocol)
     Metric("eval/fvd", "FVD", "lower", kind="set"),
     Metric("eval/kvd", "KVD", "lower", kind="set"),
