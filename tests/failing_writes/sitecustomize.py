@@ -12,21 +12,11 @@ profile of a Docker container. The hook sees every ``open`` (``open()``, ``io.op
 EROFS also deletions and metadata changes, and raises the ``OSError`` the kernel would. It does
 not see writes made in C by torch or safetensors to files they open themselves; those go into
 folders the trainer creates first (a checkpoint's staging folder), and that ``os.mkdir`` fails.
-
-    GENLOSS_SLOW_WRITES=<seconds>:<file>
-    e.g. GENLOSS_SLOW_WRITES=0.4:/tmp/x/runs/a/metrics.jsonl
-
-sleeps that long before each open of ``<file>`` for writing. The tests that interrupt a run stop
-it (SIGSTOP) as soon as they see its step-1 record; between seeing it and stopping it, a tiny
-12-step run on a loaded 2-core machine could finish (seen in CI: the launcher exited 0, not 130).
-A pause before each per-step metrics write keeps the run seconds away from its end and changes
-nothing it computes.
 """
 
 import errno
 import os
 import sys
-import time
 
 _SPEC = os.environ.get("GENLOSS_FAIL_WRITES")
 
@@ -67,18 +57,3 @@ if _SPEC:
         raise OSError(_ERRNO, os.strerror(_ERRNO), os.fsdecode(path))
 
     sys.addaudithook(_hook)
-
-_SLOW = os.environ.get("GENLOSS_SLOW_WRITES")
-
-if _SLOW:
-    _DELAY, _SLOW_FILE = _SLOW.split(":", 1)
-    _DELAY, _SLOW_FILE = float(_DELAY), os.path.abspath(_SLOW_FILE)
-
-    def _slow_hook(event: str, args: tuple) -> None:
-        if event != "open" or isinstance(args[0], int) or args[0] is None:
-            return
-        mode = args[1]
-        if mode and any(c in mode for c in "wax+") and os.path.abspath(os.fsdecode(args[0])) == _SLOW_FILE:
-            time.sleep(_DELAY)
-
-    sys.addaudithook(_slow_hook)
