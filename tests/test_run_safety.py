@@ -56,14 +56,24 @@ def run(cmd: list[str], env: dict | None = None, timeout: float = 300) -> subpro
     return subprocess.run(cmd, cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout)
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's signals back to their defaults. A job started in the
+    background by a non-interactive shell (``bash script &``, as a CI script may start pytest)
+    inherits SIGINT and SIGQUIT ignored, and Python then leaves SIGINT ignored instead of raising
+    KeyboardInterrupt: the launcher would never see the SIGINT these tests send it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class Started:
-    """A trainer started in its own session, its output going to files (no pipe to fill up)."""
+    """A trainer started in its own session, its output going to files (no pipe to fill up), with
+    the default handling of SIGINT whatever this process inherited (:func:`_default_sigint`)."""
 
     def __init__(self, cmd: list[str], tmp: Path, env: dict | None = None) -> None:
         self.out, self.err = tmp / f"out-{time.monotonic_ns()}.txt", tmp / f"err-{time.monotonic_ns()}.txt"
         with self.out.open("w") as out, self.err.open("w") as err:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env or ENV, stdout=out, stderr=err,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_default_sigint)
 
     def wait(self, timeout: float = 120) -> int:
         return self.proc.wait(timeout)
