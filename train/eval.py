@@ -83,10 +83,11 @@ from train.in_training_eval import (  # noqa: E402
     DETECTOR_PROTOCOLS,
     DETECTOR_SEED,
     fixed_noise,
-    generated_ablations,
     generated_clips,
+    generated_parts,
     lpips_tlp,
     stack_clips,
+    with_context,
 )
 from train.run import command_line, git_state, versions  # noqa: E402
 from train.safety import RunError, SettingsError  # noqa: E402
@@ -415,16 +416,20 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
     real = stack_clips(heldout, range(count)).to(device)
     noise = fixed_noise(count, config.z_dim, seed).to(device)
     k = config.context_frames
-    fake = generated_clips(generator, real, noise, k, BATCH)
+    parts: dict[str, Tensor] = {}  # with context: the continuation and its ablations, from one pass
+    if k:
+        parts = generated_parts(generator, real, noise, k, BATCH)
+        fake = with_context(real, parts.pop("frames"), k)
+    else:
+        fake = generated_clips(generator, real, noise, k, BATCH)
     if lpips is not None:
         lpips = lpips.to(device)
     for extractor in extractors.values():
         extractor.to(device)
     metrics, skipped = clip_metrics(real, fake, k, paired=k > 0, lpips=lpips, lpips_skipped=lpips_skipped,
                                     extractors=extractors, protocol=args.protocol)
-    if k:  # a second pass with the same noise: the detector, not the generator, is what takes time
-        for name, video in generated_ablations(generator, real, noise, k, BATCH).items():
-            metrics[f"psnr_{name}"] = _mean(_per_clip(lambda p, t: gm.psnr(p, t).per_clip, video, real[:, :, k:]))
+    for name, video in parts.items():  # the generator taken apart: psnr_warp_only, psnr_no_flow
+        metrics[f"psnr_{name}"] = _mean(_per_clip(lambda p, t: gm.psnr(p, t).per_clip, video, real[:, :, k:]))
     if k == 0:
         skipped.update({name: "an unconditional run: no true continuation to compare with" for name in _PAIRED})
         skipped.update(dict.fromkeys(_ABLATIONS, "an unconditional run: no flow to take apart"))

@@ -64,8 +64,10 @@ __all__ = [
     "format_eval",
     "generate",
     "generated_clips",
+    "generated_parts",
     "lpips_tlp",
     "stack_clips",
+    "with_context",
     "write_samples",
 ]
 
@@ -94,12 +96,12 @@ def generate(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames:
 
 
 @torch.no_grad()
-def generated_ablations(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames: int,
-                        batch: int = 64) -> dict[str, Tensor]:
-    """``{"warp_only": ..., "no_flow": ...}``, each ``(N, C, T - K, H, W)``: the continuation that
-    :func:`generate` gives with the generator's painted part left out, and with its flow set to
-    zero (``models.generator.Generator.parts``; needs K > 0)."""
-    out: dict[str, list[Tensor]] = {"warp_only": [], "no_flow": []}
+def generated_parts(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames: int,
+                    batch: int = 64) -> dict[str, Tensor]:
+    """``models.generator.Generator.parts`` over ``clips`` in batches (needs K > 0), each
+    ``(N, C, T - K, H, W)``: ``frames``, the continuation :func:`generate` gives; ``warp_only``,
+    the same with the generator's painted part left out; ``no_flow``, with its flow set to zero."""
+    out: dict[str, list[Tensor]] = {"frames": [], "warp_only": [], "no_flow": []}
     for start in range(0, len(clips), batch):
         parts = generator.parts(clips[start : start + batch, :, :context_frames], noise[start : start + batch])
         for name, chunks in out.items():
@@ -107,16 +109,22 @@ def generated_ablations(generator: nn.Module, clips: Tensor, noise: Tensor, cont
     return {name: torch.cat(chunks) for name, chunks in out.items()}
 
 
-def generated_clips(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames: int,
-                    batch: int = 64) -> Tensor:
-    """``(N, C, T, H, W)``: each clip's K context frames followed by its generated continuation.
+def with_context(clips: Tensor, continuation: Tensor, context_frames: int) -> Tensor:
+    """``(N, C, T, H, W)``: each clip's K context frames followed by ``continuation``, clamped.
 
     The continuation is clamped to [-1, 1], as it is when saved or shown: the generator blends the
     warped last frame and a tanh colour with a sigmoid mask, which float rounding can push a hair
     past 1, and the realism metrics refuse values outside [-1, 1].
     """
-    generated = generate(generator, clips, noise, context_frames, batch).clamp(-1, 1)
+    generated = continuation.clamp(-1, 1)
     return torch.cat([clips[:, :, :context_frames].to(generated), generated], dim=2)
+
+
+def generated_clips(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames: int,
+                    batch: int = 64) -> Tensor:
+    """``(N, C, T, H, W)``: each clip's K context frames followed by its generated continuation
+    (:func:`with_context` of :func:`generate`)."""
+    return with_context(clips, generate(generator, clips, noise, context_frames, batch), context_frames)
 
 
 def _with_last_context(context: Tensor, video: Tensor) -> Tensor:
