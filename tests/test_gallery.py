@@ -425,6 +425,25 @@ def test_detector_eval_file_and_warnings_on_the_card(gallery):
     assert '<td>0.550</td>' in raw and '<td>–</td>' in raw  # run-a's detector; the other run has none
 
 
+@pytest.mark.parametrize("clips, shown", [
+    ({"dataset": "data/bikes", "split": "whole"}, "frame 0.700 · clip 0.600 (on data/bikes, never trained on)"),
+    ({"dataset": "data/other", "split": "heldout"}, "frame 0.700 · clip 0.600 (on data/other)"),
+    ({"dataset": "data/bbb", "split": "heldout"}, "frame 0.700 · clip 0.600"),  # the run's own held-out clips
+    ({}, "frame 0.700 · clip 0.600"),  # an eval file from before eval.py recorded its clips
+])
+def test_the_summary_names_other_clips_eval_py_judged(tmp_path, clips, shown):
+    """The summary row's PSNR and motion are the trainer's, on the run's own held-out clips; a
+    detector score that comes from eval.py on other clips says which."""
+    run_dir = tmp_path / "runs" / "s"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 30, "eval/psnr": 22.0, "eval/psnr_baseline": 14.0}))
+    judge = {"accuracy": 0.7, "interval": [0.65, 0.75], "n_train": 64, "n_test": 64}
+    detector = {**judge, "protocol": "strong", "frame": judge, "clip": {**judge, "accuracy": 0.6}}
+    (run_dir / "eval-30.json").write_text(json.dumps({"step": 30, "clips": clips, "metrics": {"detector": detector}}))
+    index = update_gallery(tmp_path / "samples", "s", {"max_steps": 30, "dataset": "data/bbb"}, run_dir / "metrics.jsonl")
+    assert f"<td>{shown}</td>" in index.read_text()
+
+
 STRONG = {  # the trainer's end-of-run record with the strong protocol: frame and clip judges
     "detect/frame_accuracy": 0.823, "detect/frame_auc": 0.9, "detect/frame_accuracy_low": 0.797,
     "detect/frame_accuracy_high": 0.847, "detect/frame_n_train": 4096, "detect/frame_n_test": 4096,

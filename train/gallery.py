@@ -389,15 +389,24 @@ def _summary_heads() -> dict[str, str]:
 
 def _summary_detector(record: dict) -> str:
     """The detector column: the trainer's end-of-run score (each judge's, for the strong
-    protocol), else train/eval.py's, if it ran."""
-    judges = _flat_judges(record.get("latest_eval") or {})
+    protocol), else train/eval.py's, if it ran. The row's PSNR and motion are always the run's own
+    held-out clips, so eval.py's score on other clips (another folder, or whole videos the run
+    never saw) names them."""
+    judges, where = _flat_judges(record.get("latest_eval") or {}), ""
     if not judges:
-        detector = ((record.get("eval_file") or {}).get("metrics") or {}).get("detector")
+        eval_file = record.get("eval_file") or {}
+        detector = (eval_file.get("metrics") or {}).get("detector")
         judges = registry.detector_judges(detector) if isinstance(detector, dict) else []
+        clips = eval_file.get("clips") or {}
+        if clips.get("split") == "whole":
+            where = f" (on {clips.get('dataset')}, never trained on)"
+        elif "dataset" in clips and clips["dataset"] != (record.get("config") or {}).get("dataset"):
+            where = f" (on {clips.get('dataset') or 'the moving shapes'})"
     shown = [(keys, judge["accuracy"]) for keys, judge in judges if is_number(judge.get("accuracy"))]
     if len(shown) == 1 and not shown[0][0].judge:
-        return registry.get(shown[0][0].accuracy).number(shown[0][1])
-    return " · ".join(f"{keys.judge} {registry.get(keys.accuracy).number(value)}" for keys, value in shown) or "–"
+        return registry.get(shown[0][0].accuracy).number(shown[0][1]) + where
+    text = " · ".join(f"{keys.judge} {registry.get(keys.accuracy).number(value)}" for keys, value in shown)
+    return text + where if text else "–"
 
 
 def _summary_row(record: dict, anchor: str, templates: dict[str, string.Template]) -> str:
