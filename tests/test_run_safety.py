@@ -319,7 +319,11 @@ def test_ddp_ranks_stop_at_the_same_step_when_one_is_signalled(tmp_path):
     for pid in workers.values():
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
     step, _ = interrupted_at(job.stderr)  # from rank 0 only
-    assert job.stderr.count("exitcode  : 143") == 2  # both ranks exited as asked, none was killed
+    # Both ranks exited as asked, none was killed or aborted (before train/gan.py destroyed the
+    # process group on every way out, the signalled rank died of SIGABRT about once in 50 runs):
+    # on failure, show what the ranks printed last.
+    printed = [line for line in job.stderr.splitlines() if not line.startswith("train:") and line.strip()]
+    assert job.stderr.count("exitcode  : 143") == 2, "\n".join(printed[-80:])
     checkpoint = run_dir / "checkpoints" / f"checkpoint-{step}"
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [checkpoint.name]
     assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()
