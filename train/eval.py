@@ -271,6 +271,11 @@ def _mean(values: Tensor) -> float:
     return float(values.double().mean())
 
 
+def _mean_psnr(pred: Tensor, truth: Tensor) -> float:
+    """The mean over clips of each clip's PSNR, ``BATCH`` clips per call."""
+    return _mean(_per_clip(lambda p, t: gm.psnr(p, t).per_clip, pred, truth))
+
+
 # The reference metrics: they need each generated clip paired with its true continuation (the
 # copy-last-frame baseline is reported beside PSNR).
 # The generator's output taken apart (--checkpoint with context only, not a clip_metrics metric).
@@ -325,10 +330,9 @@ def clip_metrics(real: Tensor, fake: Tensor, context_frames: int, *, paired: boo
     first = max(k - 1, 0)  # temporal metrics: the steps from the last context frame on
     if paired:
         truth, pred = real[:, :, k:], fake[:, :, k:]
-        metrics["psnr"] = _mean(_per_clip(lambda p, t: gm.psnr(p, t).per_clip, pred, truth))
+        metrics["psnr"] = _mean_psnr(pred, truth)
         if k:
-            metrics["psnr_baseline"] = _mean(_per_clip(
-                lambda r: gm.psnr(r[:, :, k - 1 : k].expand_as(r[:, :, k:]), r[:, :, k:]).per_clip, real))
+            metrics["psnr_baseline"] = _mean_psnr(real[:, :, k - 1 : k].expand_as(truth), truth)
         if min(real.shape[-2:]) >= 11:
             metrics["ssim"] = _mean(_per_clip(lambda p, t: gm.ssim(p, t).per_clip, pred, truth))
         else:
@@ -429,7 +433,7 @@ def evaluate_checkpoint(args: argparse.Namespace, started: float) -> tuple[dict,
     metrics, skipped = clip_metrics(real, fake, k, paired=k > 0, lpips=lpips, lpips_skipped=lpips_skipped,
                                     extractors=extractors, protocol=args.protocol)
     for name, video in parts.items():  # the generator taken apart: psnr_warp_only, psnr_no_flow
-        metrics[f"psnr_{name}"] = _mean(_per_clip(lambda p, t: gm.psnr(p, t).per_clip, video, real[:, :, k:]))
+        metrics[f"psnr_{name}"] = _mean_psnr(video, real[:, :, k:])
     if k == 0:
         skipped.update({name: "an unconditional run: no true continuation to compare with" for name in _PAIRED})
         skipped.update(dict.fromkeys(_ABLATIONS, "an unconditional run: no flow to take apart"))

@@ -98,14 +98,16 @@ def generate(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames:
 @torch.no_grad()
 def generated_parts(generator: nn.Module, clips: Tensor, noise: Tensor, context_frames: int,
                     batch: int = 64) -> dict[str, Tensor]:
-    """``models.generator.Generator.parts`` over ``clips`` in batches (needs K > 0), each
-    ``(N, C, T - K, H, W)``: ``frames``, the continuation :func:`generate` gives; ``warp_only``,
-    the same with the generator's painted part left out; ``no_flow``, with its flow set to zero."""
-    out: dict[str, list[Tensor]] = {"frames": [], "warp_only": [], "no_flow": []}
+    """``models.generator.Generator.parts`` over ``clips`` in batches (needs K > 0), its frames
+    without the flow, each ``(N, C, T - K, H, W)``: ``frames``, the continuation :func:`generate`
+    gives; ``warp_only``, the same with the generator's painted part left out; ``no_flow``, with
+    its flow set to zero."""
+    out: dict[str, list[Tensor]] = {}
     for start in range(0, len(clips), batch):
         parts = generator.parts(clips[start : start + batch, :, :context_frames], noise[start : start + batch])
-        for name, chunks in out.items():
-            chunks.append(parts[name].float())
+        for name, video in parts.items():
+            if name != "flow":
+                out.setdefault(name, []).append(video.float())
     return {name: torch.cat(chunks) for name, chunks in out.items()}
 
 
